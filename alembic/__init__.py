@@ -1,0 +1,1 @@
+"""finops's Alembic environment, shipped in the package as ``finops.migrations``."""

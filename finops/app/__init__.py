@@ -1,0 +1,1 @@
+"""Use cases that wire domain and adapters together: ingest, reprice, demo. The CLI calls these."""

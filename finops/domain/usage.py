@@ -1,0 +1,329 @@
+"""The usage record (DESIGN.md §2): validation and normalisation of one LLM call.
+
+``parse_usage`` turns one decoded JSON object into a ``UsageRecord`` or raises
+``RecordError`` with a reason a person can act on. Counts are inclusive, as
+OpenAI and OpenTelemetry count them: ``input_tokens`` includes cache reads and
+writes, ``output_tokens`` includes reasoning. Provider-native usage objects
+(OpenAI Chat Completions and Responses, Anthropic Messages, Gemini
+``usageMetadata``) are normalised to that.
+
+Hand-written rather than a pydantic model: it runs once per ingested line and
+is the hot path of ingest (see bench/ingest.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from finops.domain.providers import canonical_provider, infer_provider
+
+__all__ = [
+    "COUNT_FIELDS",
+    "MAX_TOKENS_PER_REQUEST",
+    "SERVICE_TIERS",
+    "RecordError",
+    "UsageRecord",
+    "parse_timestamp",
+    "parse_usage",
+]
+
+SERVICE_TIERS = ("standard", "batch", "flex", "priority")
+_TIER_ALIASES = {
+    "standard": "standard", "default": "standard", "auto": "standard", "on_demand": "standard",
+    "batch": "batch", "batches": "batch", "flex": "flex", "priority": "priority", "scale": "priority",
+}
+_STATUS_ALIASES = {
+    "ok": "ok", "success": "ok", "succeeded": "ok", "completed": "ok",
+    "error": "error", "failed": "error", "failure": "error",
+}
+COUNT_FIELDS = (
+    "input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "output_tokens", "reasoning_tokens",
+)
+#: No single call has a context this large; above it a count is a bug upstream, not usage.
+MAX_TOKENS_PER_REQUEST = 10_000_000
+_MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
+_MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
+_MAX_ID = 256
+
+
+class RecordError(ValueError):
+    """A record that cannot be stored; ``reason`` goes to the dead-letter table."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One LLM call, or one bucket of a provider's usage report, normalised."""
+
+    id: str
+    ts: datetime  # aware, UTC
+    model: str
+    provider: str
+    flow: str = "unassigned"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    service_tier: str = "standard"
+    requests: int = 1
+    status: str = "ok"
+    prompt_id: str | None = None
+    user_hash: str | None = None
+    trace_id: str | None = None
+    session_id: str | None = None
+    latency_ms: int | None = None
+    tool_calls: int | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of every stored field: the same id with another digest is a conflict."""
+        parts = (
+            self.id, self.ts.isoformat(), self.model, self.provider, self.flow,
+            sorted(self.tags.items()), self.input_tokens, self.cached_input_tokens,
+            self.cache_write_tokens, self.cache_write_1h_tokens, self.output_tokens,
+            self.reasoning_tokens, self.service_tier, self.requests, self.status,
+            self.prompt_id, self.user_hash, self.trace_id, self.session_id,
+            self.latency_ms, self.tool_calls,
+        )
+        return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def parse_timestamp(value: object) -> datetime:
+    """ISO 8601 with an offset (``Z`` allowed) or epoch seconds, as an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {value!r}")
+    if isinstance(value, int | float):
+        try:
+            ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(value * 1_000_000))
+        except (OverflowError, ValueError) as exc:
+            raise RecordError(f"ts {value!r} is not a plausible epoch time") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ts = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise RecordError(f"ts {value!r} is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)") from None
+        if ts.tzinfo is None:
+            raise RecordError(f"ts {value!r} has no UTC offset; add Z or +01:00")
+        ts = ts.astimezone(UTC)
+    else:
+        raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {type(value).__name__}")
+    if not _MIN_TS <= ts < _MAX_TS:
+        raise RecordError(f"ts {value!r} is outside 2000..2100")
+    return ts
+
+
+def _count(obj: Mapping[str, Any], name: str, label: str | None = None) -> int:
+    value = obj.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{label or name} must be a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise RecordError(f"{label or name} must be a whole number, got {value!r}")
+        value = int(value)
+    if value < 0:
+        raise RecordError(f"{label or name} is negative ({value})")
+    return value
+
+
+def _sub(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    inner = obj.get(name)
+    return inner if isinstance(inner, Mapping) else {}
+
+
+def _text(obj: Mapping[str, Any], name: str, limit: int = 512) -> str | None:
+    value = obj.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RecordError(f"{name} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > limit:
+        raise RecordError(f"{name} is longer than {limit} characters")
+    return text
+
+
+def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
+    """Counts in finops's inclusive convention from a provider's own usage object."""
+    if "promptTokenCount" in usage or "prompt_token_count" in usage or "candidatesTokenCount" in usage:
+        g = {k.replace("_", "").lower(): v for k, v in usage.items()}
+        prompt = _count(g, "prompttokencount", "usage.promptTokenCount")
+        tool_prompt = _count(g, "tooluseprompttokencount", "usage.toolUsePromptTokenCount")
+        cached = _count(g, "cachedcontenttokencount", "usage.cachedContentTokenCount")
+        thoughts = _count(g, "thoughtstokencount", "usage.thoughtsTokenCount")
+        candidates = _count(g, "candidatestokencount", "usage.candidatesTokenCount")
+        return {
+            "input_tokens": prompt + tool_prompt, "cached_input_tokens": cached,
+            "output_tokens": candidates + thoughts, "reasoning_tokens": thoughts,
+        }
+    if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI Chat Completions
+        return {
+            "input_tokens": _count(usage, "prompt_tokens", "usage.prompt_tokens"),
+            "cached_input_tokens": _count(
+                _sub(usage, "prompt_tokens_details"), "cached_tokens",
+                "usage.prompt_tokens_details.cached_tokens"),
+            "output_tokens": _count(usage, "completion_tokens", "usage.completion_tokens"),
+            "reasoning_tokens": _count(
+                _sub(usage, "completion_tokens_details"), "reasoning_tokens",
+                "usage.completion_tokens_details.reasoning_tokens"),
+        }
+    if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage or (
+        "cache_creation" in usage
+    ):  # Anthropic Messages: input_tokens EXCLUDES cache reads and writes
+        base = _count(usage, "input_tokens", "usage.input_tokens")
+        reads = _count(usage, "cache_read_input_tokens", "usage.cache_read_input_tokens")
+        writes = _count(usage, "cache_creation_input_tokens", "usage.cache_creation_input_tokens")
+        split = _sub(usage, "cache_creation")
+        w5 = _count(split, "ephemeral_5m_input_tokens", "usage.cache_creation.ephemeral_5m_input_tokens")
+        w1h = _count(split, "ephemeral_1h_input_tokens", "usage.cache_creation.ephemeral_1h_input_tokens")
+        if split:
+            if "cache_creation_input_tokens" in usage and w5 + w1h != writes:
+                raise RecordError(
+                    f"usage.cache_creation splits {w5}+{w1h} tokens but "
+                    f"cache_creation_input_tokens is {writes}")
+        else:
+            w5 = writes
+        out: dict[str, int | str] = {
+            "input_tokens": base + reads + w5 + w1h, "cached_input_tokens": reads,
+            "cache_write_tokens": w5, "cache_write_1h_tokens": w1h,
+            "output_tokens": _count(usage, "output_tokens", "usage.output_tokens"),
+        }
+        if isinstance(usage.get("service_tier"), str):
+            out["service_tier"] = usage["service_tier"]
+        return out
+    if "input_tokens" in usage or "output_tokens" in usage:  # OpenAI Responses (inclusive)
+        return {
+            "input_tokens": _count(usage, "input_tokens", "usage.input_tokens"),
+            "cached_input_tokens": _count(
+                _sub(usage, "input_tokens_details"), "cached_tokens",
+                "usage.input_tokens_details.cached_tokens"),
+            "output_tokens": _count(usage, "output_tokens", "usage.output_tokens"),
+            "reasoning_tokens": _count(
+                _sub(usage, "output_tokens_details"), "reasoning_tokens",
+                "usage.output_tokens_details.reasoning_tokens"),
+        }
+    raise RecordError(
+        "usage has no token counts finops knows (OpenAI prompt_tokens/input_tokens, "
+        "Anthropic cache_*_input_tokens, Gemini promptTokenCount)")
+
+
+def _tags(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RecordError(f"tags must be an object of strings, got {type(value).__name__}")
+    if len(value) > 64:
+        raise RecordError(f"tags has {len(value)} keys; at most 64")
+    tags: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping | list) or item is None:
+            raise RecordError(f"tags.{key} must be a string, number or boolean")
+        text = str(item).lower() if isinstance(item, bool) else str(item)
+        if len(str(key)) > 128 or len(text) > 256:
+            raise RecordError(f"tags.{key} is too long (keys 128, values 256 characters)")
+        tags[str(key)] = text
+    return tags
+
+
+def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
+    """Validate and normalise one decoded JSON object.
+
+    ``user_key`` is the HMAC key that pseudonymises ``user``; a record carrying a
+    user is refused without one, so a raw user id can never reach storage.
+    Raises ``RecordError`` with the reason.
+    """
+    if not isinstance(obj, Mapping):
+        raise RecordError(f"a usage record must be a JSON object, got {type(obj).__name__}")
+    rid = obj.get("id")
+    if rid is None or rid == "" or isinstance(rid, bool) or not isinstance(rid, str | int):
+        raise RecordError("missing required field id (a stable, sender-chosen string)")
+    rid = str(rid)
+    if len(rid) > _MAX_ID:
+        raise RecordError(f"id is longer than {_MAX_ID} characters")
+    if "ts" not in obj:
+        raise RecordError("missing required field ts (ISO 8601 with offset, or epoch seconds)")
+    ts = parse_timestamp(obj["ts"])
+    model = obj.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise RecordError("missing required field model")
+    model = model.strip()
+    if len(model) > 200:
+        raise RecordError("model is longer than 200 characters")
+
+    provider_raw = obj.get("provider")
+    if provider_raw is not None and (not isinstance(provider_raw, str) or len(provider_raw) > 64):
+        raise RecordError("provider must be a short string")
+    provider = (canonical_provider(provider_raw) if provider_raw
+                else infer_provider(model) or "unknown")
+
+    counts: dict[str, int | str]
+    if any(name in obj for name in COUNT_FIELDS) or "usage" not in obj:
+        counts = {name: _count(obj, name) for name in COUNT_FIELDS}
+    else:
+        usage = obj.get("usage") or obj.get("usageMetadata")
+        if not isinstance(usage, Mapping):
+            raise RecordError("usage must be an object")
+        counts = _normalise_usage(usage)
+    inp = int(counts.get("input_tokens", 0))
+    cached = int(counts.get("cached_input_tokens", 0))
+    w5 = int(counts.get("cache_write_tokens", 0))
+    w1h = int(counts.get("cache_write_1h_tokens", 0))
+    out = int(counts.get("output_tokens", 0))
+    reasoning = int(counts.get("reasoning_tokens", 0))
+    if cached + w5 + w1h > inp:
+        raise RecordError(
+            f"cache reads and writes ({cached}+{w5}+{w1h}) exceed input_tokens ({inp}); "
+            "counts are inclusive: input_tokens is the whole prompt")
+    if reasoning > out:
+        raise RecordError(
+            f"reasoning_tokens ({reasoning}) exceed output_tokens ({out}); "
+            "output_tokens includes reasoning")
+
+    requests = _count(obj, "requests") if "requests" in obj else 1
+    limit = MAX_TOKENS_PER_REQUEST * max(requests, 1)
+    if inp > limit or out > limit:
+        raise RecordError(
+            f"token counts ({inp} in, {out} out) are absurd for {max(requests, 1)} request(s); "
+            f"at most {MAX_TOKENS_PER_REQUEST:,} per request")
+
+    tier_raw = obj.get("service_tier") or counts.get("service_tier") or "standard"
+    tier = _TIER_ALIASES.get(str(tier_raw).lower())
+    if tier is None:
+        raise RecordError(f"service_tier {tier_raw!r} is not one of {', '.join(SERVICE_TIERS)}")
+    status_raw = obj.get("status") or "ok"
+    status = _STATUS_ALIASES.get(str(status_raw).lower())
+    if status is None:
+        raise RecordError(f"status {status_raw!r} is not ok or error")
+
+    flow = _text(obj, "flow", 128) or "unassigned"
+    user = _text(obj, "user")
+    user_hash = None
+    if user is not None:
+        if user_key is None:
+            raise RecordError("record has a user but no pseudonymisation key is configured")
+        user_hash = hmac.new(user_key, user.encode(), hashlib.sha256).hexdigest()[:32]
+    latency = _count(obj, "latency_ms") if obj.get("latency_ms") is not None else None
+    tool_calls = _count(obj, "tool_calls") if obj.get("tool_calls") is not None else None
+
+    return UsageRecord(
+        id=rid, ts=ts, model=model, provider=provider, flow=flow, tags=_tags(obj.get("tags")),
+        input_tokens=inp, cached_input_tokens=cached, cache_write_tokens=w5,
+        cache_write_1h_tokens=w1h, output_tokens=out, reasoning_tokens=reasoning,
+        service_tier=tier, requests=requests, status=status,
+        prompt_id=_text(obj, "prompt_id"), user_hash=user_hash,
+        trace_id=_text(obj, "trace_id"), session_id=_text(obj, "session_id"),
+        latency_ms=latency, tool_calls=tool_calls,
+    )

@@ -1,0 +1,1 @@
+"""Slack delivery (budgets issue)."""

@@ -1,0 +1,1 @@
+"""Read-side: spend queries and their renderers (table, JSON, CSV)."""

@@ -1,0 +1,72 @@
+"""What an ingest did, and the dead letters, for people and machines."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+
+from finops.app.ingest import IngestSummary
+from finops.domain.money import format_usd
+from finops.storage.tables import dead_letters
+
+__all__ = ["print_dead_letters", "print_ingest_summary"]
+
+
+def print_ingest_summary(summary: IngestSummary, *, files: int, console: Console) -> None:
+    """One line of counts, then what needs attention: rejections and unpriced models."""
+    where = f" from {files} file{'s' * (files != 1)}" if files else ""
+    console.print(
+        f"read {summary.read:,}{where}: stored {summary.stored:,}, duplicates {summary.duplicates:,}, "
+        f"rejected {summary.rejected:,}, unpriced {summary.unpriced:,}; "
+        f"cost added ${format_usd(summary.cost_nanos)}",
+        markup=False,
+    )
+    if summary.rejected:
+        console.print(f"rejected lines are in the dead-letter table (`finops dead-letters`); "
+                      f"{summary.conflicts:,} were conflicts (same id, different content):", markup=False)
+        for reason, count in summary.reasons.most_common(5):
+            console.print(f"  {count:>8,}  {reason}", markup=False)
+        for ex in summary.examples[:3]:
+            line = f":{ex.line}" if ex.line is not None else ""
+            console.print(f"  e.g. {ex.location}{line}: {ex.reason}", markup=False)
+    if summary.unpriced_models:
+        models = ", ".join(f"{m} ({n:,})" for m, n in summary.unpriced_models.most_common(5))
+        console.print(
+            f"no price for: {models}. These records are stored unpriced (not $0); add a price "
+            "(FINOPS_PRICE_OVERRIDES or `finops prices import`), then `finops reprice --since DATE`.",
+            markup=False,
+        )
+
+
+def print_dead_letters(engine: Engine, *, limit: int, as_json: bool, console: Console) -> None:
+    d = dead_letters.c
+    with engine.connect() as conn:
+        total = conn.scalar(select(func.count()).select_from(dead_letters)) or 0
+        rows = list(conn.execute(
+            select(d.source, d.location, d.line, d.record_id, d.reason, d.raw, d.created_us)
+            .order_by(d.id.desc()).limit(limit)
+        ))
+    items = [
+        {"source": r.source, "location": r.location, "line": r.line, "record_id": r.record_id,
+         "reason": r.reason, "raw": r.raw,
+         "at": datetime.fromtimestamp(r.created_us / 1_000_000, UTC).isoformat(timespec="seconds")}
+        for r in rows
+    ]
+    if as_json:
+        console.print_json(json.dumps({"total": total, "dead_letters": items}))
+        return
+    if not items:
+        console.print("No dead letters: every line ingested so far was stored.")
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("where", "id", "reason"):
+        table.add_column(name, overflow="fold")
+    for item in items:
+        where = f"{item['location']}:{item['line']}" if item["line"] is not None else str(item["location"])
+        table.add_row(where, str(item["record_id"] or ""), str(item["reason"]))
+    console.print(table)
+    console.print(f"{len(items)} of {total:,} dead letters shown (newest first).", markup=False)

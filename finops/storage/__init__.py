@@ -1,0 +1,1 @@
+"""Storage adapters: SQLAlchemy tables, the ledger writes, spend queries. Migrations live in alembic/."""

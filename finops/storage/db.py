@@ -1,0 +1,123 @@
+"""Engines and migrations: SQLite tuned for a writer and many readers, PostgreSQL as is.
+
+SQLite gets WAL (readers never block the writer), a 30 s busy timeout, and
+``BEGIN IMMEDIATE`` transactions, so two writers queue instead of failing
+halfway with "database is locked".
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from finops.errors import ConfigError, StorageError
+
+__all__ = ["create_engine_for", "current_revision", "head_revision", "open_ledger", "upgrade"]
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for ``url``; SQLite connections get the pragmas above."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"FINOPS_DATABASE_URL is not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "PostgreSQL needs the driver: pip install 'finops[postgres]'") from None
+    raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    location = Path(str(resources.files("finops.migrations")))
+    config.set_main_option("script_location", str(location))
+    config.attributes["url"] = engine.url
+    return config
+
+
+def head_revision(engine: Engine) -> str:
+    """The newest migration this finops knows."""
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at; ``None`` for an empty database."""
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StorageError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision`` (default: the newest)."""
+    config = _alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate down to ``revision`` (``base`` removes every table)."""
+    config = _alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def open_ledger(url: str, *, create: bool = True) -> Engine:
+    """An engine on a database at the newest schema.
+
+    An empty database is migrated when ``create`` is set (a first run just
+    works); one at an older revision is not touched: the user is told to run
+    ``finops db upgrade``, because upgrading their data is their decision.
+    """
+    engine = create_engine_for(url)
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current == head:
+        return engine
+    if current is None and create:
+        with engine.connect() as conn:
+            empty = not inspect(conn).get_table_names()
+        if empty:
+            upgrade(engine)
+            return engine
+    engine.dispose()
+    shown = engine.url.render_as_string(hide_password=True)
+    if current is None:
+        raise StorageError(f"the database {shown} has no finops schema: run `finops db upgrade`")
+    raise StorageError(
+        f"the database {shown} is at schema {current}, this finops needs {head}: "
+        "run `finops db upgrade`")

@@ -1,0 +1,30 @@
+"""Dialect helpers shared by the storage modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+__all__ = ["dialect_insert", "like_pattern"]
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """An INSERT with ``on_conflict_do_nothing/do_update`` for this connection's dialect."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def like_pattern(glob: str) -> str:
+    """A shell glob (``support-*``) as a LIKE pattern with ``\\`` as the escape character."""
+    out = []
+    for ch in glob:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,0 +1,153 @@
+"""The schema, as SQLAlchemy Core tables. Every change here needs an Alembic migration.
+
+Units: money is integer nano-dollars (``*_nanos``, 1e-9 USD); times are integer
+microseconds since the Unix epoch, UTC (``*_us``); rollup buckets are the UTC
+hour's start in epoch seconds (``hour``). Integers compare, sum and index the
+same way on SQLite and PostgreSQL and never lose a unit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "ROLLUP_KEYS",
+    "ROLLUP_SUMS",
+    "dead_letters",
+    "meta",
+    "metadata",
+    "price_entries",
+    "price_versions",
+    "rollups_hourly",
+    "usage_records",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+meta = Table(
+    "finops_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("record_id", String(256), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("hour", BigInteger, nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("flow", String(128), nullable=False),
+    Column("tags", Text, nullable=False),  # canonical JSON object, "{}" when none
+    Column("service_tier", String(16), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=True),  # NULL: unpriced, never $0
+    Column("price_version", String(32), nullable=True),
+    Column("prompt_id", String(512), nullable=True),
+    Column("user_hash", String(32), nullable=True),
+    Column("trace_id", String(512), nullable=True),
+    Column("session_id", String(512), nullable=True),
+    Column("latency_ms", BigInteger, nullable=True),
+    Column("tool_calls", BigInteger, nullable=True),
+    Column("ingested_us", BigInteger, nullable=False),
+    UniqueConstraint("source", "record_id"),
+    Index(None, "ts_us"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(32), nullable=False, unique=True),
+    Column("source", String(128), nullable=False),
+    Column("location", String(1024), nullable=False),
+    Column("line", BigInteger, nullable=True),
+    Column("record_id", String(256), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+price_entries = Table(
+    "price_entries",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("layer", String(16), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("body", Text, nullable=False),  # the entry in file shape, JSON, USD per million tokens
+    Column("created_us", BigInteger, nullable=False),
+    Index(None, "provider", "model"),
+)
+
+price_versions = Table(
+    "price_versions",
+    metadata,
+    Column("version", String(32), primary_key=True),
+    Column("layer", String(16), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("discount", Text, nullable=True),
+    Column("body", Text, nullable=False),
+    Column("first_used_us", BigInteger, nullable=False),
+)
+
+ROLLUP_KEYS = ("hour", "flow", "provider", "model", "service_tier", "status", "tags")
+ROLLUP_SUMS = (
+    "records", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos",
+    "unpriced_records", "unpriced_requests",
+)
+
+rollups_hourly = Table(
+    "rollups_hourly",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("hour", BigInteger, nullable=False),
+    Column("flow", String(128), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("service_tier", String(16), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("tags", Text, nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
+    UniqueConstraint(*ROLLUP_KEYS, name="uq_rollups_hourly_key"),
+)
