@@ -35,7 +35,6 @@ def upgrade() -> None:
         sa.Column("id", _Id, autoincrement=True, nullable=False),
         sa.Column("source", sa.String(128), nullable=False),
         sa.Column("record_id", sa.String(256), nullable=False),
-        sa.Column("fingerprint", sa.String(32), nullable=False),
         sa.Column("ts_us", sa.BigInteger(), nullable=False),
         sa.Column("hour", sa.BigInteger(), nullable=False),
         sa.Column("provider", sa.String(64), nullable=False),

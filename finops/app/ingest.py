@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from finops.app.ledger import Ledger
 from finops.app.pricing import price_record
 from finops.domain.pricing import PriceMatch
@@ -63,13 +65,13 @@ class _Batcher:
         self.matches: dict[str, PriceMatch] = {}
         self.known_versions: set[str] = set()
 
-    def accept(self, obj: Any, *, location: str, line: int | None, raw: Callable[[], str]) -> None:
+    def accept(self, obj: Any, *, location: str, line: int | None, raw: str | Callable[[], str]) -> None:
         self.summary.read += 1
         try:
             record = parse_usage(obj, user_key=self.ledger.user_key)
         except RecordError as exc:
             rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-            self.reject(Rejection(location, line, exc.reason, raw(), rid))
+            self.reject(Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid))
             return
         cost, match = price_record(self.ledger.book, record)
         version = None
@@ -125,15 +127,15 @@ def ingest_lines(
     """Decode, validate, price and store JSONL lines."""
     summary = summary if summary is not None else IngestSummary()
     batcher = _Batcher(ledger, source, summary, batch_size or ledger.settings.ingest_batch_size)
-    loads = json.loads
+    loads = orjson.loads
     for line in lines:
         try:
             obj = loads(line.text)
-        except ValueError as exc:
+        except orjson.JSONDecodeError as exc:
             summary.read += 1
             batcher.reject(Rejection(line.path, line.number, f"invalid JSON: {exc}", line.text))
             continue
-        batcher.accept(obj, location=line.path, line=line.number, raw=lambda text=line.text: text)
+        batcher.accept(obj, location=line.path, line=line.number, raw=line.text)
     batcher.flush()
     return summary
 

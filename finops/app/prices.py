@@ -86,7 +86,7 @@ def unpriced_models(
     if end is not None:
         stmt = stmt.where(r.hour < int(end.timestamp()))
     with ledger.engine.connect() as conn:
-        rows = list(conn.execute(stmt).tuples())
+        rows = list(conn.execute(stmt))
     out = []
     for provider, model, records, requests, inp, outp, first, last in rows:
         last_dt = datetime.fromtimestamp(int(last), UTC)

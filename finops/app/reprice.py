@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -19,16 +20,12 @@ from finops.app.pricing import price_record
 from finops.domain.pricing import PriceMatch
 from finops.domain.usage import UsageRecord
 from finops.storage.ledger import add_to_rollups, record_price_versions
-from finops.storage.tables import usage_records
+from finops.storage.tables import USAGE_COLUMNS, usage_records
 
 __all__ = ["RepriceReport", "reprice"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_COLUMNS = (
-    "id", "ts_us", "hour", "flow", "provider", "model", "service_tier", "status", "tags",
-    "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos", "price_version",
-)
+_COST = USAGE_COLUMNS.index("cost_nanos")
 
 
 @dataclass
@@ -71,19 +68,22 @@ def reprice(
     hi = int((until - _EPOCH) / timedelta(microseconds=1)) if until else None
     while True:
         with ledger.engine.begin() as conn:
-            stmt = select(*(t[c] for c in _COLUMNS)).where(t.ts_us >= lo, t.id > last_id)
+            stmt = select(t.id, *(t[c] for c in USAGE_COLUMNS)).where(t.ts_us >= lo, t.id > last_id)
             if hi is not None:
                 stmt = stmt.where(t.ts_us < hi)
             stmt = stmt.order_by(t.id).limit(chunk)
             if not dry_run:
                 stmt = stmt.with_for_update()
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
-            if not rows:
+            fetched = list(conn.execute(stmt))
+            if not fetched:
                 break
-            last_id = rows[-1]["id"]
-            old_rows, new_rows, updates = [], [], []
+            last_id = fetched[-1][0]
+            old_rows: list[tuple[Any, ...]] = []
+            new_rows: list[tuple[Any, ...]] = []
+            updates: list[dict[str, Any]] = []
             matches: dict[str, PriceMatch] = {}
-            for row in rows:
+            for rid, *values in fetched:
+                row = dict(zip(USAGE_COLUMNS, values, strict=True))
                 report.examined += 1
                 cost, match = price_record(ledger.book, _record(row))
                 version = match.version if match else None
@@ -101,9 +101,9 @@ def reprice(
                 change.newly_unpriced += old is not None and cost is None
                 if match is not None:
                     matches[match.version] = match
-                old_rows.append(row)
-                new_rows.append({**row, "cost_nanos": cost})
-                updates.append({"rid": row["id"], "cost": cost, "version": version})
+                old_rows.append(tuple(values))
+                new_rows.append((*values[:_COST], cost, *values[_COST + 1 :]))
+                updates.append({"rid": rid, "cost": cost, "version": version})
             if updates and not dry_run:
                 now = time.time_ns() // 1000
                 record_price_versions(conn, matches.values(), now_us=now)
@@ -118,15 +118,12 @@ def reprice(
     return report
 
 
-def _record(row: dict[str, object]) -> UsageRecord:
-    ts = _EPOCH + timedelta(microseconds=int(row["ts_us"]))  # type: ignore[call-overload]
+def _record(row: dict[str, Any]) -> UsageRecord:
+    """Enough of a stored row to price it again."""
     return UsageRecord(
-        id=str(row["id"]), ts=ts, model=str(row["model"]), provider=str(row["provider"]),
-        service_tier=str(row["service_tier"]),
-        input_tokens=int(row["input_tokens"]),  # type: ignore[call-overload]
-        cached_input_tokens=int(row["cached_input_tokens"]),  # type: ignore[call-overload]
-        cache_write_tokens=int(row["cache_write_tokens"]),  # type: ignore[call-overload]
-        cache_write_1h_tokens=int(row["cache_write_1h_tokens"]),  # type: ignore[call-overload]
-        output_tokens=int(row["output_tokens"]),  # type: ignore[call-overload]
-        reasoning_tokens=int(row["reasoning_tokens"]),  # type: ignore[call-overload]
+        id=row["record_id"], ts=_EPOCH + timedelta(microseconds=row["ts_us"]), model=row["model"],
+        provider=row["provider"], service_tier=row["service_tier"], input_tokens=row["input_tokens"],
+        cached_input_tokens=row["cached_input_tokens"], cache_write_tokens=row["cache_write_tokens"],
+        cache_write_1h_tokens=row["cache_write_1h_tokens"], output_tokens=row["output_tokens"],
+        reasoning_tokens=row["reasoning_tokens"],
     )

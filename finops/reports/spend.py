@@ -121,7 +121,7 @@ def _aggregate(
         measures = [func.sum(table.c[m]) for m in METRICS]
     group = [table.c[d] for d in dims]
     stmt = select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
-    return list(conn.execute(stmt).tuples())
+    return list(conn.execute(stmt))
 
 
 def _hour_floor(t: datetime) -> int:

@@ -7,11 +7,10 @@ halfway with "database is locked".
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -19,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from alembic import command
 from finops.errors import ConfigError, StorageError
 
 __all__ = ["create_engine_for", "current_revision", "head_revision", "open_ledger", "upgrade"]
@@ -56,10 +56,20 @@ def create_engine_for(url: str) -> Engine:
     raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
+def _script_location() -> str:
+    """Where the migrations are: top-level ``alembic/``, shipped in the package as ``finops.migrations``."""
+    spec = importlib.util.find_spec("finops.migrations")
+    places = list(spec.submodule_search_locations or []) if spec else []
+    places.append(str(Path(__file__).resolve().parents[2] / "alembic"))  # a source checkout
+    for place in places:
+        if (Path(place) / "env.py").is_file():
+            return str(place)
+    raise StorageError("finops cannot find its migrations (finops.migrations); reinstall finops")
+
+
 def _alembic_config(engine: Engine) -> Config:
     config = Config()
-    location = Path(str(resources.files("finops.migrations")))
-    config.set_main_option("script_location", str(location))
+    config.set_main_option("script_location", _script_location())
     config.attributes["url"] = engine.url
     return config
 

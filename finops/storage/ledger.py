@@ -1,8 +1,9 @@
 """Writing the ledger: usage rows, their hourly rollups and dead letters, in one transaction.
 
-A batch is idempotent on (source, record id): rows already stored with the same
-fingerprint are duplicates (no change), with another fingerprint conflicts
-(a dead letter, the stored row untouched). Only rows this transaction really
+A batch is idempotent on (source, record id): a record already stored with the
+same content (``CONTENT_COLUMNS``: what the sender said, not its price) is a
+duplicate (no change); with other content, a conflict (a dead letter, the
+stored row untouched). Only rows this transaction really
 inserted (``INSERT .. ON CONFLICT DO NOTHING RETURNING``) reach the rollups, so
 two replicas writing the same records at once still count each one once.
 Rollup rows are upserted in key order, so concurrent writers never deadlock.
@@ -14,16 +15,20 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.usage import UsageRecord
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
+    CONTENT_COLUMNS,
     ROLLUP_KEYS,
     ROLLUP_SUMS,
+    USAGE_COLUMNS,
     dead_letters,
     price_versions,
     rollups_hourly,
@@ -36,12 +41,20 @@ __all__ = [
     "Rejection",
     "add_to_rollups",
     "record_price_versions",
+    "usage_row",
     "write_batch",
     "write_dead_letters",
 ]
 
 _CHUNK = 900  # bound parameters per IN (...) query, under every driver's limit
 _RAW_LIMIT = 4000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_CONTENT_AT = tuple(USAGE_COLUMNS.index(c) for c in CONTENT_COLUMNS)
+_SQLITE_INSERT = (
+    f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (source, record_id) DO NOTHING"
+)
 
 
 @dataclass(slots=True)
@@ -78,36 +91,37 @@ class BatchOutcome:
 
 
 def _tags_json(tags: Any) -> str:
-    return json.dumps(dict(sorted(tags.items())), ensure_ascii=False, separators=(",", ":")) if tags else "{}"
+    """Canonical JSON (sorted keys, no spaces, UTF-8): equal tags are equal strings."""
+    if not tags:
+        return "{}"
+    return orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _row(item: PricedRecord, source: str, fingerprint: str, now_us: int) -> dict[str, Any]:
+def usage_row(item: PricedRecord, source: str, now_us: int) -> tuple[Any, ...]:
+    """A record as a tuple in ``USAGE_COLUMNS`` order."""
     r = item.record
-    ts_us = int(r.ts.timestamp()) * 1_000_000 + r.ts.microsecond
-    return {
-        "source": source, "record_id": r.id, "fingerprint": fingerprint,
-        "ts_us": ts_us, "hour": ts_us // 3_600_000_000 * 3600,
-        "provider": r.provider, "model": r.model, "flow": r.flow, "tags": _tags_json(r.tags),
-        "service_tier": r.service_tier, "status": r.status, "requests": r.requests,
-        "input_tokens": r.input_tokens, "cached_input_tokens": r.cached_input_tokens,
-        "cache_write_tokens": r.cache_write_tokens, "cache_write_1h_tokens": r.cache_write_1h_tokens,
-        "output_tokens": r.output_tokens, "reasoning_tokens": r.reasoning_tokens,
-        "cost_nanos": item.cost_nanos, "price_version": item.price_version,
-        "prompt_id": r.prompt_id, "user_hash": r.user_hash, "trace_id": r.trace_id,
-        "session_id": r.session_id, "latency_ms": r.latency_ms, "tool_calls": r.tool_calls,
-        "ingested_us": now_us,
-    }
+    ts_us = (r.ts - _EPOCH) // _MICROSECOND
+    return (
+        source, r.id, ts_us, ts_us // 3_600_000_000 * 3600, r.provider, r.model, r.flow,
+        _tags_json(r.tags), r.service_tier, r.status, r.requests, r.input_tokens,
+        r.cached_input_tokens, r.cache_write_tokens, r.cache_write_1h_tokens, r.output_tokens,
+        r.reasoning_tokens, item.cost_nanos, item.price_version, r.prompt_id, r.user_hash,
+        r.trace_id, r.session_id, r.latency_ms, r.tool_calls, now_us,
+    )
 
 
-def _existing(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _content(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(row[i] for i in _CONTENT_AT)
+
+
+def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    found: dict[str, tuple[Any, ...]] = {}
     t = usage_records.c
+    cols = [t[c] for c in CONTENT_COLUMNS]
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        rows = conn.execute(
-            select(t.record_id, t.fingerprint).where(t.source == source, t.record_id.in_(chunk))
-        )
-        found.update({rid: fp for rid, fp in rows})
+        rows = conn.execute(select(*cols).where(t.source == source, t.record_id.in_(chunk)))
+        found.update({row[0]: tuple(row) for row in rows})
     return found
 
 
@@ -120,27 +134,28 @@ def _conflict(item: PricedRecord) -> Rejection:
     )
 
 
-def add_to_rollups(conn: Connection, rows: Iterable[dict[str, Any]], *, sign: int = 1) -> None:
-    """Add (or with ``sign=-1`` subtract) usage rows to their hourly rollups."""
+def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int = 1) -> None:
+    """Add (or with ``sign=-1`` subtract) usage rows (``USAGE_COLUMNS`` order) to their rollups."""
     sums: dict[tuple[Any, ...], list[int]] = {}
-    width = len(ROLLUP_SUMS)
     for row in rows:
-        key = tuple(row[k] for k in ROLLUP_KEYS)
+        key = (row[3], row[6], row[4], row[5], row[8], row[9], row[7])  # ROLLUP_KEYS order
         acc = sums.get(key)
         if acc is None:
-            acc = sums[key] = [0] * width
-        priced = row["cost_nanos"] is not None
+            acc = sums[key] = [0] * 11
+        cost = row[17]
         acc[0] += 1
-        acc[1] += row["requests"]
-        acc[2] += row["input_tokens"]
-        acc[3] += row["cached_input_tokens"]
-        acc[4] += row["cache_write_tokens"]
-        acc[5] += row["cache_write_1h_tokens"]
-        acc[6] += row["output_tokens"]
-        acc[7] += row["reasoning_tokens"]
-        acc[8] += row["cost_nanos"] if priced else 0
-        acc[9] += 0 if priced else 1
-        acc[10] += 0 if priced else row["requests"]
+        acc[1] += row[10]
+        acc[2] += row[11]
+        acc[3] += row[12]
+        acc[4] += row[13]
+        acc[5] += row[14]
+        acc[6] += row[15]
+        acc[7] += row[16]
+        if cost is None:
+            acc[9] += 1
+            acc[10] += row[10]
+        else:
+            acc[8] += cost
     if not sums:
         return
     params = [
@@ -156,6 +171,25 @@ def add_to_rollups(conn: Connection, rows: Iterable[dict[str, Any]], *, sign: in
     conn.execute(stmt, params)
 
 
+def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+    """Insert rows not stored yet; returns the record ids this transaction inserted.
+
+    SQLite: the transaction began with BEGIN IMMEDIATE, so no other writer can
+    have stored these ids since we looked; a plain executemany is safe and fast.
+    PostgreSQL: other writers run concurrently, so RETURNING tells us which rows won.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_INSERT, rows)  # type: ignore[arg-type]
+        return {row[1] for row in rows}
+    stmt = (
+        dialect_insert(conn, usage_records)
+        .on_conflict_do_nothing(index_elements=["source", "record_id"])
+        .returning(usage_records.c.record_id)
+    )
+    params = [dict(zip(USAGE_COLUMNS, row, strict=True)) for row in rows]
+    return {rid for (rid,) in conn.execute(stmt, params)}
+
+
 def write_batch(
     conn: Connection,
     *,
@@ -166,49 +200,43 @@ def write_batch(
 ) -> BatchOutcome:
     """Store one batch inside the caller's transaction; see the module docstring."""
     outcome = BatchOutcome()
-    fresh: dict[str, tuple[PricedRecord, str]] = {}
+    fresh: dict[str, tuple[PricedRecord, tuple[Any, ...]]] = {}
     for item in items:
-        fp = item.record.fingerprint()
+        row = usage_row(item, source, now_us)
         seen = fresh.get(item.record.id)
         if seen is None:
-            fresh[item.record.id] = (item, fp)
-        elif seen[1] == fp:
+            fresh[item.record.id] = (item, row)
+        elif _content(seen[1]) == _content(row):
             outcome.duplicates += 1
         else:
             outcome.conflicts.append(_conflict(item))
     if fresh:
-        stored = _existing(conn, source, list(fresh))
-        for rid, fp in stored.items():
-            item, new_fp = fresh.pop(rid)
-            if fp == new_fp:
+        for rid, content in _stored_content(conn, source, list(fresh)).items():
+            item, row = fresh.pop(rid)
+            if content == _content(row):
                 outcome.duplicates += 1
             else:
                 outcome.conflicts.append(_conflict(item))
     if fresh:
-        rows = [_row(item, source, fp, now_us) for item, fp in fresh.values()]
-        stmt = (
-            dialect_insert(conn, usage_records)
-            .on_conflict_do_nothing(index_elements=["source", "record_id"])
-            .returning(usage_records.c.record_id)
-        )
-        inserted = {rid for (rid,) in conn.execute(stmt, rows)}
+        rows = [row for _, row in fresh.values()]
+        inserted = _insert_new(conn, rows)
         lost = [rid for rid in fresh if rid not in inserted]  # another writer won the race
         if lost:
-            stored = _existing(conn, source, lost)
+            stored = _stored_content(conn, source, lost)
             for rid in lost:
-                item, fp = fresh[rid]
-                if stored.get(rid) == fp:
+                item, row = fresh[rid]
+                if stored.get(rid) == _content(row):
                     outcome.duplicates += 1
                 else:
                     outcome.conflicts.append(_conflict(item))
-            rows = [row for row in rows if row["record_id"] in inserted]
+            rows = [row for row in rows if row[1] in inserted]
         add_to_rollups(conn, rows)
         outcome.stored = len(rows)
         for row in rows:
-            if row["cost_nanos"] is None:
+            if row[17] is None:
                 outcome.unpriced += 1
             else:
-                outcome.cost_nanos += row["cost_nanos"]
+                outcome.cost_nanos += row[17]
     write_dead_letters(conn, source=source, rejections=[*rejections, *outcome.conflicts], now_us=now_us)
     return outcome
 

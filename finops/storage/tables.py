@@ -22,8 +22,10 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "CONTENT_COLUMNS",
     "ROLLUP_KEYS",
     "ROLLUP_SUMS",
+    "USAGE_COLUMNS",
     "dead_letters",
     "meta",
     "metadata",
@@ -59,7 +61,6 @@ usage_records = Table(
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("source", String(128), nullable=False),
     Column("record_id", String(256), nullable=False),
-    Column("fingerprint", String(32), nullable=False),
     Column("ts_us", BigInteger, nullable=False),
     Column("hour", BigInteger, nullable=False),
     Column("provider", String(64), nullable=False),
@@ -128,6 +129,18 @@ price_versions = Table(
     Column("discount", Text, nullable=True),
     Column("body", Text, nullable=False),
     Column("first_used_us", BigInteger, nullable=False),
+)
+
+#: The order of a usage row as the ledger writes it (a tuple, for speed).
+USAGE_COLUMNS = (
+    "source", "record_id", "ts_us", "hour", "provider", "model", "flow", "tags", "service_tier",
+    "status", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos", "price_version",
+    "prompt_id", "user_hash", "trace_id", "session_id", "latency_ms", "tool_calls", "ingested_us",
+)
+#: What the sender said: equal content under the same id is a duplicate, else a conflict.
+CONTENT_COLUMNS = tuple(
+    c for c in USAGE_COLUMNS if c not in ("source", "hour", "cost_nanos", "price_version", "ingested_us")
 )
 
 ROLLUP_KEYS = ("hour", "flow", "provider", "model", "service_tier", "status", "tags")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from finops.domain.providers import canonical_provider, origin_provider
 from finops.domain.pricing.rates import LAYERS, PriceEntry
+from finops.domain.providers import canonical_provider, origin_provider
 
 __all__ = ["Discount", "PriceBook", "PriceMatch", "model_variants"]
 

@@ -32,8 +32,10 @@ __all__ = [
     "TIERS",
     "PriceEntry",
     "RateCard",
+    "ScaledRates",
     "entry_from_mapping",
     "entry_to_mapping",
+    "scale_rates",
 ]
 
 RATE_FIELDS = ("input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning")
@@ -60,6 +62,29 @@ class RateCard:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class ScaledRates:
+    """A complete card as integers: each rate is ``value × 10**-exp`` USD per token."""
+
+    exp: int
+    input: int
+    cache_read: int
+    cache_write: int
+    cache_write_1h: int
+    output: int
+    reasoning: int
+
+
+def scale_rates(card: RateCard) -> ScaledRates:
+    """Scale a complete card (every rate set) to integers sharing one exponent."""
+    values = [card.get(name) for name in RATE_FIELDS]
+    if any(v is None for v in values):
+        raise ValueError("scale_rates needs a complete card")
+    decimals = [v for v in values if v is not None]
+    exp = max(0, *(-int(v.as_tuple().exponent) for v in decimals))
+    return ScaledRates(exp, *(int(v.scaleb(exp)) for v in decimals))
+
+
 @dataclass(frozen=True)
 class PriceEntry:
     """The prices of one provider/model from one date, from one source.
@@ -78,6 +103,7 @@ class PriceEntry:
     _resolved: dict[tuple[str, int], RateCard] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _scaled: dict[tuple[str, int], ScaledRates] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def thresholds(self) -> tuple[int, ...]:
@@ -105,6 +131,13 @@ class PriceEntry:
         if found is None:
             found = self._resolve(tier, threshold)
             self._resolved[(tier, threshold)] = found
+        return found
+
+    def scaled_rates(self, tier: str, threshold: int) -> ScaledRates:
+        """``rates`` as integers for exact, fast arithmetic."""
+        found = self._scaled.get((tier, threshold))
+        if found is None:
+            found = self._scaled[(tier, threshold)] = scale_rates(self.rates(tier, threshold))
         return found
 
     def _standard(self, name: str, h: int) -> Decimal | None:

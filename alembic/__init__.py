@@ -1,1 +1,0 @@
-"""finops's Alembic environment, shipped in the package as ``finops.migrations``."""

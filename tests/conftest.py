@@ -1,0 +1,107 @@
+"""Real databases for every test: a temp SQLite file, and a fresh PostgreSQL database per test.
+
+PostgreSQL tests need FINOPS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres);
+they are skipped with that reason where it is unset, and fail under CI=true, where .ci/run sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from finops.app.ledger import Ledger
+from finops.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
+PG_URL = os.environ.get("FINOPS_TEST_POSTGRES_URL")
+
+
+def _no_postgres() -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but FINOPS_TEST_POSTGRES_URL is not set: .ci/run must provide PostgreSQL")
+    pytest.skip("FINOPS_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'finops.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test, dropped afterwards."""
+    if not PG_URL:
+        _no_postgres()
+    assert PG_URL is not None
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"finops_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+def make_ledger(url: str, **settings: Any) -> Ledger:
+    return Ledger.open(Settings(database_url=url, user_hash_secret="test-secret", **settings))
+
+
+@pytest.fixture
+def ledger(db_url: str) -> Iterator[Ledger]:
+    led = make_ledger(db_url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def sqlite_ledger(sqlite_url: str) -> Iterator[Ledger]:
+    led = make_ledger(sqlite_url)
+    yield led
+    led.close()
+
+
+def usage(i: int, **overrides: Any) -> dict[str, Any]:
+    """A valid canonical usage record; ``i`` makes the id and varies the counts."""
+    flows = ("support-gpt-en", "search-rerank", "code-review")
+    models = (("openai", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"))
+    provider, model = models[i % 3]
+    record: dict[str, Any] = {
+        "id": f"req-{i}",
+        "ts": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}Z",
+        "provider": provider,
+        "model": model,
+        "flow": flows[(i // 3) % 3],
+        "tags": {"team": ("support", "search", "platform")[i % 3], "env": "prod"},
+        "input_tokens": 1000 + i % 5000,
+        "cached_input_tokens": (i % 7) * 100,
+        "output_tokens": 100 + i % 900,
+        "reasoning_tokens": i % 50,
+    }
+    record.update(overrides)
+    return record
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any] | str]) -> Path:
+    with path.open("w") as f:
+        for item in records:
+            f.write((item if isinstance(item, str) else json.dumps(item)) + "\n")
+    return path

@@ -1,0 +1,158 @@
+"""Ingest: every good line stored once, every bad line a dead letter with file, line and reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from finops.app.ingest import ingest_paths
+from finops.app.ledger import Ledger
+from finops.reports.render import spend_document
+from finops.reports.spend import SpendQuery, run_spend
+from finops.storage.tables import dead_letters, rollups_hourly, usage_records
+from tests.conftest import usage, write_jsonl
+
+
+def _spend_json(ledger: Ledger, *group_by: str) -> dict:
+    with ledger.engine.connect() as conn:
+        return spend_document(run_spend(conn, SpendQuery(group_by=group_by)))
+
+
+def _count(ledger: Ledger, table) -> int:
+    with ledger.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def _raw_vs_rollup(ledger: Ledger) -> tuple[tuple[int, int], tuple[int, int]]:
+    with ledger.engine.connect() as conn:
+        raw = conn.execute(
+            select(func.count(), func.coalesce(func.sum(usage_records.c.cost_nanos), 0))
+        ).one()
+        roll = conn.execute(
+            select(func.sum(rollups_hourly.c.records), func.sum(rollups_hourly.c.cost_nanos))
+        ).one()
+    return (int(raw[0]), int(raw[1])), (int(roll[0] or 0), int(roll[1] or 0))
+
+
+def test_same_file_twice_gives_identical_spend(ledger: Ledger, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "usage.jsonl", (usage(i) for i in range(3000)))
+    first = ingest_paths(ledger, [path])
+    before = {by: _spend_json(ledger, *by) for by in [("flow",), ("model", "day"), ("tag:team",)]}
+    second = ingest_paths(ledger, [path])
+    after = {by: _spend_json(ledger, *by) for by in before}
+    assert (first.stored, first.duplicates, first.rejected) == (3000, 0, 0)
+    assert (second.stored, second.duplicates, second.rejected) == (0, 3000, 0)
+    assert before == after
+    assert _count(ledger, usage_records) == 3000
+    raw, roll = _raw_vs_rollup(ledger)
+    assert raw == roll
+
+
+def test_overlapping_files_store_each_record_once(ledger: Ledger, tmp_path: Path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", (usage(i) for i in range(0, 600)))
+    b = write_jsonl(tmp_path / "b.jsonl", (usage(i) for i in range(400, 1000)))
+    summary = ingest_paths(ledger, [a, b])
+    assert (summary.stored, summary.duplicates) == (1000, 200)
+    assert _count(ledger, usage_records) == 1000
+
+
+def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(ledger: Ledger, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [usage(1)])
+    write_jsonl(tmp_path / "b.jsonl", [usage(1, output_tokens=999_999)])
+    ingest_paths(ledger, [tmp_path / "a.jsonl"])
+    before = _spend_json(ledger)
+    summary = ingest_paths(ledger, [tmp_path / "b.jsonl"])
+    assert (summary.stored, summary.duplicates, summary.conflicts, summary.rejected) == (0, 0, 1, 1)
+    assert _spend_json(ledger) == before
+    with ledger.engine.connect() as conn:
+        (row,) = conn.execute(select(dead_letters.c.location, dead_letters.c.line, dead_letters.c.reason))
+    assert row.location.endswith("b.jsonl") and row.line == 1
+    assert row.reason.startswith("conflict: id 'req-1' was already stored with different content")
+
+
+def test_a_repriced_duplicate_is_not_a_conflict(ledger: Ledger, tmp_path: Path) -> None:
+    """Content is what the sender said; the price finops computed is not part of it."""
+    record = usage(5, ts="2026-11-05T10:00:00+01:00")
+    same_instant = dict(record, ts="2026-11-05T09:00:00Z", tags={"env": "prod", "team": record["tags"]["team"]})
+    write_jsonl(tmp_path / "a.jsonl", [record])
+    write_jsonl(tmp_path / "b.jsonl", [same_instant])
+    ingest_paths(ledger, [tmp_path / "a.jsonl"])
+    summary = ingest_paths(ledger, [tmp_path / "b.jsonl"])
+    assert (summary.duplicates, summary.conflicts) == (1, 0)
+
+
+def test_one_percent_broken_lines_every_good_line_stored_every_bad_one_explained(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    bad_kinds = [
+        ("{not json", "invalid JSON"),
+        (json.dumps({"ts": "2026-11-01T00:00:00Z", "model": "gpt-4o"}), "missing required field id"),
+        (json.dumps(usage(0, id="bad-ts", ts="yesterday-ish")), "is not ISO 8601"),
+        (json.dumps(usage(0, id="neg", input_tokens=-5)), "input_tokens is negative"),
+        (json.dumps(usage(0, id="parts", input_tokens=10, cached_input_tokens=20)), "exceed input_tokens"),
+        (json.dumps(usage(0, id="absurd", input_tokens=10**12)), "absurd"),
+        (json.dumps(usage(0, id="reason", output_tokens=5, reasoning_tokens=6)), "reasoning_tokens"),
+        (json.dumps([1, 2, 3]), "must be a JSON object"),
+        (json.dumps(usage(0, id="nomodel", model="")), "missing required field model"),
+        (json.dumps(usage(0, id="naive", ts="2026-11-01T10:00:00")), "no UTC offset"),
+    ]
+    lines: list[str] = []
+    expected_bad: dict[int, str] = {}
+    good = 0
+    for n in range(1, 10_001):
+        if n % 100 == 0:
+            text, reason = bad_kinds[(n // 100) % len(bad_kinds)]
+            lines.append(text)
+            expected_bad[n] = reason
+        else:
+            lines.append(json.dumps(usage(n)))
+            good += 1
+    path = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    summary = ingest_paths(ledger, [path], batch_size=700)
+    assert (summary.read, summary.stored, summary.rejected) == (10_000, good, 100)
+    assert _count(ledger, usage_records) == good
+    with ledger.engine.connect() as conn:
+        rows = {r.line: r for r in conn.execute(select(dead_letters))}
+    assert set(rows) == set(expected_bad)
+    for line, reason in expected_bad.items():
+        assert reason in rows[line].reason, (line, rows[line].reason)
+        assert rows[line].location == str(path)
+        assert rows[line].raw == lines[line - 1]
+    again = ingest_paths(ledger, [path])
+    assert again.stored == 0 and _count(ledger, dead_letters) == 100  # a dead letter is kept once
+
+
+def test_gzip_files_and_directories_are_read_recursively(ledger: Ledger, tmp_path: Path) -> None:
+    (tmp_path / "2026" / "11").mkdir(parents=True)
+    write_jsonl(tmp_path / "2026" / "a.jsonl", (usage(i) for i in range(50)))
+    with gzip.open(tmp_path / "2026" / "11" / "b.jsonl.gz", "wt") as f:
+        for i in range(50, 120):
+            f.write(json.dumps(usage(i)) + "\n")
+    (tmp_path / "2026" / "notes.txt").write_text("not usage")
+    summary = ingest_paths(ledger, [tmp_path / "2026"])
+    assert (summary.stored, summary.rejected) == (120, 0)
+
+
+def test_unknown_model_is_stored_unpriced_never_zero(ledger: Ledger, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "u.jsonl", [usage(1), usage(2, id="x", model="acme-llm-9", provider="acme")])
+    summary = ingest_paths(ledger, [path])
+    assert summary.unpriced == 1 and summary.unpriced_models == {"acme/acme-llm-9": 1}
+    with ledger.engine.connect() as conn:
+        cost = conn.scalar(select(usage_records.c.cost_nanos).where(usage_records.c.record_id == "x"))
+    assert cost is None
+    doc = _spend_json(ledger, "model")
+    row = next(r for r in doc["rows"] if r["model"] == "acme-llm-9")
+    assert row["unpriced_records"] == 1 and doc["unpriced"]["models"] == [{"model": "acme/acme-llm-9", "records": 1}]
+
+
+def test_user_ids_are_pseudonymised_before_storage(ledger: Ledger, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "u.jsonl", [usage(1, user="alice@example.com", prompt="secret text")])
+    ingest_paths(ledger, [path])
+    with ledger.engine.connect() as conn:
+        stored = conn.execute(select(usage_records)).one()._mapping
+    assert "alice" not in json.dumps({k: str(v) for k, v in stored.items()})
+    assert "secret text" not in json.dumps({k: str(v) for k, v in stored.items()})
+    assert len(stored["user_hash"]) == 32
