@@ -26,9 +26,15 @@ class _DecimalLoader(yaml.SafeLoader):
     """The safe loader, with floats read as exact Decimals from their text."""
 
 
-def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
+def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
+    """A YAML float as an exact Decimal; ``.inf``/``.nan`` stay text so validation names them."""
     assert isinstance(node, yaml.ScalarNode)
-    return Decimal(str(loader.construct_scalar(node)).replace("_", ""))
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text
+    return value if value.is_finite() else text
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal)

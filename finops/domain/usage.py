@@ -120,7 +120,10 @@ def parse_timestamp(value: object) -> datetime:
         if ts.tzinfo is None:
             raise RecordError(f"ts {value!r} has no UTC offset; add Z or +01:00")
         if ts.tzinfo is not UTC:
-            ts = ts.astimezone(UTC)
+            try:
+                ts = ts.astimezone(UTC)
+            except OverflowError:
+                raise RecordError(f"ts {value!r} is outside 2000..2100") from None
     else:
         raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {type(value).__name__}")
     if not _MIN_TS <= ts < _MAX_TS:
@@ -311,7 +314,7 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
             f"reasoning_tokens ({reasoning}) exceed output_tokens ({out}); "
             "output_tokens includes reasoning")
 
-    requests = _count(obj, "requests") if "requests" in obj else 1
+    requests = 1 if obj.get("requests") is None else _count(obj, "requests")
     limit = MAX_TOKENS_PER_REQUEST * max(requests, 1)
     if inp > limit or out > limit:
         raise RecordError(

@@ -104,8 +104,15 @@ def _filters(table: Table, query: SpendQuery) -> list[ColumnElement[bool]]:
 
 
 def _aggregate(
-    conn: Connection, table: Table, dims: Sequence[str], conds: Sequence[ColumnElement[bool]]
+    conn: Connection,
+    table: Table,
+    dims: Sequence[str],
+    conds: Sequence[ColumnElement[bool]],
+    *,
+    quarter_hours: bool = False,
 ) -> list[tuple[Any, ...]]:
+    """Sums grouped by ``dims``; with ``quarter_hours`` the "hour" key is the record's
+    15-minute bucket, which every time zone's midnight falls on (Asia/Kathmandu is +05:45)."""
     raw = table is usage_records
     if raw:
         priced = table.c.cost_nanos.is_not(None)
@@ -119,7 +126,9 @@ def _aggregate(
         ]
     else:
         measures = [func.sum(table.c[m]) for m in METRICS]
-    group = [table.c[d] for d in dims]
+    group: list[Any] = [table.c[d] for d in dims]
+    if quarter_hours and "hour" in dims:
+        group[dims.index("hour")] = (table.c.ts_us / 900_000_000 * 900).label("hour")
     stmt = select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
     return list(conn.execute(stmt))
 
@@ -154,7 +163,7 @@ def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[A
             conds.append(usage_records.c.ts_us >= start_us)
         if end_us is not None:
             conds.append(usage_records.c.ts_us < end_us)
-        return _aggregate(conn, usage_records, dims, conds)
+        return _aggregate(conn, usage_records, dims, conds, quarter_hours=True)
     rows: list[tuple[Any, ...]] = []
     lo = _hour_ceil(query.start) if query.start else None
     hi = _hour_floor(query.end) if query.end else None
@@ -179,7 +188,7 @@ def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[A
 def _time_key(hour: int, dim: str, tz: ZoneInfo) -> str:
     local = datetime.fromtimestamp(hour, UTC).astimezone(tz)
     if dim == "hour":
-        return local.strftime("%Y-%m-%dT%H:00%z")
+        return local.strftime("%Y-%m-%dT%H:%M%z")
     if dim == "day":
         return local.strftime("%Y-%m-%d")
     return local.strftime("%Y-%m")

@@ -6,10 +6,12 @@ Matching a record's model name, most specific first:
 3. a cloud's spelling made plain: Bedrock ``us.anthropic.claude-...-v1:0``,
    Vertex ``claude-...@20250929``;
 4. without a date or ``-latest`` suffix (a dated snapshot falls back to its family).
-At each step an entry of the record's own provider is preferred, then one of the
-model's maker (an Azure ``gpt-4o`` priced as OpenAI's when the book has no Azure
-price). Among those, the entry in effect at the record's time wins: the latest
-``effective_from`` not after it, then the higher layer (override > import > catalog).
+Entries of the record's own provider are tried first through every step, then
+the model's maker's (an Azure ``gpt-4o`` priced as OpenAI's when the book has no
+Azure price). A name that is an alias brings its family along (an override of
+``gpt-4o`` prices ``gpt-4o-2024-08-06`` too). Among the candidates the entry in
+effect at the record's time wins: an operator override first, then the latest
+``effective_from`` not after it, then the higher layer (import > catalog).
 A step with no entry in effect falls through to the next; none at all means
 unpriced, never $0.
 """
@@ -138,23 +140,31 @@ class PriceBook:
         return found
 
     def _match(self, provider: str, model: str, day: date) -> PriceMatch | None:
-        for name in model_variants(model):
-            candidates = self._by_name.get(name)
-            if not candidates:
+        variants = model_variants(model)
+        # The record's own provider first, through every spelling of the name; then the maker's.
+        for wanted in dict.fromkeys((provider, *(origin_provider(v) for v in variants))):
+            if wanted is None:
                 continue
-            for wanted in dict.fromkeys((provider, origin_provider(name))):
-                if wanted is None:
-                    continue
-                entry = _in_effect([e for e in candidates if e.provider == wanted], day, name)
+            for name in variants:
+                entry = _in_effect(self._family(name, wanted), day, name)
                 if entry is not None:
                     return PriceMatch(entry, self._discount(entry, provider, model, day))
         return None
 
+    def _family(self, name: str, provider: str) -> list[PriceEntry]:
+        """Entries named ``name`` for ``provider``, and when the name is an alias, the whole
+        family it belongs to: an override of ``gpt-4o`` also prices ``gpt-4o-2024-08-06``."""
+        found = [e for e in self._by_name.get(name, ()) if e.provider == provider]
+        for entry in list(found):
+            if name in entry.aliases:
+                found.extend(e for e in self._by_name.get(entry.model, ())
+                             if e.provider == provider and e not in found)
+        return found
+
     def _discount(self, entry: PriceEntry, provider: str, model: str, day: date) -> Discount | None:
+        """Discounts match the record's provider (an Anthropic contract is not a Bedrock one)."""
         for discount in reversed(self.discounts):  # the last one listed wins
-            if discount.applies(entry.provider, entry.model, day) or discount.applies(
-                provider, model.lower(), day
-            ):
+            if discount.applies(provider, entry.model, day) or discount.applies(provider, model.lower(), day):
                 return discount
         return None
 
@@ -173,10 +183,12 @@ class PriceBook:
 
 
 def _in_effect(entries: list[PriceEntry], day: date, name: str) -> PriceEntry | None:
+    """An operator's override in effect always wins (a contract beats a list price); otherwise
+    the latest ``effective_from``, then the higher layer, then the exact name."""
     live = [e for e in entries if e.effective_from <= day]
     if not live:
         return None
     return max(
         live,
-        key=lambda e: (e.effective_from, LAYERS.index(e.layer), e.model == name or name in e.aliases),
+        key=lambda e: (e.layer == "override", e.effective_from, LAYERS.index(e.layer), e.model == name),
     )

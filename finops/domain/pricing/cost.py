@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from finops.domain.money import EXACT
 from finops.domain.pricing.rates import PriceEntry, ScaledRates, scale_rates
 
 __all__ = ["Cost", "ScaledRates", "compute_cost", "scale_rates"]  # re-exported for callers
@@ -69,6 +70,6 @@ def compute_cost(
     if discount:
         factor = Decimal(1) - discount
         factor_exp = max(0, -int(factor.as_tuple().exponent))
-        total *= int(factor.scaleb(factor_exp))
+        total *= int(factor.scaleb(factor_exp, context=EXACT))
         exp += factor_exp
-    return Cost(usd=Decimal(total).scaleb(-exp), nanos=_to_nanos(total, exp))
+    return Cost(usd=Decimal(total).scaleb(-exp, context=EXACT), nanos=_to_nanos(total, exp))

@@ -82,7 +82,7 @@ def scale_rates(card: RateCard) -> ScaledRates:
         raise ValueError("scale_rates needs a complete card")
     decimals = [v for v in values if v is not None]
     exp = max(0, *(-int(v.as_tuple().exponent) for v in decimals))
-    return ScaledRates(exp, *(int(v.scaleb(exp)) for v in decimals))
+    return ScaledRates(exp, *(int(v.scaleb(exp, context=EXACT)) for v in decimals))
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _per_token(value: object, where: str) -> Decimal:
         raise ValueError(f"{where}: {value!r} is not a number") from None
     if not number.is_finite() or number < 0:
         raise ValueError(f"{where}: a price must be a non-negative number, got {value!r}")
-    return number.scaleb(-6)
+    return number.scaleb(-6, context=EXACT)
 
 
 def _card(obj: object, where: str) -> RateCard:
@@ -252,7 +252,7 @@ def entry_from_mapping(obj: Mapping[str, Any], *, layer: str, where: str = "entr
 
 def _card_mapping(card: RateCard) -> dict[str, str]:
     return {
-        f.name: f"{(getattr(card, f.name) * _MILLION).normalize():f}"
+        f.name: f"{EXACT.multiply(getattr(card, f.name), _MILLION).normalize(EXACT):f}"
         for f in fields(card)
         if getattr(card, f.name) is not None
     }

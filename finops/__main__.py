@@ -1,0 +1,5 @@
+"""``python -m finops`` runs the CLI."""
+
+from finops.cli import main
+
+main()
