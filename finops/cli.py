@@ -47,7 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The database schema: upgrade, current revision.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: upgrade, current revision, rebuild rollups.", no_args_is_help=True)
 prices_app = typer.Typer(help="The price book: show, list, import, unpriced.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(prices_app, name="prices")
@@ -392,6 +392,18 @@ def db_current(db: DbOpt = None) -> None:
     state = "up to date" if current == head else "run `finops db upgrade`"
     typer.echo(f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (newest: {head}; {state})")
     engine.dispose()
+
+
+@db_app.command("rebuild-rollups")
+def db_rebuild_rollups(db: DbOpt = None) -> None:
+    """Recompute the hourly rollups from the raw records (after a bulk load or to repair)."""
+    from finops.storage.ledger import rebuild_rollups
+
+    ledger = _ledger(db)
+    with ledger.engine.begin() as conn:
+        rows = rebuild_rollups(conn)
+    typer.echo(f"rebuilt {rows:,} hourly rollup rows from the raw records")
+    ledger.close()
 
 
 def _date(text: str, option: str) -> date:

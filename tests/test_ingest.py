@@ -156,3 +156,17 @@ def test_user_ids_are_pseudonymised_before_storage(ledger: Ledger, tmp_path: Pat
     assert "alice" not in json.dumps({k: str(v) for k, v in stored.items()})
     assert "secret text" not in json.dumps({k: str(v) for k, v in stored.items()})
     assert len(stored["user_hash"]) == 32
+
+
+def test_rebuilt_rollups_equal_the_incremental_ones(ledger: Ledger, tmp_path: Path) -> None:
+    from finops.storage.ledger import rebuild_rollups
+
+    records = [usage(i) for i in range(2000)] + [usage(9999, id="unknown", model="acme-1", provider="acme")]
+    ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
+    cols = [rollups_hourly.c[c] for c in rollups_hourly.c.keys() if c != "id"]
+    with ledger.engine.connect() as conn:
+        incremental = sorted(tuple(r) for r in conn.execute(select(*cols)))
+    with ledger.engine.begin() as conn:
+        assert rebuild_rollups(conn) == len(incremental)
+    with ledger.engine.connect() as conn:
+        assert sorted(tuple(r) for r in conn.execute(select(*cols))) == incremental

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,21 @@ import orjson
 
 from finops.app.ledger import Ledger
 from finops.app.pricing import price_record
-from finops.domain.pricing import PriceMatch
+from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.usage import RecordError, parse_usage
 from finops.ingest.jsonl import Line, expand_paths, read_lines
 from finops.storage.ledger import PricedRecord, Rejection, record_price_versions, write_batch
 
-__all__ = ["IngestSummary", "ingest_lines", "ingest_objects", "ingest_paths"]
+__all__ = [
+    "IngestSummary",
+    "Prepared",
+    "ingest_lines",
+    "ingest_objects",
+    "ingest_paths",
+    "prepare_lines",
+    "prepare_objects",
+    "write_prepared",
+]
 
 DEFAULT_SOURCE = "default"
 
@@ -55,65 +64,93 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class _Batcher:
-    """Collects priced records and rejections; writes a batch in one transaction when full."""
+@dataclass
+class Prepared:
+    """One batch, decoded, validated and priced, ready to be written in one transaction."""
 
-    def __init__(self, ledger: Ledger, source: str, summary: IngestSummary, size: int) -> None:
-        self.ledger, self.source, self.summary, self.size = ledger, source, summary, size
-        self.items: list[PricedRecord] = []
-        self.rejections: list[Rejection] = []
-        self.matches: dict[str, PriceMatch] = {}
-        self.known_versions: set[str] = set()
+    read: int = 0
+    items: list[PricedRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    matches: dict[str, PriceMatch] = field(default_factory=dict)
 
-    def accept(self, obj: Any, *, location: str, line: int | None, raw: str | Callable[[], str]) -> None:
-        self.summary.read += 1
+
+def _accept(
+    out: Prepared, book: PriceBook, user_key: bytes, obj: Any, location: str, line: int | None,
+    raw: str | Callable[[], str],
+) -> None:
+    out.read += 1
+    try:
+        record = parse_usage(obj, user_key=user_key)
+    except RecordError as exc:
+        rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+        out.rejections.append(Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid))
+        return
+    cost, match = price_record(book, record)
+    version = None
+    if match is not None:
+        version = match.version
+        if version not in out.matches:
+            out.matches[version] = match
+    out.items.append(PricedRecord(record, cost, version, location, line))
+
+
+def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Prepared:
+    """Decode, validate and price JSONL lines: pure CPU, no database (runs in a worker too)."""
+    out = Prepared()
+    loads = orjson.loads
+    for line in lines:
         try:
-            record = parse_usage(obj, user_key=self.ledger.user_key)
-        except RecordError as exc:
-            rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-            self.reject(Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid))
-            return
-        cost, match = price_record(self.ledger.book, record)
-        version = None
-        if match is not None:
-            version = match.version
-            if version not in self.known_versions:
-                self.matches[version] = match
-        self.items.append(PricedRecord(record, cost, version, location, line))
-        if len(self.items) >= self.size:
-            self.flush()
+            obj = loads(line.text)
+        except orjson.JSONDecodeError as exc:
+            out.read += 1
+            out.rejections.append(Rejection(line.path, line.number, f"invalid JSON: {exc}", line.text))
+            continue
+        _accept(out, book, user_key, obj, line.path, line.number, line.text)
+    return out
 
-    def reject(self, rejection: Rejection) -> None:
-        self.rejections.append(rejection)
-        self.summary.add_rejection(rejection)
-        if len(self.rejections) >= self.size:
-            self.flush()
 
-    def flush(self) -> None:
-        if not self.items and not self.rejections:
-            return
-        now = _now_us()
-        with self.ledger.engine.begin() as conn:
-            if self.matches:
-                record_price_versions(conn, self.matches.values(), now_us=now)
-            outcome = write_batch(
-                conn, source=self.source, items=self.items, rejections=self.rejections, now_us=now
-            )
-        self.known_versions.update(self.matches)
-        s = self.summary
-        s.stored += outcome.stored
-        s.duplicates += outcome.duplicates
-        s.cost_nanos += outcome.cost_nanos
-        s.unpriced += outcome.unpriced
-        s.conflicts += len(outcome.conflicts)
-        for conflict in outcome.conflicts:
-            s.add_rejection(conflict)
-        if outcome.unpriced:
-            stored_unpriced = Counter(
-                f"{i.record.provider}/{i.record.model}" for i in self.items if i.cost_nanos is None
-            )
-            s.unpriced_models.update(stored_unpriced)
-        self.items, self.rejections, self.matches = [], [], {}
+def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], location: str) -> Prepared:
+    """Validate and price already-decoded records (an HTTP batch, a provider report)."""
+    out = Prepared()
+    for index, obj in enumerate(objects):
+        _accept(out, book, user_key, obj, location, index, lambda o=obj: json.dumps(o, default=str))
+    return out
+
+
+def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: IngestSummary) -> None:
+    """Write one prepared batch in one transaction and add what it did to ``summary``."""
+    summary.read += batch.read
+    for rejection in batch.rejections:
+        summary.add_rejection(rejection)
+    if not batch.items and not batch.rejections:
+        return
+    now = _now_us()
+    with ledger.engine.begin() as conn:
+        if batch.matches:
+            record_price_versions(conn, batch.matches.values(), now_us=now)
+        outcome = write_batch(conn, source=source, items=batch.items, rejections=batch.rejections, now_us=now)
+    summary.stored += outcome.stored
+    summary.duplicates += outcome.duplicates
+    summary.cost_nanos += outcome.cost_nanos
+    summary.unpriced += outcome.unpriced
+    summary.conflicts += len(outcome.conflicts)
+    for conflict in outcome.conflicts:
+        summary.add_rejection(conflict)
+    if outcome.unpriced:
+        summary.unpriced_models.update(
+            f"{i.record.provider}/{i.record.model}" for i in batch.items if i.cost_nanos is None
+        )
+
+
+def _chunks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
+    chunk: list[Line] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def ingest_lines(
@@ -124,31 +161,20 @@ def ingest_lines(
     batch_size: int | None = None,
     summary: IngestSummary | None = None,
 ) -> IngestSummary:
-    """Decode, validate, price and store JSONL lines."""
+    """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines."""
     summary = summary if summary is not None else IngestSummary()
-    batcher = _Batcher(ledger, source, summary, batch_size or ledger.settings.ingest_batch_size)
-    loads = orjson.loads
-    for line in lines:
-        try:
-            obj = loads(line.text)
-        except orjson.JSONDecodeError as exc:
-            summary.read += 1
-            batcher.reject(Rejection(line.path, line.number, f"invalid JSON: {exc}", line.text))
-            continue
-        batcher.accept(obj, location=line.path, line=line.number, raw=line.text)
-    batcher.flush()
+    size = batch_size or ledger.settings.ingest_batch_size
+    for chunk in _chunks(lines, size):
+        write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
     return summary
 
 
 def ingest_objects(
     ledger: Ledger, objects: Sequence[Any], *, source: str, location: str = "api"
 ) -> IngestSummary:
-    """Store already-decoded records (an HTTP batch, a provider report)."""
+    """Store already-decoded records (an HTTP batch, a provider report) in one transaction."""
     summary = IngestSummary()
-    batcher = _Batcher(ledger, source, summary, max(len(objects), 1))
-    for index, obj in enumerate(objects):
-        batcher.accept(obj, location=location, line=index, raw=lambda o=obj: json.dumps(o, default=str))
-    batcher.flush()
+    write_prepared(ledger, source, prepare_objects(ledger.book, ledger.user_key, objects, location), summary)
     return summary
 
 

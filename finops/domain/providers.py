@@ -67,6 +67,9 @@ def canonical_provider(name: str) -> str:
 
     Unknown names are kept (lower-cased): a provider finops does not know is still a provider.
     """
+    known = _ALIASES.get(name)
+    if known is not None:
+        return known
     key = name.strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]

@@ -50,6 +50,7 @@ MAX_TOKENS_PER_REQUEST = 10_000_000
 _MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_ID = 256
+_NO_TAGS: Mapping[str, str] = {}
 
 
 class RecordError(ValueError):
@@ -231,16 +232,17 @@ def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
         "Anthropic cache_*_input_tokens, Gemini promptTokenCount)")
 
 
-def _tags(value: object) -> dict[str, str]:
+def _tags(value: object) -> Mapping[str, str]:
     if not value:
-        return {}
+        return _NO_TAGS
     if not isinstance(value, Mapping):
         raise RecordError(f"tags must be an object of strings, got {type(value).__name__}")
     if len(value) > 64:
         raise RecordError(f"tags has {len(value)} keys; at most 64")
-    if all(k.__class__ is str and v.__class__ is str and len(k) <= 128 and len(v) <= 256
-           for k, v in value.items()):
-        return dict(value)
+    if all(v.__class__ is str and len(v) <= 256 for v in value.values()) and all(
+        len(k) <= 128 for k in value
+    ):
+        return value  # JSON object keys are strings already
     tags: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, Mapping | list) or item is None:
@@ -273,7 +275,8 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     model = obj.get("model")
     if not isinstance(model, str) or not model.strip():
         raise RecordError("missing required field model")
-    model = model.strip()
+    if model[0].isspace() or model[-1].isspace():
+        model = model.strip()
     if len(model) > 200:
         raise RecordError("model is longer than 200 characters")
 
@@ -322,11 +325,11 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
             f"at most {MAX_TOKENS_PER_REQUEST:,} per request")
 
     tier_raw = obj.get("service_tier") or tier_hint or "standard"
-    tier = _TIER_ALIASES.get(str(tier_raw).lower())
+    tier = _TIER_ALIASES.get(tier_raw) or _TIER_ALIASES.get(str(tier_raw).lower())
     if tier is None:
         raise RecordError(f"service_tier {tier_raw!r} is not one of {', '.join(SERVICE_TIERS)}")
     status_raw = obj.get("status") or "ok"
-    status = _STATUS_ALIASES.get(str(status_raw).lower())
+    status = _STATUS_ALIASES.get(status_raw) or _STATUS_ALIASES.get(str(status_raw).lower())
     if status is None:
         raise RecordError(f"status {status_raw!r} is not ok or error")
 

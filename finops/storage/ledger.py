@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, case, delete, func, insert, select
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.usage import UsageRecord
@@ -40,6 +40,7 @@ __all__ = [
     "PricedRecord",
     "Rejection",
     "add_to_rollups",
+    "rebuild_rollups",
     "record_price_versions",
     "usage_row",
     "write_batch",
@@ -158,17 +159,20 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
             acc[8] += cost
     if not sums:
         return
-    params = [
-        {**dict(zip(ROLLUP_KEYS, key, strict=True)),
-         **{name: sign * value for name, value in zip(ROLLUP_SUMS, acc, strict=True)}}
-        for key, acc in sorted(sums.items())
-    ]
-    stmt = dialect_insert(conn, rollups_hourly)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEYS),
-        set_={name: rollups_hourly.c[name] + stmt.excluded[name] for name in ROLLUP_SUMS},
+    params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(sums.items())]
+    conn.exec_driver_sql(_rollup_upsert(conn.dialect.paramstyle), params)  # type: ignore[arg-type]
+
+
+def _rollup_upsert(paramstyle: str) -> str:
+    """One statement for both databases: add a row's sums to its rollup, creating it if new."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    columns = (*ROLLUP_KEYS, *ROLLUP_SUMS)
+    return (
+        f"INSERT INTO rollups_hourly ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(ROLLUP_KEYS)}) DO UPDATE SET "
+        + ", ".join(f"{name} = rollups_hourly.{name} + excluded.{name}" for name in ROLLUP_SUMS)
     )
-    conn.execute(stmt, params)
 
 
 def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
@@ -275,3 +279,22 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
     if rows:
         stmt = dialect_insert(conn, price_versions).on_conflict_do_nothing(index_elements=["version"])
         conn.execute(stmt, list(rows.values()))
+
+
+def rebuild_rollups(conn: Connection) -> int:
+    """Recompute every hourly rollup from the raw records (repair, or after a bulk load).
+
+    Replaces the table's content inside the caller's transaction; returns the row count.
+    """
+    u = usage_records.c
+    priced = u.cost_nanos.is_not(None)
+    conn.execute(delete(rollups_hourly))
+    select_sums = select(
+        *(u[k] for k in ROLLUP_KEYS),
+        func.count(), func.sum(u.requests), func.sum(u.input_tokens), func.sum(u.cached_input_tokens),
+        func.sum(u.cache_write_tokens), func.sum(u.cache_write_1h_tokens), func.sum(u.output_tokens),
+        func.sum(u.reasoning_tokens), func.coalesce(func.sum(u.cost_nanos), 0),
+        func.sum(case((priced, 0), else_=1)), func.sum(case((priced, 0), else_=u.requests)),
+    ).group_by(*(u[k] for k in ROLLUP_KEYS))
+    conn.execute(insert(rollups_hourly).from_select([*ROLLUP_KEYS, *ROLLUP_SUMS], select_sums))
+    return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)
