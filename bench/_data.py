@@ -9,9 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 MODELS = (
-    ("openai", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini"), ("openai", "o4-mini"),
-    ("anthropic", "claude-sonnet-4-5-20250929"), ("anthropic", "claude-haiku-4-5"),
-    ("gcp.gemini", "gemini-2.5-pro"), ("gcp.gemini", "gemini-2.5-flash"), ("openai", "gpt-4.1-mini"),
+    ("openai", "gpt-4o-2024-08-06"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "o4-mini"),
+    ("anthropic", "claude-sonnet-4-5-20250929"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("gcp.gemini", "gemini-2.5-pro"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("openai", "gpt-4.1-mini"),
 )
 FLOWS = tuple(f"flow-{i:02d}" for i in range(40))
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -23,16 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import orjson  # noqa: E402
-from _data import write_jsonl  # noqa: E402
+import orjson
+from _data import write_jsonl
 
-from finops.app.ingest import ingest_paths  # noqa: E402
-from finops.app.ledger import Ledger  # noqa: E402
-from finops.app.pricing import price_record  # noqa: E402
-from finops.domain.usage import parse_usage  # noqa: E402
-from finops.settings import Settings  # noqa: E402
-from finops.storage.ledger import PricedRecord, usage_row  # noqa: E402
-from finops.storage.tables import USAGE_COLUMNS  # noqa: E402
+from finops.app.ingest import ingest_paths
+from finops.app.ledger import Ledger
+from finops.app.pricing import price_record
+from finops.domain.usage import parse_usage
+from finops.settings import Settings
+from finops.storage.ledger import PricedRecord, usage_row
+from finops.storage.tables import USAGE_COLUMNS
 
 BATCH = 5000
 
@@ -44,7 +44,9 @@ def baseline(path: Path, db: Path, ledger: Ledger) -> tuple[float, int]:
         for line in f:
             rec = parse_usage(orjson.loads(line))
             cost, match = price_record(ledger.book, rec)
-            rows.append(usage_row(PricedRecord(rec, cost, match.version if match else None, "x"), "default", 0))
+            rows.append(
+                usage_row(PricedRecord(rec, cost, match.version if match else None, "x"), "default", 0)
+            )
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -75,8 +77,12 @@ def finops_ingest(path: Path, db: Path) -> tuple[float, int]:
 def peak_rss(path: Path, db: Path) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     env = {**os.environ, "FINOPS_DATABASE_URL": f"sqlite:///{db}"}
-    subprocess.run([sys.executable, "-m", "finops", "ingest", "-q", str(path)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "finops", "ingest", "-q", str(path)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(after, before) / 1024  # KiB -> MiB (Linux)
 

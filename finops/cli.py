@@ -7,9 +7,9 @@ Exit codes: 0 success; 1 a finops error (message on stderr); 2 bad arguments;
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
@@ -22,10 +22,11 @@ from finops.settings import Settings
 
 __all__ = ["app", "main"]
 
+
 class _FinopsGroup(TyperGroup):
     """The root command: the one place where a finops error becomes a message and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: Any) -> Any:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         try:
             return super().invoke(ctx)
@@ -33,8 +34,11 @@ class _FinopsGroup(TyperGroup):
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err.print("interrupted: every batch committed before this point is stored; run the "
-                      "same command again to finish (nothing is stored twice)", markup=False)
+            err.print(
+                "interrupted: every batch committed before this point is stored; run the "
+                "same command again to finish (nothing is stored twice)",
+                markup=False,
+            )
             raise typer.Exit(130) from None
 
 
@@ -53,7 +57,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(prices_app, name="prices")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -61,7 +65,9 @@ class Format(str, Enum):
 
 DbOpt = Annotated[
     str | None,
-    typer.Option("--db", help="SQLite file or database URL (default: FINOPS_DATABASE_URL, else ./finops.db)."),
+    typer.Option(
+        "--db", help="SQLite file or database URL (default: FINOPS_DATABASE_URL, else ./finops.db)."
+    ),
 ]
 TzOpt = Annotated[str, typer.Option("--tz", help="Time zone for days, months and dates (IANA name).")]
 
@@ -112,7 +118,9 @@ def _root(
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="JSONL files or directories (.jsonl, .jsonl.gz).")],
-    source: Annotated[str, typer.Option(help="Dedupe namespace: the same id from the same source counts once.")] = "default",
+    source: Annotated[
+        str, typer.Option(help="Dedupe namespace: the same id from the same source counts once.")
+    ] = "default",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 if any line was rejected.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="Records per transaction.", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -132,12 +140,19 @@ def ingest(
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-            TimeRemainingColumn(), console=err, transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
         ) as bar:
             task = bar.add_task("ingesting", total=total_bytes)
             summary = ingest_paths(
-                ledger, files, source=source, batch_size=batch_size,
+                ledger,
+                files,
+                source=source,
+                batch_size=batch_size,
                 on_bytes=lambda n: bar.advance(task, n),
             )
     from finops.reports.summary import print_ingest_summary
@@ -151,17 +166,30 @@ def ingest(
 # --------------------------------------------------------------------------- spend
 @app.command()
 def spend(
-    by: Annotated[str, typer.Option("--by", help="Group by: flow, model, provider, service_tier, status, day, month, hour, tag:KEY (comma-separated).")] = "flow",
-    since: Annotated[str | None, typer.Option(help="Start: 7d, 24h, today, 2026-11-01, 2026-11-01T10:00.")] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Group by (comma-separated): flow, model, provider, service_tier, status, "
+            "day, month, hour, tag:KEY.",
+        ),
+    ] = "flow",
+    since: Annotated[
+        str | None, typer.Option(help="Start: 7d, 24h, today, 2026-11-01, 2026-11-01T10:00.")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="End (exclusive), same forms as --since.")] = None,
     month: Annotated[str | None, typer.Option(help="A calendar month, e.g. 2026-11.")] = None,
     today: Annotated[bool, typer.Option("--today", help="Since local midnight.")] = False,
-    flow: Annotated[list[str] | None, typer.Option("--flow", help="Only these flows (glob: support-*).")] = None,
+    flow: Annotated[
+        list[str] | None, typer.Option("--flow", help="Only these flows (glob: support-*).")
+    ] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Only these models (glob).")] = None,
     provider: Annotated[list[str] | None, typer.Option("--provider", help="Only these providers.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only records with tag KEY=VALUE.")] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Keep the N costliest groups.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table (cents) or json/csv (exact).")] = Format.table,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="table (cents) or json/csv (exact).")
+    ] = Format.table,
     tz: TzOpt = "UTC",
     db: DbOpt = None,
 ) -> None:
@@ -181,8 +209,14 @@ def spend(
     try:
         query = SpendQuery(
             group_by=tuple(d.strip() for d in by.split(",") if d.strip()),
-            start=start, end=end, tz=zone, flows=tuple(flow or ()), models=tuple(m.lower() for m in model or ()),
-            providers=tuple(canonical_provider(p) for p in provider or ()), tags=tags, top=top,
+            start=start,
+            end=end,
+            tz=zone,
+            flows=tuple(flow or ()),
+            models=tuple(m.lower() for m in model or ()),
+            providers=tuple(canonical_provider(p) for p in provider or ()),
+            tags=tags,
+            top=top,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -204,15 +238,18 @@ def _period(
     from finops.reports.periods import month_range, parse_instant
 
     now = datetime.now(UTC)
-    if sum(x is not None and x is not False for x in (since, month, today or None)) > 1:
+    if len([given for given in (since, month, today) if given]) > 1:
         raise UsageError("use one of --since, --month, --today")
     try:
         if month:
             if until:
                 raise UsageError("--month already ends the period; drop --until")
             return month_range(month, tz)
-        start = parse_instant("today", now=now, tz=tz) if today else (
-            parse_instant(since, now=now, tz=tz) if since else None)
+        start = (
+            parse_instant("today", now=now, tz=tz)
+            if today
+            else (parse_instant(since, now=now, tz=tz) if since else None)
+        )
         end = parse_instant(until, now=now, tz=tz) if until else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -226,7 +263,9 @@ def _period(
 def prices_show(
     model: Annotated[str, typer.Argument(help="Model name as records carry it, e.g. gpt-4o-2024-08-06.")],
     provider: Annotated[str | None, typer.Option(help="Provider (default: inferred from the model).")] = None,
-    at: Annotated[str | None, typer.Option(help="Date the price should be in effect (default: today).")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Date the price should be in effect (default: today).")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
     db: DbOpt = None,
 ) -> None:
@@ -235,7 +274,9 @@ def prices_show(
 
     day = _date(at, "--at") if at else datetime.now(UTC).date()
     ledger = _ledger(db)
-    show_prices(ledger.book, model=model, provider=provider, day=day, as_json=fmt is Format.json, console=_out())
+    show_prices(
+        ledger.book, model=model, provider=provider, day=day, as_json=fmt is Format.json, console=_out()
+    )
     ledger.close()
 
 
@@ -258,10 +299,12 @@ def prices_list(
 @prices_app.command("import")
 def prices_import(
     file: Annotated[Path, typer.Argument(help="LiteLLM's model_prices_and_context_window.json.")],
-    effective_from: Annotated[str | None, typer.Option(help="Date the prices apply from (default: today).")] = None,
+    effective_from: Annotated[
+        str | None, typer.Option(help="Date the prices apply from (default: today).")
+    ] = None,
     db: DbOpt = None,
 ) -> None:
-    """Import LiteLLM's price catalog; prices apply from --effective-from. Run `finops reprice` for the past."""
+    """Import LiteLLM's price catalog, in effect from --effective-from; `finops reprice` for the past."""
     from finops.app.prices import import_litellm
 
     day = _date(effective_from, "--effective-from") if effective_from else datetime.now(UTC).date()
@@ -271,7 +314,8 @@ def prices_import(
     out.print(
         f"Imported {report.added:,} new price entries from {file} (effective {report.effective_from}); "
         f"{report.unchanged:,} already known; {len(report.skipped):,} entries skipped "
-        "(no per-token input and output prices: images, audio, embeddings...).")
+        "(no per-token input and output prices: images, audio, embeddings...)."
+    )
     ledger.close()
 
 
@@ -297,7 +341,9 @@ def prices_unpriced(
 def reprice(
     since: Annotated[str, typer.Option(help="Re-price records from this date or time.")],
     until: Annotated[str | None, typer.Option(help="Up to this date (exclusive).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the difference, change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report the difference, change nothing.")
+    ] = False,
     tz: TzOpt = "UTC",
     db: DbOpt = None,
 ) -> None:
@@ -343,7 +389,10 @@ def demo(
 
     ledger = _ledger(db)
     out = _out()
-    out.print(f"Loading {days} days of sample usage into {ledger.engine.url.render_as_string(hide_password=True)} ...")
+    out.print(
+        f"Loading {days} days of sample usage into "
+        f"{ledger.engine.url.render_as_string(hide_password=True)} ..."
+    )
     summary = load_demo(ledger, days=days, scale=scale)
     print_ingest_summary(summary, files=0, console=out)
     now = datetime.now(UTC)
@@ -351,15 +400,16 @@ def demo(
 
     start = now - timedelta(days=days)
     with ledger.engine.connect() as conn:
-        out.print("\n[bold]Spend by flow[/bold]  (finops spend --by flow --since %dd)" % days)
+        out.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
         render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start)), out)
-        out.print("\n[bold]Top models[/bold]  (finops spend --by provider,model --top 5 --since %dd)" % days)
+        out.print(f"\n[bold]Top models[/bold]  (finops spend --by provider,model --top 5 --since {days}d)")
         render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), out)
         out.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
         render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), out)
     out.print(
         "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, "
-        "`finops prices unpriced`, `finops spend --format json`.")
+        "`finops prices unpriced`, `finops spend --format json`."
+    )
     ledger.close()
 
 
@@ -378,7 +428,11 @@ def db_upgrade(
     upgrade(engine, revision)
     after = current_revision(engine)
     shown = engine.url.render_as_string(hide_password=True)
-    typer.echo(f"{shown}: schema {before or 'empty'} -> {after}" if before != after else f"{shown}: already at {after}")
+    typer.echo(
+        f"{shown}: schema {before or 'empty'} -> {after}"
+        if before != after
+        else f"{shown}: already at {after}"
+    )
     engine.dispose()
 
 
@@ -390,7 +444,9 @@ def db_current(db: DbOpt = None) -> None:
     engine = create_engine_for(_settings(db).database_url)
     current, head = current_revision(engine), head_revision(engine)
     state = "up to date" if current == head else "run `finops db upgrade`"
-    typer.echo(f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (newest: {head}; {state})")
+    typer.echo(
+        f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (newest: {head}; {state})"
+    )
     engine.dispose()
 
 

@@ -48,17 +48,26 @@ def test_demo_then_spend_and_running_the_demo_again_stores_nothing_twice(db: Pat
 def test_spend_json_is_exact_and_grouped(db: Path, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "u.jsonl", (usage(i) for i in range(300)))
     assert finops("ingest", str(tmp_path / "u.jsonl"))[0] == 0
-    code, out, _ = finops("spend", "--by", "model,day", "--month", "2026-11", "--flow", "support-*",
-                          "--format", "json")
+    code, out, _ = finops(
+        "spend", "--by", "model,day", "--month", "2026-11", "--flow", "support-*", "--format", "json"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["group_by"] == ["model", "day"]
-    assert doc["period"] == {"start": "2026-11-01T00:00:00+00:00", "end": "2026-12-01T00:00:00+00:00",
-                             "timezone": "UTC"}
+    assert doc["period"] == {
+        "start": "2026-11-01T00:00:00+00:00",
+        "end": "2026-12-01T00:00:00+00:00",
+        "timezone": "UTC",
+    }
     assert {r["model"] for r in doc["rows"]} == {"gpt-4o-2024-08-06", "gpt-4o-mini", "claude-sonnet-4-5"}
-    assert all(set(r) >= {"model", "day", "cost_usd", "requests", "input_tokens", "output_tokens"} for r in doc["rows"])
+    assert all(
+        set(r) >= {"model", "day", "cost_usd", "requests", "input_tokens", "output_tokens"}
+        for r in doc["rows"]
+    )
     assert Decimal(doc["total_usd"]) == sum(Decimal(r["cost_usd"]) for r in doc["rows"])
-    assert sum(r["requests"] for r in doc["rows"]) == sum(usage(i)["flow"].startswith("support-") for i in range(300))
+    assert sum(r["requests"] for r in doc["rows"]) == sum(
+        usage(i)["flow"].startswith("support-") for i in range(300)
+    )
 
 
 def test_spend_csv_and_top_keep_totals(db: Path, tmp_path: Path) -> None:
@@ -127,9 +136,23 @@ def test_prices_show_list_and_unknown(db: Path) -> None:
     assert code == 0 and "claude-sonnet-4-5" in out and "gpt-4o" not in out
 
 
-def test_prices_unpriced_then_override_then_reprice(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_jsonl(tmp_path / "u.jsonl", [usage(1, model="acme-llm-9", provider="acme", input_tokens=1_000_000,
-                                             cached_input_tokens=0, output_tokens=1_000_000, reasoning_tokens=0)])
+def test_prices_unpriced_then_override_then_reprice(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_jsonl(
+        tmp_path / "u.jsonl",
+        [
+            usage(
+                1,
+                model="acme-llm-9",
+                provider="acme",
+                input_tokens=1_000_000,
+                cached_input_tokens=0,
+                output_tokens=1_000_000,
+                reasoning_tokens=0,
+            )
+        ],
+    )
     finops("ingest", str(tmp_path / "u.jsonl"))
     code, out, _ = finops("prices", "unpriced")
     assert code == 0 and "acme-llm-9" in out and "no" in out

@@ -21,34 +21,46 @@ from tests.conftest import make_ledger, usage, write_jsonl
 
 def _finops(url: str, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FINOPS_DATABASE_URL": url, "FINOPS_USER_HASH_SECRET": "s"}
-    return subprocess.Popen([sys.executable, "-m", "finops", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "finops", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _ledger_state(url: str) -> tuple[int, int, int, int, int]:
     ledger = make_ledger(url)
     with ledger.engine.connect() as conn:
-        raw = conn.execute(select(func.count(), func.count(func.distinct(usage_records.c.record_id)),
-                                  func.coalesce(func.sum(usage_records.c.cost_nanos), 0))).one()
-        roll = conn.execute(select(func.sum(rollups_hourly.c.records), func.sum(rollups_hourly.c.cost_nanos))).one()
+        raw = conn.execute(
+            select(
+                func.count(),
+                func.count(func.distinct(usage_records.c.record_id)),
+                func.coalesce(func.sum(usage_records.c.cost_nanos), 0),
+            )
+        ).one()
+        roll = conn.execute(
+            select(func.sum(rollups_hourly.c.records), func.sum(rollups_hourly.c.cost_nanos))
+        ).one()
     ledger.close()
     return int(raw[0]), int(raw[1]), int(raw[2]), int(roll[0] or 0), int(roll[1] or 0)
 
 
-def test_two_processes_ingesting_overlapping_files_count_each_record_once(db_url: str, tmp_path: Path) -> None:
+def test_two_processes_ingesting_overlapping_files_count_each_record_once(
+    db_url: str, tmp_path: Path
+) -> None:
     make_ledger(db_url).close()  # migrate first, as `finops db upgrade` would
     a = write_jsonl(tmp_path / "a.jsonl", (usage(i) for i in range(0, 6000)))
     b = write_jsonl(tmp_path / "b.jsonl", (usage(i) for i in range(2000, 8000)))
     procs = [_finops(db_url, "ingest", "--batch-size", "250", "-q", str(p)) for p in (a, b, a)]
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
     count, distinct, raw_cost, roll_count, roll_cost = _ledger_state(db_url)
     assert count == distinct == roll_count == 8000
     assert raw_cost == roll_cost
 
 
-def test_killed_ingest_loses_nothing_committed_and_a_rerun_completes_it(sqlite_url: str, tmp_path: Path) -> None:
+def test_killed_ingest_loses_nothing_committed_and_a_rerun_completes_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     make_ledger(sqlite_url).close()
     path = write_jsonl(tmp_path / "big.jsonl", (usage(i) for i in range(60_000)))
     proc = _finops(sqlite_url, "ingest", "--batch-size", "500", "-q", str(path))
@@ -71,7 +83,9 @@ def test_killed_ingest_loses_nothing_committed_and_a_rerun_completes_it(sqlite_u
 
 
 @pytest.mark.slow
-def test_totals_by_flow_by_model_and_grand_total_agree_on_a_million_records(sqlite_url: str, tmp_path: Path) -> None:
+def test_totals_by_flow_by_model_and_grand_total_agree_on_a_million_records(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     path = tmp_path / "million.jsonl"
     with path.open("w") as f:
         for i in range(1_000_000):

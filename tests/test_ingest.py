@@ -28,9 +28,7 @@ def _count(ledger: Ledger, table) -> int:
 
 def _raw_vs_rollup(ledger: Ledger) -> tuple[tuple[int, int], tuple[int, int]]:
     with ledger.engine.connect() as conn:
-        raw = conn.execute(
-            select(func.count(), func.coalesce(func.sum(usage_records.c.cost_nanos), 0))
-        ).one()
+        raw = conn.execute(select(func.count(), func.coalesce(func.sum(usage_records.c.cost_nanos), 0))).one()
         roll = conn.execute(
             select(func.sum(rollups_hourly.c.records), func.sum(rollups_hourly.c.cost_nanos))
         ).one()
@@ -59,7 +57,9 @@ def test_overlapping_files_store_each_record_once(ledger: Ledger, tmp_path: Path
     assert _count(ledger, usage_records) == 1000
 
 
-def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(ledger: Ledger, tmp_path: Path) -> None:
+def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(
+    ledger: Ledger, tmp_path: Path
+) -> None:
     write_jsonl(tmp_path / "a.jsonl", [usage(1)])
     write_jsonl(tmp_path / "b.jsonl", [usage(1, output_tokens=999_999)])
     ingest_paths(ledger, [tmp_path / "a.jsonl"])
@@ -76,7 +76,9 @@ def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(ledger: 
 def test_a_repriced_duplicate_is_not_a_conflict(ledger: Ledger, tmp_path: Path) -> None:
     """Content is what the sender said; the price finops computed is not part of it."""
     record = usage(5, ts="2026-11-05T10:00:00+01:00")
-    same_instant = dict(record, ts="2026-11-05T09:00:00Z", tags={"env": "prod", "team": record["tags"]["team"]})
+    same_instant = dict(
+        record, ts="2026-11-05T09:00:00Z", tags={"env": "prod", "team": record["tags"]["team"]}
+    )
     write_jsonl(tmp_path / "a.jsonl", [record])
     write_jsonl(tmp_path / "b.jsonl", [same_instant])
     ingest_paths(ledger, [tmp_path / "a.jsonl"])
@@ -137,7 +139,9 @@ def test_gzip_files_and_directories_are_read_recursively(ledger: Ledger, tmp_pat
 
 
 def test_unknown_model_is_stored_unpriced_never_zero(ledger: Ledger, tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "u.jsonl", [usage(1), usage(2, id="x", model="acme-llm-9", provider="acme")])
+    path = write_jsonl(
+        tmp_path / "u.jsonl", [usage(1), usage(2, id="x", model="acme-llm-9", provider="acme")]
+    )
     summary = ingest_paths(ledger, [path])
     assert summary.unpriced == 1 and summary.unpriced_models == {"acme/acme-llm-9": 1}
     with ledger.engine.connect() as conn:
@@ -145,7 +149,9 @@ def test_unknown_model_is_stored_unpriced_never_zero(ledger: Ledger, tmp_path: P
     assert cost is None
     doc = _spend_json(ledger, "model")
     row = next(r for r in doc["rows"] if r["model"] == "acme-llm-9")
-    assert row["unpriced_records"] == 1 and doc["unpriced"]["models"] == [{"model": "acme/acme-llm-9", "records": 1}]
+    assert row["unpriced_records"] == 1 and doc["unpriced"]["models"] == [
+        {"model": "acme/acme-llm-9", "records": 1}
+    ]
 
 
 def test_user_ids_are_pseudonymised_before_storage(ledger: Ledger, tmp_path: Path) -> None:
@@ -163,7 +169,7 @@ def test_rebuilt_rollups_equal_the_incremental_ones(ledger: Ledger, tmp_path: Pa
 
     records = [usage(i) for i in range(2000)] + [usage(9999, id="unknown", model="acme-1", provider="acme")]
     ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
-    cols = [rollups_hourly.c[c] for c in rollups_hourly.c.keys() if c != "id"]
+    cols = [col for col in rollups_hourly.c if col.name != "id"]
     with ledger.engine.connect() as conn:
         incremental = sorted(tuple(r) for r in conn.execute(select(*cols)))
     with ledger.engine.begin() as conn:

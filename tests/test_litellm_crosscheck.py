@@ -30,17 +30,42 @@ _ABOVE = re.compile(
 )
 SCENARIOS: list[dict[str, Any]] = [
     {"input_tokens": 1_234, "output_tokens": 567},
-    {"input_tokens": 10_000, "cached_input_tokens": 6_000, "cache_write_tokens": 1_500,
-     "cache_write_1h_tokens": 500, "output_tokens": 2_000, "reasoning_tokens": 1_200},
-    {"input_tokens": 150_000, "cached_input_tokens": 20_000, "output_tokens": 4_000, "reasoning_tokens": 3_000},
-    {"input_tokens": 210_000, "cached_input_tokens": 50_000, "cache_write_tokens": 10_000,
-     "output_tokens": 3_000, "reasoning_tokens": 1_000},
-    {"input_tokens": 600_000, "cached_input_tokens": 100_000, "cache_write_1h_tokens": 7_000,
-     "output_tokens": 9_000},
+    {
+        "input_tokens": 10_000,
+        "cached_input_tokens": 6_000,
+        "cache_write_tokens": 1_500,
+        "cache_write_1h_tokens": 500,
+        "output_tokens": 2_000,
+        "reasoning_tokens": 1_200,
+    },
+    {
+        "input_tokens": 150_000,
+        "cached_input_tokens": 20_000,
+        "output_tokens": 4_000,
+        "reasoning_tokens": 3_000,
+    },
+    {
+        "input_tokens": 210_000,
+        "cached_input_tokens": 50_000,
+        "cache_write_tokens": 10_000,
+        "output_tokens": 3_000,
+        "reasoning_tokens": 1_000,
+    },
+    {
+        "input_tokens": 600_000,
+        "cached_input_tokens": 100_000,
+        "cache_write_1h_tokens": 7_000,
+        "output_tokens": 9_000,
+    },
     {"input_tokens": 8_000, "cached_input_tokens": 1_000, "output_tokens": 700, "service_tier": "batch"},
     {"input_tokens": 300_000, "cached_input_tokens": 1_000, "output_tokens": 700, "service_tier": "batch"},
-    {"input_tokens": 9_000, "cached_input_tokens": 4_000, "output_tokens": 900, "reasoning_tokens": 100,
-     "service_tier": "priority"},
+    {
+        "input_tokens": 9_000,
+        "cached_input_tokens": 4_000,
+        "output_tokens": 900,
+        "reasoning_tokens": 100,
+        "service_tier": "priority",
+    },
     {"input_tokens": 280_000, "output_tokens": 900, "service_tier": "priority"},
     {"input_tokens": 7_000, "cached_input_tokens": 3_000, "output_tokens": 800, "service_tier": "flex"},
 ]
@@ -48,7 +73,11 @@ SCENARIOS: list[dict[str, Any]] = [
 
 def _num(spec: dict[str, Any], key: str) -> Decimal | None:
     value = spec.get(key)
-    return value if isinstance(value, Decimal) else (Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else None)
+    return (
+        value
+        if isinstance(value, Decimal)
+        else (Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else None)
+    )
 
 
 def _thresholds(spec: dict[str, Any]) -> list[int]:
@@ -101,21 +130,30 @@ def expected_cost(spec: dict[str, Any], usage: dict[str, Any]) -> Decimal:
     out = usage["output_tokens"]
     reasoning = usage.get("reasoning_tokens", 0)
     return (
-        (inp - cached - w5 - w1h) * rate_in + cached * rate_cr + w5 * rate_cw + w1h * rate_cw1h
-        + (out - reasoning) * rate_out + reasoning * rate_reason
+        (inp - cached - w5 - w1h) * rate_in
+        + cached * rate_cr
+        + w5 * rate_cw
+        + w1h * rate_cw1h
+        + (out - reasoning) * rate_out
+        + reasoning * rate_reason
     )
 
 
 def _chat_entries(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        key: spec for key, spec in data.items()
-        if isinstance(spec, dict) and spec.get("mode") == "chat"
-        and _num(spec, "input_cost_per_token") is not None and _num(spec, "output_cost_per_token") is not None
+        key: spec
+        for key, spec in data.items()
+        if isinstance(spec, dict)
+        and spec.get("mode") == "chat"
+        and _num(spec, "input_cost_per_token") is not None
+        and _num(spec, "output_cost_per_token") is not None
         and isinstance(spec.get("litellm_provider"), str)
     }
 
 
-def test_every_litellm_chat_model_costs_what_design_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_litellm_chat_model_costs_what_design_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = json.loads(CATALOG.read_text(), parse_float=Decimal)
     entries = _chat_entries(data)
     assert len(entries) > 3000
@@ -129,14 +167,24 @@ def test_every_litellm_chat_model_costs_what_design_says(tmp_path: Path, monkeyp
     for n, (key, spec) in enumerate(sorted(entries.items())):
         for s, scenario in enumerate(SCENARIOS):
             rid = f"{n}-{s}"
-            records.append({"id": rid, "ts": "2026-11-20T12:00:00Z", "model": key,
-                            "provider": spec["litellm_provider"], **scenario})
+            records.append(
+                {
+                    "id": rid,
+                    "ts": "2026-11-20T12:00:00Z",
+                    "model": key,
+                    "provider": spec["litellm_provider"],
+                    **scenario,
+                }
+            )
             expected[rid] = (key, expected_cost(spec, scenario))
     ledger = make_ledger(f"sqlite:///{db}")
     summary = ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
     assert (summary.stored, summary.rejected, summary.unpriced) == (len(records), 0, 0)
     with ledger.engine.connect() as conn:
-        stored = {rid: cost for rid, cost in conn.execute(select(usage_records.c.record_id, usage_records.c.cost_nanos))}
+        stored = {
+            rid: cost
+            for rid, cost in conn.execute(select(usage_records.c.record_id, usage_records.c.cost_nanos))
+        }
     ledger.close()
     nano = Decimal("1e-9")
     wrong = [

@@ -25,15 +25,25 @@ def _totals(ledger: Ledger) -> tuple[int, int]:
 
 def test_a_price_correction_is_applied_by_reprice_and_reported(ledger: Ledger, tmp_path: Path) -> None:
     records = [
-        {"id": f"r{i}", "ts": f"2026-11-{10 + i % 5:02d}T12:00:00Z", "model": "gpt-4o-mini",
-         "input_tokens": 1_000_000, "output_tokens": 1_000_000}
+        {
+            "id": f"r{i}",
+            "ts": f"2026-11-{10 + i % 5:02d}T12:00:00Z",
+            "model": "gpt-4o-mini",
+            "input_tokens": 1_000_000,
+            "output_tokens": 1_000_000,
+        }
         for i in range(10)
     ]
     ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
     assert _totals(ledger) == (7_500_000_000, 7_500_000_000)  # 10 × ($0.15 + $0.60)
     correction = entry_from_mapping(
-        {"provider": "openai", "model": "gpt-4o-mini", "effective_from": "2026-11-12",
-         "source": "correction", "standard": {"input": "0.20", "output": "0.80"}},
+        {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "effective_from": "2026-11-12",
+            "source": "correction",
+            "standard": {"input": "0.20", "output": "0.80"},
+        },
         layer="import",
     )
     with ledger.engine.begin() as conn:
@@ -57,11 +67,25 @@ def test_a_price_correction_is_applied_by_reprice_and_reported(ledger: Ledger, t
 
 def test_catalog_effective_dates_price_old_records_with_old_prices(ledger: Ledger, tmp_path: Path) -> None:
     old = entry_from_mapping(
-        {"provider": "openai", "model": "gpt-4o-mini", "effective_from": date(2026, 11, 1).isoformat(),
-         "source": "old", "standard": {"input": "1", "output": "1"}}, layer="import")
+        {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "effective_from": date(2026, 11, 1).isoformat(),
+            "source": "old",
+            "standard": {"input": "1", "output": "1"},
+        },
+        layer="import",
+    )
     new = entry_from_mapping(
-        {"provider": "openai", "model": "gpt-4o-mini", "effective_from": "2026-11-15",
-         "source": "new", "standard": {"input": "2", "output": "2"}}, layer="import")
+        {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "effective_from": "2026-11-15",
+            "source": "new",
+            "standard": {"input": "2", "output": "2"},
+        },
+        layer="import",
+    )
     with ledger.engine.begin() as conn:
         save_imported(conn, [old, new], now_us=0)
     ledger.reload_prices()

@@ -61,17 +61,27 @@ def test_rollups_with_raw_edges_equal_a_full_scan_for_any_period(loaded: tuple[L
             result = run_spend(conn, SpendQuery(group_by=("flow",), start=start, end=end))
             got = {r.keys["flow"]: [r.sums["requests"], r.sums["input_tokens"]] for r in result.rows}
             assert got == _scan(records, start, end, lambda r, ts: r["flow"])
-        inside_one_hour = run_spend(conn, SpendQuery(start=base + timedelta(minutes=61), end=base + timedelta(minutes=119)))
+        inside_one_hour = run_spend(
+            conn, SpendQuery(start=base + timedelta(minutes=61), end=base + timedelta(minutes=119))
+        )
         assert inside_one_hour.total["requests"] == sum(
-            v[0] for v in _scan(records, base + timedelta(minutes=61), base + timedelta(minutes=119), lambda r, ts: 1).values())
+            v[0]
+            for v in _scan(
+                records, base + timedelta(minutes=61), base + timedelta(minutes=119), lambda r, ts: 1
+            ).values()
+        )
 
 
 @pytest.mark.parametrize("zone", [BERLIN, NEW_YORK, ZoneInfo("Asia/Kolkata"), ZoneInfo("UTC")])
-def test_days_are_local_days_including_daylight_saving_changes(loaded: tuple[Ledger, list[dict]], zone: ZoneInfo) -> None:
+def test_days_are_local_days_including_daylight_saving_changes(
+    loaded: tuple[Ledger, list[dict]], zone: ZoneInfo
+) -> None:
     ledger, records = loaded
     start, end = datetime(2026, 10, 24, tzinfo=zone), datetime(2026, 11, 4, tzinfo=zone)
     with ledger.engine.connect() as conn:
-        result = run_spend(conn, SpendQuery(group_by=("day",), start=start.astimezone(UTC), end=end.astimezone(UTC), tz=zone))
+        result = run_spend(
+            conn, SpendQuery(group_by=("day",), start=start.astimezone(UTC), end=end.astimezone(UTC), tz=zone)
+        )
     got = {r.keys["day"]: [r.sums["requests"], r.sums["input_tokens"]] for r in result.rows}
     want = _scan(records, start, end, lambda r, ts: ts.astimezone(zone).strftime("%Y-%m-%d"))
     assert got == want
@@ -85,13 +95,18 @@ def test_dst_days_last_23_and_25_hours() -> None:
     assert spring[1] - spring[0] == timedelta(hours=23)
     assert autumn[1] - autumn[0] == timedelta(hours=25)
     assert ny_autumn[1] - ny_autumn[0] == timedelta(hours=25)
-    assert month_range("2026-11", BERLIN) == (datetime(2026, 10, 31, 23, tzinfo=UTC), datetime(2026, 11, 30, 23, tzinfo=UTC))
+    assert month_range("2026-11", BERLIN) == (
+        datetime(2026, 10, 31, 23, tzinfo=UTC),
+        datetime(2026, 11, 30, 23, tzinfo=UTC),
+    )
 
 
 def test_periods_people_type() -> None:
     now = datetime(2026, 11, 21, 23, 30, tzinfo=UTC)
     assert parse_instant("7d", now=now, tz=BERLIN) == now - timedelta(days=7)
-    assert parse_instant("today", now=now, tz=BERLIN) == datetime(2026, 11, 21, 23, tzinfo=UTC)  # already the 22nd there
+    assert parse_instant("today", now=now, tz=BERLIN) == datetime(
+        2026, 11, 21, 23, tzinfo=UTC
+    )  # already the 22nd there
     assert parse_instant("2026-11-03", now=now, tz=NEW_YORK) == datetime(2026, 11, 3, 5, tzinfo=UTC)
     assert parse_instant("2026-11-03T10:00", now=now, tz=BERLIN) == datetime(2026, 11, 3, 9, tzinfo=UTC)
 

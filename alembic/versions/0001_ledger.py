@@ -8,6 +8,7 @@ Create Date: 2026-11-21
 from __future__ import annotations
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision = "0001_ledger"
@@ -17,9 +18,17 @@ depends_on = None
 
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _SUMS = (
-    "records", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos",
-    "unpriced_records", "unpriced_requests",
+    "records",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_records",
+    "unpriced_requests",
 )
 
 
@@ -116,7 +125,13 @@ def upgrade() -> None:
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in _SUMS),
         sa.PrimaryKeyConstraint("id", name="pk_rollups_hourly"),
         sa.UniqueConstraint(
-            "hour", "flow", "provider", "model", "service_tier", "status", "tags",
+            "hour",
+            "flow",
+            "provider",
+            "model",
+            "service_tier",
+            "status",
+            "tags",
             name="uq_rollups_hourly_key",
         ),
     )

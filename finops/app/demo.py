@@ -41,12 +41,20 @@ _FLOWS = (
     _Flow("support-gpt-en", "support", "gpt-4o-2024-08-06", "openai", 60, 2400, 350, cache_share=0.6),
     _Flow("support-gpt-de", "support", "gpt-4o-mini", "openai", 25, 2200, 320, cache_share=0.5),
     _Flow("search-rerank", "search", "gemini-2.5-flash", "gcp.gemini", 120, 900, 40),
-    _Flow("code-review", "platform", "claude-sonnet-4-5-20250929", "anthropic", 12, 18000, 1400,
-          cache_share=0.55, write_share=0.15),
+    _Flow(
+        "code-review",
+        "platform",
+        "claude-sonnet-4-5-20250929",
+        "anthropic",
+        12,
+        18000,
+        1400,
+        cache_share=0.55,
+        write_share=0.15,
+    ),
     _Flow("doc-qa", "legal", "gemini-2.5-pro", "gcp.gemini", 6, 60000, 900, long_context_rate=0.1),
     _Flow("nightly-summaries", "data", "gpt-4.1-mini", "openai", 40, 5000, 600, tier="batch"),
-    _Flow("agent-planner", "platform", "o4-mini", "openai", 8, 7000, 2500, reasoning_share=0.7,
-          tier="flex"),
+    _Flow("agent-planner", "platform", "o4-mini", "openai", 8, 7000, 2500, reasoning_share=0.7, tier="flex"),
     _Flow("intranet-bot", "it", "acme-llama-70b-internal", "self_hosted", 10, 1500, 300),
 )
 
@@ -55,7 +63,9 @@ def _scaled(rng: random.Random, mean: int) -> int:
     return max(1, int(rng.lognormvariate(0, 0.5) * mean))
 
 
-def demo_records(*, end: datetime, days: int = 30, seed: int = 7, scale: float = 1.0) -> Iterator[dict[str, Any]]:
+def demo_records(
+    *, end: datetime, days: int = 30, seed: int = 7, scale: float = 1.0
+) -> Iterator[dict[str, Any]]:
     """Usage records for ``days`` days up to ``end`` (UTC), as senders would post them."""
     start = (end - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     hour = start
@@ -67,7 +77,7 @@ def demo_records(*, end: datetime, days: int = 30, seed: int = 7, scale: float =
         for flow in _FLOWS:
             # one generator per hour and flow: a later run regenerates the same hours identically,
             # so running the demo twice stores nothing twice
-            rng = random.Random(f"{seed}/{flow.name}/{hour.isoformat()}")
+            rng = random.Random(f"{seed}/{flow.name}/{hour.isoformat()}")  # noqa: S311 - sample data
             per_hour = flow.calls_per_hour * (1.0 if flow.tier == "batch" and local_hour < 6 else rhythm)
             if flow.tier == "batch" and local_hour >= 6:
                 per_hour = 0
@@ -107,7 +117,9 @@ def demo_records(*, end: datetime, days: int = 30, seed: int = 7, scale: float =
         hour += timedelta(hours=1)
 
 
-def load_demo(ledger: Ledger, *, end: datetime | None = None, days: int = 30, scale: float = 1.0) -> IngestSummary:
+def load_demo(
+    ledger: Ledger, *, end: datetime | None = None, days: int = 30, scale: float = 1.0
+) -> IngestSummary:
     """Ingest the demo month through the same path as real usage (idempotent: ids are fixed)."""
     end = end or datetime.now(UTC)
     total = IngestSummary()

@@ -75,7 +75,12 @@ class Prepared:
 
 
 def _accept(
-    out: Prepared, book: PriceBook, user_key: bytes, obj: Any, location: str, line: int | None,
+    out: Prepared,
+    book: PriceBook,
+    user_key: bytes,
+    obj: Any,
+    location: str,
+    line: int | None,
     raw: str | Callable[[], str],
 ) -> None:
     out.read += 1
@@ -83,7 +88,9 @@ def _accept(
         record = parse_usage(obj, user_key=user_key)
     except RecordError as exc:
         rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-        out.rejections.append(Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid))
+        out.rejections.append(
+            Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid)
+        )
         return
     cost, match = price_record(book, record)
     version = None
@@ -109,11 +116,16 @@ def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Pr
     return out
 
 
+def _dumper(obj: Any) -> Callable[[], str]:
+    """The raw text of a rejected object, built only if it is rejected."""
+    return lambda: json.dumps(obj, default=str)
+
+
 def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], location: str) -> Prepared:
     """Validate and price already-decoded records (an HTTP batch, a provider report)."""
     out = Prepared()
     for index, obj in enumerate(objects):
-        _accept(out, book, user_key, obj, location, index, lambda o=obj: json.dumps(o, default=str))
+        _accept(out, book, user_key, obj, location, index, _dumper(obj))
     return out
 
 

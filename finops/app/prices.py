@@ -48,7 +48,8 @@ def import_litellm(ledger: Ledger, path: Path, *, effective_from: date) -> Impor
     if not entries:
         raise PriceFileError(
             f"{path}: no entry with input_cost_per_token and output_cost_per_token; "
-            "is this LiteLLM's model_prices_and_context_window.json?")
+            "is this LiteLLM's model_prices_and_context_window.json?"
+        )
     with ledger.engine.begin() as conn:
         added = save_imported(conn, entries, now_us=time.time_ns() // 1000)
     ledger.reload_prices()
@@ -75,8 +76,14 @@ def unpriced_models(
     r = rollups_hourly.c
     stmt = (
         select(
-            r.provider, r.model, func.sum(r.unpriced_records), func.sum(r.unpriced_requests),
-            func.sum(r.input_tokens), func.sum(r.output_tokens), func.min(r.hour), func.max(r.hour),
+            r.provider,
+            r.model,
+            func.sum(r.unpriced_records),
+            func.sum(r.unpriced_requests),
+            func.sum(r.input_tokens),
+            func.sum(r.output_tokens),
+            func.min(r.hour),
+            func.max(r.hour),
         )
         .where(r.unpriced_records > 0)
         .group_by(r.provider, r.model)
@@ -90,9 +97,17 @@ def unpriced_models(
     out = []
     for provider, model, records, requests, inp, outp, first, last in rows:
         last_dt = datetime.fromtimestamp(int(last), UTC)
-        out.append(UnpricedModel(
-            provider, model, int(records), int(requests), int(inp), int(outp),
-            datetime.fromtimestamp(int(first), UTC), last_dt,
-            ledger.book.match(provider, model, last_dt),
-        ))
+        out.append(
+            UnpricedModel(
+                provider,
+                model,
+                int(records),
+                int(requests),
+                int(inp),
+                int(outp),
+                datetime.fromtimestamp(int(first), UTC),
+                last_dt,
+                ledger.book.match(provider, model, last_dt),
+            )
+        )
     return sorted(out, key=lambda u: (-u.records, u.provider, u.model))

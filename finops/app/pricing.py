@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from finops.domain.pricing import PriceBook, PriceMatch, compute_cost
+from finops.domain.pricing import PriceBook, PriceMatch
+from finops.domain.pricing.cost import cost_nanos
 from finops.domain.usage import UsageRecord
 
 __all__ = ["price_record"]
@@ -13,15 +14,16 @@ def price_record(book: PriceBook, record: UsageRecord) -> tuple[int | None, Pric
     match = book.match(record.provider, record.model, record.ts)
     if match is None:
         return None, None
-    cost = compute_cost(
+    r = record
+    nanos = cost_nanos(
         match.entry,
-        service_tier=record.service_tier,
-        input_tokens=record.input_tokens,
-        cached_input_tokens=record.cached_input_tokens,
-        cache_write_tokens=record.cache_write_tokens,
-        cache_write_1h_tokens=record.cache_write_1h_tokens,
-        output_tokens=record.output_tokens,
-        reasoning_tokens=record.reasoning_tokens,
-        discount=match.discount.fraction if match.discount else None,
+        r.service_tier,
+        r.input_tokens,
+        r.cached_input_tokens,
+        r.cache_write_tokens,
+        r.cache_write_1h_tokens,
+        r.output_tokens,
+        r.reasoning_tokens,
+        match.discount.fraction if match.discount else None,
     )
-    return cost.nanos, match
+    return nanos, match

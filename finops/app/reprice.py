@@ -121,9 +121,15 @@ def reprice(
 def _record(row: dict[str, Any]) -> UsageRecord:
     """Enough of a stored row to price it again."""
     return UsageRecord(
-        id=row["record_id"], ts=_EPOCH + timedelta(microseconds=row["ts_us"]), model=row["model"],
-        provider=row["provider"], service_tier=row["service_tier"], input_tokens=row["input_tokens"],
-        cached_input_tokens=row["cached_input_tokens"], cache_write_tokens=row["cache_write_tokens"],
-        cache_write_1h_tokens=row["cache_write_1h_tokens"], output_tokens=row["output_tokens"],
+        id=row["record_id"],
+        ts=_EPOCH + timedelta(microseconds=row["ts_us"]),
+        model=row["model"],
+        provider=row["provider"],
+        service_tier=row["service_tier"],
+        input_tokens=row["input_tokens"],
+        cached_input_tokens=row["cached_input_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cache_write_1h_tokens=row["cache_write_1h_tokens"],
+        output_tokens=row["output_tokens"],
         reasoning_tokens=row["reasoning_tokens"],
     )

@@ -85,7 +85,9 @@ def _discount(item: object, where: str) -> Discount:
     except InvalidOperation:
         percent = Decimal(-1)
     if not Decimal(0) < percent <= Decimal(100):
-        raise PriceFileError(f"{where}: percent_off must be a number in (0, 100], got {item.get('percent_off')!r}")
+        raise PriceFileError(
+            f"{where}: percent_off must be a number in (0, 100], got {item.get('percent_off')!r}"
+        )
     dates: list[date | None] = []
     for key in ("effective_from", "until"):
         value = item.get(key)
@@ -97,8 +99,11 @@ def _discount(item: object, where: str) -> Discount:
         except ValueError:
             raise PriceFileError(f"{where}: {key} must be YYYY-MM-DD, got {value!r}") from None
     return Discount(
-        pattern=pattern, fraction=percent / 100, effective_from=dates[0] or date(2000, 1, 1),
-        until=dates[1], note=str(item.get("note") or f"{percent}% off {pattern}"),
+        pattern=pattern,
+        fraction=percent / 100,
+        effective_from=dates[0] or date(2000, 1, 1),
+        until=dates[1],
+        note=str(item.get("note") or f"{percent}% off {pattern}"),
     )
 
 
@@ -109,7 +114,8 @@ def load_overrides(path: Path) -> tuple[list[PriceEntry], list[Discount]]:
     except OSError as exc:
         raise PriceFileError(
             f"cannot read the price override file {path}: {exc.strerror}; "
-            "fix FINOPS_PRICE_OVERRIDES or create the file") from None
+            "fix FINOPS_PRICE_OVERRIDES or create the file"
+        ) from None
     data = parse_price_yaml(text, name=str(path)) or {}
     if not isinstance(data, Mapping):
         raise PriceFileError(f"{path}: expected `prices:` and/or `discounts:` at the top level")

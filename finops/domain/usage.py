@@ -34,16 +34,32 @@ __all__ = [
 
 SERVICE_TIERS = ("standard", "batch", "flex", "priority")
 _TIER_ALIASES = {
-    "standard": "standard", "default": "standard", "auto": "standard", "on_demand": "standard",
-    "batch": "batch", "batches": "batch", "flex": "flex", "priority": "priority", "scale": "priority",
+    "standard": "standard",
+    "default": "standard",
+    "auto": "standard",
+    "on_demand": "standard",
+    "batch": "batch",
+    "batches": "batch",
+    "flex": "flex",
+    "priority": "priority",
+    "scale": "priority",
 }
 _STATUS_ALIASES = {
-    "ok": "ok", "success": "ok", "succeeded": "ok", "completed": "ok",
-    "error": "error", "failed": "error", "failure": "error",
+    "ok": "ok",
+    "success": "ok",
+    "succeeded": "ok",
+    "completed": "ok",
+    "error": "error",
+    "failed": "error",
+    "failure": "error",
 }
 COUNT_FIELDS = (
-    "input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-    "output_tokens", "reasoning_tokens",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
 )
 #: No single call has a context this large; above it a count is a bug upstream, not usage.
 MAX_TOKENS_PER_REQUEST = 10_000_000
@@ -110,16 +126,16 @@ def parse_timestamp(value: object) -> datetime:
             raise RecordError(f"ts {value!r} is not a plausible epoch time") from exc
     elif isinstance(value, str):
         text = value.strip()
+        parsed: datetime | None
         try:
-            ts = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z too
+            parsed = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z too
         except ValueError:
-            ts = None
-        if ts is None and text[-1:] == "z":
-            ts = _lower_z(text)
-        if ts is None:
-            raise RecordError(f"ts {value!r} is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)") from None
-        if ts.tzinfo is None:
+            parsed = _lower_z(text) if text[-1:] == "z" else None
+        if parsed is None:
+            raise RecordError(f"ts {value!r} is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)")
+        if parsed.tzinfo is None:
             raise RecordError(f"ts {value!r} has no UTC offset; add Z or +01:00")
+        ts = parsed
         if ts.tzinfo is not UTC:
             try:
                 ts = ts.astimezone(UTC)
@@ -137,7 +153,7 @@ def _count(obj: Mapping[str, Any], name: str, label: str | None = None) -> int:
     if value is None:
         return 0
     if value.__class__ is int and value >= 0:  # the common case, first
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(f"{label or name} must be a whole number, got {value!r}")
     if isinstance(value, float):
@@ -159,7 +175,7 @@ def _text(obj: Mapping[str, Any], name: str, limit: int = 512) -> str | None:
     if value is None or value == "":
         return None
     if value.__class__ is str and len(value) <= limit:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RecordError(f"{name} must be a string, got {type(value).__name__}")
     text = str(value)
@@ -178,22 +194,30 @@ def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
         thoughts = _count(g, "thoughtstokencount", "usage.thoughtsTokenCount")
         candidates = _count(g, "candidatestokencount", "usage.candidatesTokenCount")
         return {
-            "input_tokens": prompt + tool_prompt, "cached_input_tokens": cached,
-            "output_tokens": candidates + thoughts, "reasoning_tokens": thoughts,
+            "input_tokens": prompt + tool_prompt,
+            "cached_input_tokens": cached,
+            "output_tokens": candidates + thoughts,
+            "reasoning_tokens": thoughts,
         }
     if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI Chat Completions
         return {
             "input_tokens": _count(usage, "prompt_tokens", "usage.prompt_tokens"),
             "cached_input_tokens": _count(
-                _sub(usage, "prompt_tokens_details"), "cached_tokens",
-                "usage.prompt_tokens_details.cached_tokens"),
+                _sub(usage, "prompt_tokens_details"),
+                "cached_tokens",
+                "usage.prompt_tokens_details.cached_tokens",
+            ),
             "output_tokens": _count(usage, "completion_tokens", "usage.completion_tokens"),
             "reasoning_tokens": _count(
-                _sub(usage, "completion_tokens_details"), "reasoning_tokens",
-                "usage.completion_tokens_details.reasoning_tokens"),
+                _sub(usage, "completion_tokens_details"),
+                "reasoning_tokens",
+                "usage.completion_tokens_details.reasoning_tokens",
+            ),
         }
-    if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage or (
-        "cache_creation" in usage
+    if (
+        "cache_read_input_tokens" in usage
+        or "cache_creation_input_tokens" in usage
+        or ("cache_creation" in usage)
     ):  # Anthropic Messages: input_tokens EXCLUDES cache reads and writes
         base = _count(usage, "input_tokens", "usage.input_tokens")
         reads = _count(usage, "cache_read_input_tokens", "usage.cache_read_input_tokens")
@@ -205,12 +229,15 @@ def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
             if "cache_creation_input_tokens" in usage and w5 + w1h != writes:
                 raise RecordError(
                     f"usage.cache_creation splits {w5}+{w1h} tokens but "
-                    f"cache_creation_input_tokens is {writes}")
+                    f"cache_creation_input_tokens is {writes}"
+                )
         else:
             w5 = writes
         out: dict[str, int | str] = {
-            "input_tokens": base + reads + w5 + w1h, "cached_input_tokens": reads,
-            "cache_write_tokens": w5, "cache_write_1h_tokens": w1h,
+            "input_tokens": base + reads + w5 + w1h,
+            "cached_input_tokens": reads,
+            "cache_write_tokens": w5,
+            "cache_write_1h_tokens": w1h,
             "output_tokens": _count(usage, "output_tokens", "usage.output_tokens"),
         }
         if isinstance(usage.get("service_tier"), str):
@@ -220,16 +247,21 @@ def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
         return {
             "input_tokens": _count(usage, "input_tokens", "usage.input_tokens"),
             "cached_input_tokens": _count(
-                _sub(usage, "input_tokens_details"), "cached_tokens",
-                "usage.input_tokens_details.cached_tokens"),
+                _sub(usage, "input_tokens_details"),
+                "cached_tokens",
+                "usage.input_tokens_details.cached_tokens",
+            ),
             "output_tokens": _count(usage, "output_tokens", "usage.output_tokens"),
             "reasoning_tokens": _count(
-                _sub(usage, "output_tokens_details"), "reasoning_tokens",
-                "usage.output_tokens_details.reasoning_tokens"),
+                _sub(usage, "output_tokens_details"),
+                "reasoning_tokens",
+                "usage.output_tokens_details.reasoning_tokens",
+            ),
         }
     raise RecordError(
         "usage has no token counts finops knows (OpenAI prompt_tokens/input_tokens, "
-        "Anthropic cache_*_input_tokens, Gemini promptTokenCount)")
+        "Anthropic cache_*_input_tokens, Gemini promptTokenCount)"
+    )
 
 
 def _tags(value: object) -> Mapping[str, str]:
@@ -283,8 +315,7 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     provider_raw = obj.get("provider")
     if provider_raw is not None and (not isinstance(provider_raw, str) or len(provider_raw) > 64):
         raise RecordError("provider must be a short string")
-    provider = (canonical_provider(provider_raw) if provider_raw
-                else infer_provider(model) or "unknown")
+    provider = canonical_provider(provider_raw) if provider_raw else infer_provider(model) or "unknown"
 
     native = obj.get("usage")
     if native is None:
@@ -311,24 +342,26 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     if cached + w5 + w1h > inp:
         raise RecordError(
             f"cache reads and writes ({cached}+{w5}+{w1h}) exceed input_tokens ({inp}); "
-            "counts are inclusive: input_tokens is the whole prompt")
+            "counts are inclusive: input_tokens is the whole prompt"
+        )
     if reasoning > out:
         raise RecordError(
-            f"reasoning_tokens ({reasoning}) exceed output_tokens ({out}); "
-            "output_tokens includes reasoning")
+            f"reasoning_tokens ({reasoning}) exceed output_tokens ({out}); output_tokens includes reasoning"
+        )
 
     requests = 1 if obj.get("requests") is None else _count(obj, "requests")
     limit = MAX_TOKENS_PER_REQUEST * max(requests, 1)
     if inp > limit or out > limit:
         raise RecordError(
             f"token counts ({inp} in, {out} out) are absurd for {max(requests, 1)} request(s); "
-            f"at most {MAX_TOKENS_PER_REQUEST:,} per request")
+            f"at most {MAX_TOKENS_PER_REQUEST:,} per request"
+        )
 
-    tier_raw = obj.get("service_tier") or tier_hint or "standard"
+    tier_raw: Any = obj.get("service_tier") or tier_hint or "standard"
     tier = _TIER_ALIASES.get(tier_raw) or _TIER_ALIASES.get(str(tier_raw).lower())
     if tier is None:
         raise RecordError(f"service_tier {tier_raw!r} is not one of {', '.join(SERVICE_TIERS)}")
-    status_raw = obj.get("status") or "ok"
+    status_raw: Any = obj.get("status") or "ok"
     status = _STATUS_ALIASES.get(status_raw) or _STATUS_ALIASES.get(str(status_raw).lower())
     if status is None:
         raise RecordError(f"status {status_raw!r} is not ok or error")
@@ -344,11 +377,25 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     tool_calls = _count(obj, "tool_calls") if obj.get("tool_calls") is not None else None
 
     return UsageRecord(
-        id=rid, ts=ts, model=model, provider=provider, flow=flow, tags=_tags(obj.get("tags")),
-        input_tokens=inp, cached_input_tokens=cached, cache_write_tokens=w5,
-        cache_write_1h_tokens=w1h, output_tokens=out, reasoning_tokens=reasoning,
-        service_tier=tier, requests=requests, status=status,
-        prompt_id=_text(obj, "prompt_id"), user_hash=user_hash,
-        trace_id=_text(obj, "trace_id"), session_id=_text(obj, "session_id"),
-        latency_ms=latency, tool_calls=tool_calls,
+        id=rid,
+        ts=ts,
+        model=model,
+        provider=provider,
+        flow=flow,
+        tags=_tags(obj.get("tags")),
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_write_tokens=w5,
+        cache_write_1h_tokens=w1h,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+        service_tier=tier,
+        requests=requests,
+        status=status,
+        prompt_id=_text(obj, "prompt_id"),
+        user_hash=user_hash,
+        trace_id=_text(obj, "trace_id"),
+        session_id=_text(obj, "session_id"),
+        latency_ms=latency,
+        tool_calls=tool_calls,
     )

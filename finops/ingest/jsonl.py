@@ -55,7 +55,7 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
     with raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
-        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if gzipped else raw
         last = 0
         try:
             for number, data in enumerate(stream, start=1):

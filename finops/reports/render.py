@@ -15,8 +15,14 @@ from finops.reports.spend import METRICS, SpendResult
 
 __all__ = ["render_csv", "render_json", "render_table", "spend_document"]
 
-_TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-           "output_tokens", "reasoning_tokens")
+_TOKENS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 def _measures(sums: dict[str, int]) -> dict[str, Any]:
@@ -42,8 +48,9 @@ def spend_document(result: SpendResult) -> dict[str, Any]:
         "unpriced": {
             "records": result.total["unpriced_records"],
             "models": [{"model": m, "records": n} for m, n in result.unpriced_models],
-            "note": "cost of unpriced records is unknown and not in total_usd; "
-            "see `finops prices unpriced`" if result.total["unpriced_records"] else None,
+            "note": "cost of unpriced records is unknown and not in total_usd; see `finops prices unpriced`"
+            if result.total["unpriced_records"]
+            else None,
         },
     }
     if result.others is not None:
@@ -86,7 +93,9 @@ def render_table(result: SpendResult, console: Console) -> None:
     table.add_column("share", justify="right", footer="100%" if total["cost_nanos"] else "")
     table.add_column("requests", justify="right", footer=_n(total["requests"]))
     table.add_column("input tok", justify="right", footer=_n(total["input_tokens"]))
-    table.add_column("cached", justify="right", footer=_pct(total["cached_input_tokens"], total["input_tokens"]))
+    table.add_column(
+        "cached", justify="right", footer=_pct(total["cached_input_tokens"], total["input_tokens"])
+    )
     table.add_column("output tok", justify="right", footer=_n(total["output_tokens"]))
     rows = [(list(r.keys.values()) or ["all usage"], r.sums) for r in result.rows]
     if result.others is not None:
@@ -96,13 +105,20 @@ def render_table(result: SpendResult, console: Console) -> None:
         if sums["unpriced_records"]:
             cost += " +?"
         table.add_row(
-            *key, cost, _pct(sums["cost_nanos"], total["cost_nanos"]), _n(sums["requests"]),
-            _n(sums["input_tokens"]), _pct(sums["cached_input_tokens"], sums["input_tokens"]),
+            *key,
+            cost,
+            _pct(sums["cost_nanos"], total["cost_nanos"]),
+            _n(sums["requests"]),
+            _n(sums["input_tokens"]),
+            _pct(sums["cached_input_tokens"], sums["input_tokens"]),
             _n(sums["output_tokens"]),
         )
     q = result.query
-    span = f"{q.start:%Y-%m-%d %H:%M} to {q.end:%Y-%m-%d %H:%M} {q.tz}" if q.start and q.end else (
-        f"since {q.start:%Y-%m-%d %H:%M} {q.tz}" if q.start else "all time")
+    span = (
+        f"{q.start:%Y-%m-%d %H:%M} to {q.end:%Y-%m-%d %H:%M} {q.tz}"
+        if q.start and q.end
+        else (f"since {q.start:%Y-%m-%d %H:%M} {q.tz}" if q.start else "all time")
+    )
     console.print(f"[dim]Spend {span}[/dim]")
     if not result.rows:
         console.print("No usage in this period. Ingest some with `finops ingest FILE`.")
@@ -112,7 +128,8 @@ def render_table(result: SpendResult, console: Console) -> None:
         models = ", ".join(m for m, _ in result.unpriced_models[:5])
         console.print(
             f"[yellow]{_n(total['unpriced_records'])} records have no price (+? above; their cost is "
-            f"not in the total): {models}. Run `finops prices unpriced`.[/yellow]")
+            f"not in the total): {models}. Run `finops prices unpriced`.[/yellow]"
+        )
 
 
 def _pct(part: int, whole: int) -> str:

@@ -27,9 +27,17 @@ __all__ = ["DIMENSIONS", "METRICS", "SpendQuery", "SpendResult", "SpendRow", "ru
 DIMENSIONS = ("flow", "model", "provider", "service_tier", "status", "hour", "day", "month")
 #: Summed measures, in output order.
 METRICS = (
-    "records", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos",
-    "unpriced_records", "unpriced_requests",
+    "records",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_records",
+    "unpriced_requests",
 )
 _HOUR_US = 3_600_000_000
 
@@ -51,8 +59,7 @@ class SpendQuery:
     def __post_init__(self) -> None:
         for dim in self.group_by:
             if dim not in DIMENSIONS and not (dim.startswith("tag:") and len(dim) > 4):
-                raise ValueError(
-                    f"cannot group by {dim!r}: use {', '.join(DIMENSIONS)} or tag:KEY")
+                raise ValueError(f"cannot group by {dim!r}: use {', '.join(DIMENSIONS)} or tag:KEY")
         if self.start and self.end and self.start >= self.end:
             raise ValueError("the start of the period must be before its end")
 

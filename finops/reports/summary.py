@@ -26,8 +26,11 @@ def print_ingest_summary(summary: IngestSummary, *, files: int, console: Console
         markup=False,
     )
     if summary.rejected:
-        console.print(f"rejected lines are in the dead-letter table (`finops dead-letters`); "
-                      f"{summary.conflicts:,} were conflicts (same id, different content):", markup=False)
+        console.print(
+            f"rejected lines are in the dead-letter table (`finops dead-letters`); "
+            f"{summary.conflicts:,} were conflicts (same id, different content):",
+            markup=False,
+        )
         for reason, count in summary.reasons.most_common(5):
             console.print(f"  {count:>8,}  {reason}", markup=False)
         for ex in summary.examples[:3]:
@@ -46,14 +49,23 @@ def print_dead_letters(engine: Engine, *, limit: int, as_json: bool, console: Co
     d = dead_letters.c
     with engine.connect() as conn:
         total = conn.scalar(select(func.count()).select_from(dead_letters)) or 0
-        rows = list(conn.execute(
-            select(d.source, d.location, d.line, d.record_id, d.reason, d.raw, d.created_us)
-            .order_by(d.id.desc()).limit(limit)
-        ))
+        rows = list(
+            conn.execute(
+                select(d.source, d.location, d.line, d.record_id, d.reason, d.raw, d.created_us)
+                .order_by(d.id.desc())
+                .limit(limit)
+            )
+        )
     items = [
-        {"source": r.source, "location": r.location, "line": r.line, "record_id": r.record_id,
-         "reason": r.reason, "raw": r.raw,
-         "at": datetime.fromtimestamp(r.created_us / 1_000_000, UTC).isoformat(timespec="seconds")}
+        {
+            "source": r.source,
+            "location": r.location,
+            "line": r.line,
+            "record_id": r.record_id,
+            "reason": r.reason,
+            "raw": r.raw,
+            "at": datetime.fromtimestamp(r.created_us / 1_000_000, UTC).isoformat(timespec="seconds"),
+        }
         for r in rows
     ]
     if as_json:

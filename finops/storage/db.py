@@ -51,8 +51,7 @@ def create_engine_for(url: str) -> Engine:
         try:
             return create_engine(parsed, pool_pre_ping=True)
         except ModuleNotFoundError:
-            raise ConfigError(
-                "PostgreSQL needs the driver: pip install 'finops[postgres]'") from None
+            raise ConfigError("PostgreSQL needs the driver: pip install 'finops[postgres]'") from None
     raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
@@ -129,5 +128,5 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
     if current is None:
         raise StorageError(f"the database {shown} has no finops schema: run `finops db upgrade`")
     raise StorageError(
-        f"the database {shown} is at schema {current}, this finops needs {head}: "
-        "run `finops db upgrade`")
+        f"the database {shown} is at schema {current}, this finops needs {head}: run `finops db upgrade`"
+    )

@@ -103,11 +103,32 @@ def usage_row(item: PricedRecord, source: str, now_us: int) -> tuple[Any, ...]:
     r = item.record
     ts_us = (r.ts - _EPOCH) // _MICROSECOND
     return (
-        source, r.id, ts_us, ts_us // 3_600_000_000 * 3600, r.provider, r.model, r.flow,
-        _tags_json(r.tags), r.service_tier, r.status, r.requests, r.input_tokens,
-        r.cached_input_tokens, r.cache_write_tokens, r.cache_write_1h_tokens, r.output_tokens,
-        r.reasoning_tokens, item.cost_nanos, item.price_version, r.prompt_id, r.user_hash,
-        r.trace_id, r.session_id, r.latency_ms, r.tool_calls, now_us,
+        source,
+        r.id,
+        ts_us,
+        ts_us // 3_600_000_000 * 3600,
+        r.provider,
+        r.model,
+        r.flow,
+        _tags_json(r.tags),
+        r.service_tier,
+        r.status,
+        r.requests,
+        r.input_tokens,
+        r.cached_input_tokens,
+        r.cache_write_tokens,
+        r.cache_write_1h_tokens,
+        r.output_tokens,
+        r.reasoning_tokens,
+        item.cost_nanos,
+        item.price_version,
+        r.prompt_id,
+        r.user_hash,
+        r.trace_id,
+        r.session_id,
+        r.latency_ms,
+        r.tool_calls,
+        now_us,
     )
 
 
@@ -128,7 +149,9 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
 
 def _conflict(item: PricedRecord) -> Rejection:
     return Rejection(
-        location=item.location, line=item.line, record_id=item.record.id,
+        location=item.location,
+        line=item.line,
+        record_id=item.record.id,
         reason=f"conflict: id {item.record.id!r} was already stored with different content; "
         "the stored record is kept (send a new id for a new call)",
         raw=json.dumps({"id": item.record.id, "ts": item.record.ts.isoformat(), "model": item.record.model}),
@@ -160,7 +183,7 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
     if not sums:
         return
     params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(sums.items())]
-    conn.exec_driver_sql(_rollup_upsert(conn.dialect.paramstyle), params)  # type: ignore[arg-type]
+    conn.exec_driver_sql(_rollup_upsert(conn.dialect.paramstyle), params)
 
 
 def _rollup_upsert(paramstyle: str) -> str:
@@ -183,7 +206,7 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     PostgreSQL: other writers run concurrently, so RETURNING tells us which rows won.
     """
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_SQLITE_INSERT, rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return {row[1] for row in rows}
     stmt = (
         dialect_insert(conn, usage_records)
@@ -257,11 +280,21 @@ def write_dead_letters(
         digest = hashlib.blake2b(
             repr((source, rej.location, rej.line, rej.reason, rej.raw)).encode(), digest_size=16
         ).hexdigest()
-        rows.append({
-            "fingerprint": digest, "source": source, "location": rej.location, "line": rej.line,
-            "record_id": rej.record_id, "reason": rej.reason, "raw": raw, "created_us": now_us,
-        })
-    conn.execute(dialect_insert(conn, dead_letters).on_conflict_do_nothing(index_elements=["fingerprint"]), rows)
+        rows.append(
+            {
+                "fingerprint": digest,
+                "source": source,
+                "location": rej.location,
+                "line": rej.line,
+                "record_id": rej.record_id,
+                "reason": rej.reason,
+                "raw": raw,
+                "created_us": now_us,
+            }
+        )
+    conn.execute(
+        dialect_insert(conn, dead_letters).on_conflict_do_nothing(index_elements=["fingerprint"]), rows
+    )
 
 
 def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, now_us: int) -> None:
@@ -269,12 +302,17 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
     rows = {}
     for m in matches:
         rows[m.version] = {
-            "version": m.version, "layer": m.entry.layer, "provider": m.entry.provider,
-            "model": m.entry.model, "effective_from": m.entry.effective_from,
+            "version": m.version,
+            "layer": m.entry.layer,
+            "provider": m.entry.provider,
+            "model": m.entry.model,
+            "effective_from": m.entry.effective_from,
             "source": m.entry.source,
-            "discount": None if m.discount is None else
-            f"{m.discount.fraction * 100:f}% off ({m.discount.note})",
-            "body": json.dumps(entry_to_mapping(m.entry), sort_keys=True), "first_used_us": now_us,
+            "discount": None
+            if m.discount is None
+            else f"{m.discount.fraction * 100:f}% off ({m.discount.note})",
+            "body": json.dumps(entry_to_mapping(m.entry), sort_keys=True),
+            "first_used_us": now_us,
         }
     if rows:
         stmt = dialect_insert(conn, price_versions).on_conflict_do_nothing(index_elements=["version"])
@@ -291,10 +329,17 @@ def rebuild_rollups(conn: Connection) -> int:
     conn.execute(delete(rollups_hourly))
     select_sums = select(
         *(u[k] for k in ROLLUP_KEYS),
-        func.count(), func.sum(u.requests), func.sum(u.input_tokens), func.sum(u.cached_input_tokens),
-        func.sum(u.cache_write_tokens), func.sum(u.cache_write_1h_tokens), func.sum(u.output_tokens),
-        func.sum(u.reasoning_tokens), func.coalesce(func.sum(u.cost_nanos), 0),
-        func.sum(case((priced, 0), else_=1)), func.sum(case((priced, 0), else_=u.requests)),
+        func.count(),
+        func.sum(u.requests),
+        func.sum(u.input_tokens),
+        func.sum(u.cached_input_tokens),
+        func.sum(u.cache_write_tokens),
+        func.sum(u.cache_write_1h_tokens),
+        func.sum(u.output_tokens),
+        func.sum(u.reasoning_tokens),
+        func.coalesce(func.sum(u.cost_nanos), 0),
+        func.sum(case((priced, 0), else_=1)),
+        func.sum(case((priced, 0), else_=u.requests)),
     ).group_by(*(u[k] for k in ROLLUP_KEYS))
     conn.execute(insert(rollups_hourly).from_select([*ROLLUP_KEYS, *ROLLUP_SUMS], select_sums))
     return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)

@@ -20,13 +20,18 @@ def save_imported(conn: Connection, entries: Sequence[PriceEntry], *, now_us: in
         return 0
     rows = {
         e.key: {
-            "key": e.key, "layer": e.layer, "provider": e.provider, "model": e.model,
-            "effective_from": e.effective_from, "source": e.source,
-            "body": json.dumps(entry_to_mapping(e), sort_keys=True), "created_us": now_us,
+            "key": e.key,
+            "layer": e.layer,
+            "provider": e.provider,
+            "model": e.model,
+            "effective_from": e.effective_from,
+            "source": e.source,
+            "body": json.dumps(entry_to_mapping(e), sort_keys=True),
+            "created_us": now_us,
         }
         for e in entries
     }
-    known = set()
+    known: set[str] = set()
     keys = list(rows)
     for start in range(0, len(keys), 900):
         chunk = keys[start : start + 900]

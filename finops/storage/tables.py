@@ -133,10 +133,32 @@ price_versions = Table(
 
 #: The order of a usage row as the ledger writes it (a tuple, for speed).
 USAGE_COLUMNS = (
-    "source", "record_id", "ts_us", "hour", "provider", "model", "flow", "tags", "service_tier",
-    "status", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos", "price_version",
-    "prompt_id", "user_hash", "trace_id", "session_id", "latency_ms", "tool_calls", "ingested_us",
+    "source",
+    "record_id",
+    "ts_us",
+    "hour",
+    "provider",
+    "model",
+    "flow",
+    "tags",
+    "service_tier",
+    "status",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "price_version",
+    "prompt_id",
+    "user_hash",
+    "trace_id",
+    "session_id",
+    "latency_ms",
+    "tool_calls",
+    "ingested_us",
 )
 #: What the sender said: equal content under the same id is a duplicate, else a conflict.
 CONTENT_COLUMNS = tuple(
@@ -145,9 +167,17 @@ CONTENT_COLUMNS = tuple(
 
 ROLLUP_KEYS = ("hour", "flow", "provider", "model", "service_tier", "status", "tags")
 ROLLUP_SUMS = (
-    "records", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos",
-    "unpriced_records", "unpriced_requests",
+    "records",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_records",
+    "unpriced_requests",
 )
 
 rollups_hourly = Table(

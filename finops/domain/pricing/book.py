@@ -30,6 +30,8 @@ from finops.domain.providers import canonical_provider, origin_provider
 
 __all__ = ["Discount", "PriceBook", "PriceMatch", "model_variants"]
 
+_MISSING = object()
+
 _PREFIX = re.compile(r"^(?:[a-z0-9_.\-]+/)+")
 _BEDROCK = re.compile(
     r"^(?:(?:us|eu|apac|ap|global|us-gov|jp|au)\.)?"
@@ -131,8 +133,9 @@ class PriceBook:
         """The price in effect for this provider/model at ``ts``; ``None`` means unpriced."""
         day = ts.date() if isinstance(ts, datetime) else ts
         key = (provider, model, day)
-        if key in self._cache:
-            return self._cache[key]
+        found = self._cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
         found = self._match(provider, model, day)
         if len(self._cache) > 100_000:
             self._cache.clear()
@@ -157,8 +160,9 @@ class PriceBook:
         found = [e for e in self._by_name.get(name, ()) if e.provider == provider]
         for entry in list(found):
             if name in entry.aliases:
-                found.extend(e for e in self._by_name.get(entry.model, ())
-                             if e.provider == provider and e not in found)
+                found.extend(
+                    e for e in self._by_name.get(entry.model, ()) if e.provider == provider and e not in found
+                )
         return found
 
     def _discount(self, entry: PriceEntry, provider: str, model: str, day: date) -> Discount | None:

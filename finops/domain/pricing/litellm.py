@@ -57,9 +57,9 @@ def entries_from_litellm(
     for key, spec in data.items():
         if key == "sample_spec" or not isinstance(spec, Mapping):
             continue
-        if not (_is_number(spec.get("input_cost_per_token")) and _is_number(
-            spec.get("output_cost_per_token")
-        )):
+        if not (
+            _is_number(spec.get("input_cost_per_token")) and _is_number(spec.get("output_cost_per_token"))
+        ):
             skipped.append((key, f"no per-token input and output prices (mode {spec.get('mode')})"))
             continue
         provider = spec.get("litellm_provider")

@@ -100,9 +100,7 @@ class PriceEntry:
     layer: str
     cards: Mapping[tuple[str, int], RateCard]
     aliases: tuple[str, ...] = ()
-    _resolved: dict[tuple[str, int], RateCard] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    _resolved: dict[tuple[str, int], RateCard] = field(default_factory=dict, compare=False, repr=False)
     _scaled: dict[tuple[str, int], ScaledRates] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
@@ -191,7 +189,8 @@ def _card(obj: object, where: str) -> RateCard:
     if unknown:
         raise ValueError(
             f"{where}: unknown price field(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"known: {', '.join(RATE_FIELDS)}")
+            f"known: {', '.join(RATE_FIELDS)}"
+        )
     return RateCard(**{k: _per_token(v, f"{where}.{k}") for k, v in obj.items()})
 
 

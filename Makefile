@@ -1,0 +1,39 @@
+# One command per job. Everything runs from a local virtualenv (.venv) that `make` creates.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# tiktoken cannot download encodings offline; the official files live in ../shared/tiktoken.
+export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken)
+# PostgreSQL tests use this database server; unset it to skip them (they say so).
+export FINOPS_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install demo test lint check bench clean
+
+$(BIN)/finops: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/finops           ## create .venv and install finops with its dev tools
+
+demo: install                    ## a month of sample usage in ./finops.db, then the spend tables
+	$(BIN)/finops demo
+
+test: install                    ## the test suite (SQLite always; PostgreSQL when reachable)
+	$(BIN)/pytest
+
+lint: install                    ## ruff and mypy --strict
+	$(BIN)/ruff check finops tests bench alembic
+	$(BIN)/ruff format --check finops tests bench alembic
+	$(BIN)/mypy
+
+check: lint test                 ## everything CI runs
+
+bench: install                   ## bench/ figures (pricing needs `pip install litellm`)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/data finops.db*
