@@ -453,10 +453,11 @@ def db_current(db: DbOpt = None) -> None:
 @db_app.command("rebuild-rollups")
 def db_rebuild_rollups(db: DbOpt = None) -> None:
     """Recompute the hourly rollups from the raw records (after a bulk load or to repair)."""
+    from finops.storage.db import write_transaction
     from finops.storage.ledger import rebuild_rollups
 
     ledger = _ledger(db)
-    with ledger.engine.begin() as conn:
+    with write_transaction(ledger.engine) as conn:
         rows = rebuild_rollups(conn)
     typer.echo(f"rebuilt {rows:,} hourly rollup rows from the raw records")
     ledger.close()

@@ -34,3 +34,11 @@ def test_migrated_schema_matches_the_declared_tables(db_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_schema_head_constant_is_alembics_head(sqlite_url: str) -> None:
+    from finops.storage.db import SCHEMA_HEAD
+
+    engine = create_engine_for(sqlite_url)
+    assert head_revision(engine) == SCHEMA_HEAD
+    engine.dispose()

@@ -124,18 +124,11 @@ def load_demo(
     end = end or datetime.now(UTC)
     total = IngestSummary()
     batch: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        part = ingest_objects(ledger, batch, source=DEMO_SOURCE, location="demo")
-        for name in ("read", "stored", "duplicates", "rejected", "unpriced", "cost_nanos", "conflicts"):
-            setattr(total, name, getattr(total, name) + getattr(part, name))
-        total.unpriced_models.update(part.unpriced_models)
-        batch.clear()
-
     for record in demo_records(end=end.replace(minute=0, second=0, microsecond=0), days=days, scale=scale):
         batch.append(record)
         if len(batch) >= 5000:
-            flush()
+            ingest_objects(ledger, batch, source=DEMO_SOURCE, location="demo", summary=total)
+            batch = []
     if batch:
-        flush()
+        ingest_objects(ledger, batch, source=DEMO_SOURCE, location="demo", summary=total)
     return total

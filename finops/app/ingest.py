@@ -8,6 +8,7 @@ becomes a dead letter with file, line and reason and never stops the others.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from finops.app.pricing import price_record
 from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.usage import RecordError, parse_usage
 from finops.ingest.jsonl import Line, expand_paths, read_lines
+from finops.storage.db import write_transaction
 from finops.storage.ledger import PricedRecord, Rejection, record_price_versions, write_batch
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 DEFAULT_SOURCE = "default"
+_NUMBER = re.compile(r"\d+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 @dataclass
@@ -55,9 +59,15 @@ class IngestSummary:
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejected += 1
-        self.reasons[rejection.reason.split(":")[0]] += 1
+        self.reasons[_kind(rejection.reason)] += 1
         if len(self.examples) < 10:
             self.examples.append(rejection)
+
+
+def _kind(reason: str) -> str:
+    """A reason without its particulars, to count rejections by kind."""
+    head = reason.split(":")[0].split(";")[0]
+    return _QUOTED.sub("…", _NUMBER.sub("N", head))
 
 
 def _now_us() -> int:
@@ -137,7 +147,7 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: Ingest
     if not batch.items and not batch.rejections:
         return
     now = _now_us()
-    with ledger.engine.begin() as conn:
+    with write_transaction(ledger.engine) as conn:
         if batch.matches:
             record_price_versions(conn, batch.matches.values(), now_us=now)
         outcome = write_batch(conn, source=source, items=batch.items, rejections=batch.rejections, now_us=now)
@@ -182,10 +192,15 @@ def ingest_lines(
 
 
 def ingest_objects(
-    ledger: Ledger, objects: Sequence[Any], *, source: str, location: str = "api"
+    ledger: Ledger,
+    objects: Sequence[Any],
+    *,
+    source: str,
+    location: str = "api",
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
     """Store already-decoded records (an HTTP batch, a provider report) in one transaction."""
-    summary = IngestSummary()
+    summary = summary if summary is not None else IngestSummary()
     write_prepared(ledger, source, prepare_objects(ledger.book, ledger.user_key, objects, location), summary)
     return summary
 

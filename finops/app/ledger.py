@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Engine
 
 from finops.catalog import load_default_catalog, load_overrides
 from finops.domain.pricing import Discount, PriceBook, PriceEntry
 from finops.settings import Settings
-from finops.storage.db import open_ledger
+from finops.storage.db import open_ledger, write_transaction
 from finops.storage.meta import user_hash_key
 from finops.storage.prices import load_imported
 
@@ -28,27 +26,44 @@ def build_price_book(engine: Engine, settings: Settings) -> PriceBook:
     return PriceBook(entries, discounts)
 
 
-@dataclass
 class Ledger:
-    """What every use case needs: settings, the engine, the price book, the user-hash key."""
+    """What every use case needs: settings, the engine, the price book, the user-hash key.
 
-    settings: Settings
-    engine: Engine
-    book: PriceBook
-    user_key: bytes
+    The price book and the key are loaded on first use: a spend query needs neither.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._book: PriceBook | None = None
+        self._user_key: bytes | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
-        engine = open_ledger(settings.database_url, create=create)
-        if settings.user_hash_secret is not None:
-            key = settings.user_hash_secret.get_secret_value().encode()
-        else:
-            with engine.begin() as conn:
-                key = user_hash_key(conn)
-        return cls(settings, engine, build_price_book(engine, settings), key)
+        return cls(settings, open_ledger(settings.database_url, create=create))
+
+    @property
+    def book(self) -> PriceBook:
+        if self._book is None:
+            self._book = build_price_book(self.engine, self.settings)
+        return self._book
+
+    @property
+    def user_key(self) -> bytes:
+        if self._user_key is None:
+            secret = self.settings.user_hash_secret
+            if secret is not None:
+                self._user_key = secret.get_secret_value().encode()
+            else:
+                with write_transaction(self.engine) as conn:
+                    self._user_key = user_hash_key(conn)
+        return self._user_key
 
     def reload_prices(self) -> None:
-        self.book = build_price_book(self.engine, self.settings)
+        self._book = build_price_book(self.engine, self.settings)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.engine.url.render_as_string(hide_password=True)})"

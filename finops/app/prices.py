@@ -15,6 +15,7 @@ from finops.app.ledger import Ledger
 from finops.domain.pricing import PriceMatch
 from finops.domain.pricing.litellm import entries_from_litellm
 from finops.errors import PriceFileError
+from finops.storage.db import write_transaction
 from finops.storage.prices import save_imported
 from finops.storage.tables import rollups_hourly
 
@@ -50,7 +51,7 @@ def import_litellm(ledger: Ledger, path: Path, *, effective_from: date) -> Impor
             f"{path}: no entry with input_cost_per_token and output_cost_per_token; "
             "is this LiteLLM's model_prices_and_context_window.json?"
         )
-    with ledger.engine.begin() as conn:
+    with write_transaction(ledger.engine) as conn:
         added = save_imported(conn, entries, now_us=time.time_ns() // 1000)
     ledger.reload_prices()
     return ImportReport(len(entries) + len(skipped), added, len(entries) - added, skipped, effective_from)

@@ -19,6 +19,7 @@ from finops.app.ledger import Ledger
 from finops.app.pricing import price_record
 from finops.domain.pricing import PriceMatch
 from finops.domain.usage import UsageRecord
+from finops.storage.db import write_transaction
 from finops.storage.ledger import add_to_rollups, record_price_versions
 from finops.storage.tables import USAGE_COLUMNS, usage_records
 
@@ -62,12 +63,13 @@ def reprice(
 ) -> RepriceReport:
     """Recompute the cost of every record in [since, until) with the current price book."""
     report = RepriceReport()
+    book = ledger.book  # loaded before the first transaction: loading reads the database
     t = usage_records.c
     last_id = 0
     lo = int((since - _EPOCH) / timedelta(microseconds=1))
     hi = int((until - _EPOCH) / timedelta(microseconds=1)) if until else None
     while True:
-        with ledger.engine.begin() as conn:
+        with write_transaction(ledger.engine) as conn:
             stmt = select(t.id, *(t[c] for c in USAGE_COLUMNS)).where(t.ts_us >= lo, t.id > last_id)
             if hi is not None:
                 stmt = stmt.where(t.ts_us < hi)
@@ -85,7 +87,7 @@ def reprice(
             for rid, *values in fetched:
                 row = dict(zip(USAGE_COLUMNS, values, strict=True))
                 report.examined += 1
-                cost, match = price_record(ledger.book, _record(row))
+                cost, match = price_record(book, _record(row))
                 version = match.version if match else None
                 old = row["cost_nanos"]
                 report.old_nanos += old or 0

@@ -1,27 +1,52 @@
 """Engines and migrations: SQLite tuned for a writer and many readers, PostgreSQL as is.
 
 SQLite gets WAL (readers never block the writer), a 30 s busy timeout, and
-``BEGIN IMMEDIATE`` transactions, so two writers queue instead of failing
-halfway with "database is locked".
+``BEGIN IMMEDIATE`` for write transactions (``write_transaction``), so two
+writers queue at the start instead of failing halfway with "database is
+locked", and a writer's reads inside its transaction cannot go stale. Read-only
+connections begin deferred and never wait for a writer.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from alembic import command
 from finops.errors import ConfigError, StorageError
 
-__all__ = ["create_engine_for", "current_revision", "head_revision", "open_ledger", "upgrade"]
+__all__ = [
+    "SCHEMA_HEAD",
+    "create_engine_for",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "open_ledger",
+    "upgrade",
+    "write_transaction",
+]
+
+
+_WRITE = "finops_write"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
 
 
 def create_engine_for(url: str) -> Engine:
@@ -44,7 +69,8 @@ def create_engine_for(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            immediate = conn.get_execution_options().get(_WRITE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -80,6 +106,10 @@ def head_revision(engine: Engine) -> str:
     return head
 
 
+#: The newest migration (alembic/versions); tests/test_migrations.py keeps it equal to Alembic's head.
+SCHEMA_HEAD = "0001_ledger"
+
+
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at; ``None`` for an empty database."""
     try:
@@ -92,7 +122,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to ``revision`` (default: the newest)."""
     config = _alembic_config(engine)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
@@ -100,7 +130,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate down to ``revision`` (``base`` removes every table)."""
     config = _alembic_config(engine)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
 
@@ -114,9 +144,9 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
     """
     engine = create_engine_for(url)
     current = current_revision(engine)
-    head = head_revision(engine)
-    if current == head:
+    if current == SCHEMA_HEAD:  # the common case, without loading the migration scripts
         return engine
+    head = head_revision(engine)
     if current is None and create:
         with engine.connect() as conn:
             empty = not inspect(conn).get_table_names()
