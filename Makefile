@@ -33,6 +33,7 @@ check: lint test                 ## everything CI runs
 bench: install                   ## bench/ figures (pricing needs `pip install litellm`)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/check.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 
 clean:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -75,16 +74,28 @@ def finops_ingest(path: Path, db: Path) -> tuple[float, int]:
 
 
 def peak_rss(path: Path, db: Path) -> float:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Peak RSS of `finops ingest` measured by the ingesting process itself (RUSAGE_SELF).
+
+    RUSAGE_CHILDREN would also count the pages a forked child shares with this
+    (large) parent before it execs, which is not the ingest's memory.
+    """
+    probe = (
+        "import resource, runpy, sys\n"
+        "sys.argv = ['finops', 'ingest', '-q', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('finops', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
     env = {**os.environ, "FINOPS_DATABASE_URL": f"sqlite:///{db}"}
-    subprocess.run(
-        [sys.executable, "-m", "finops", "ingest", "-q", str(path)],
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024  # KiB -> MiB (Linux)
+    return int(done.stderr.strip().splitlines()[-1]) / 1024  # KiB -> MiB (Linux)
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from finops import __version__
+from finops.cli_alerts import register as register_alert_commands
+from finops.cli_budgets import budgets_app
 from finops.errors import FinopsError, UsageError
 from finops.settings import Settings
 
@@ -55,6 +57,8 @@ db_app = typer.Typer(help="The database: upgrade, current revision, rebuild roll
 prices_app = typer.Typer(help="The price book: show, list, import, unpriced.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(prices_app, name="prices")
+app.add_typer(budgets_app, name="budgets")
+register_alert_commands(app, budgets_app)
 
 
 class Format(StrEnum):
@@ -235,7 +239,7 @@ def spend(
 def _period(
     *, since: str | None, until: str | None, month: str | None, today: bool, tz: ZoneInfo
 ) -> tuple[datetime | None, datetime | None]:
-    from finops.reports.periods import month_range, parse_instant
+    from finops.domain.periods import month_range, parse_instant
 
     now = datetime.now(UTC)
     if len([given for given in (since, month, today) if given]) > 1:

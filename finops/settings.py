@@ -33,7 +33,22 @@ class Settings(BaseSettings):
         default=None, description="YAML file of negotiated prices, private models and discounts."
     )
     ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
-    budgets_dir: Path = Path("budgets")
+    budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (DESIGN.md §4).")
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        description="Bot token (xoxb-...) with chat:write; channels:history lets finops "
+        "check an interrupted send before sending it again.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Or an incoming-webhook URL (one fixed channel)."
+    )
+    slack_default_channel: str | None = Field(
+        default=None, description="Channel for budgets without slack_channel."
+    )
+    slack_base_url: str | None = Field(
+        default=None, description="Slack Web API base URL (tests, proxies); default Slack's own."
+    )
+    slack_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("database_url")
     @classmethod

@@ -11,7 +11,7 @@ import pytest
 
 from finops.app.ingest import ingest_paths
 from finops.app.ledger import Ledger
-from finops.reports.periods import day_range, month_range, parse_instant
+from finops.domain.periods import day_range, month_range, parse_instant
 from finops.reports.spend import SpendQuery, run_spend
 from tests.conftest import usage, write_jsonl
 

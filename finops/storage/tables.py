@@ -26,6 +26,9 @@ __all__ = [
     "ROLLUP_KEYS",
     "ROLLUP_SUMS",
     "USAGE_COLUMNS",
+    "alert_outbox",
+    "budget_breaches",
+    "budget_file_snapshots",
     "dead_letters",
     "meta",
     "metadata",
@@ -193,4 +196,45 @@ rollups_hourly = Table(
     Column("tags", Text, nullable=False),
     *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
     UniqueConstraint(*ROLLUP_KEYS, name="uq_rollups_hourly_key"),
+)
+
+budget_breaches = Table(
+    "budget_breaches",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("budget_key", String(200), nullable=False),
+    Column("kind", String(24), nullable=False),  # threshold | fanout | cost_per_success
+    Column("period", String(16), nullable=False),  # local day 2026-11-03 or month 2026-11
+    Column("threshold", String(16), nullable=False),  # "0.8"; "" where a kind has none
+    Column("spend_nanos", BigInteger, nullable=False),
+    Column("cap_nanos", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("resolved_us", BigInteger, nullable=True),
+    UniqueConstraint("budget_key", "kind", "period", "threshold", name="uq_budget_breaches_once"),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(300), nullable=False, unique=True),
+    Column("channel", String(200), nullable=True),
+    Column("payload", Text, nullable=False),  # the AlertMessage as JSON
+    Column("status", String(12), nullable=False),  # pending | sending | sent | failed | ambiguous
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("claimed_us", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("slack_ts", String(64), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Index(None, "status", "next_attempt_us"),
+)
+
+budget_file_snapshots = Table(
+    "budget_file_snapshots",
+    metadata,
+    Column("file", String(1024), primary_key=True),  # the file's name inside the budgets directory
+    Column("budgets", Text, nullable=False),  # JSON list of budgets as last validated
+    Column("saved_us", BigInteger, nullable=False),
 )

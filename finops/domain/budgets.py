@@ -1,0 +1,278 @@
+"""Budgets (DESIGN.md §4): the model flow owners write, and its evaluation. Pure: the clock is passed in.
+
+A budget caps the spend of the flows it matches per local day (in its own time
+zone: a daylight-saving day lasts 23 or 25 hours) and optionally per local month.
+Crossing a threshold (a fraction of the cap) is reported once per budget, local
+day and threshold; ``on_breach: block`` makes the gateway check deny.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from finops.domain.money import usd_to_nanos
+from finops.domain.periods import day_range, month_range
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Budget",
+    "BudgetMatch",
+    "BudgetState",
+    "Projection",
+    "evaluate",
+    "project",
+]
+
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+#: Money a budget can state: at least a nano-dollar, less than a quadrillion dollars.
+MIN_USD = Decimal("1e-9")
+MAX_USD = Decimal(10) ** 15
+#: Below this much elapsed time a burn rate is noise (one call at 00:01 is not a trend).
+MIN_ELAPSED = timedelta(minutes=15)
+
+
+class BudgetMatch(BaseModel):
+    """Which usage a budget covers: a flow glob and tags that must all be equal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: str = Field(default="*", min_length=1, max_length=256)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Budget(BaseModel):
+    """One budget, as written in ``budgets/*.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Stable id breaches are recorded under; default: the flow, or the match",
+    )
+    flow: str | None = Field(default=None, min_length=1, max_length=256, description="Exact flow name")
+    match: BudgetMatch | None = Field(default=None, description="Or: flow glob and tags")
+    owner: str = Field(min_length=1, max_length=200, description="Slack handle (@dana) or user id (U123)")
+    slack_channel: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Channel for alerts (#name or id); default FINOPS_SLACK_DEFAULT_CHANNEL",
+    )
+    daily_cap_usd: Decimal = Field(gt=0, lt=MAX_USD, description="USD per local day")
+    monthly_cap_usd: Decimal | None = Field(default=None, gt=0, lt=MAX_USD, description="USD per local month")
+    thresholds: tuple[Decimal, ...] = Field(
+        default=DEFAULT_THRESHOLDS, description="Fractions of the cap that alert once a day each"
+    )
+    timezone: str = Field(default="UTC", description="IANA zone; the day resets at local midnight")
+    on_breach: Literal["alert", "block"] = Field(
+        default="alert", description="block: `finops check` denies once the cap is reached"
+    )
+    max_cost_per_success_usd: Decimal | None = Field(
+        default=None, gt=0, lt=MAX_USD, description="Alert when cost per successful outcome is above"
+    )
+    max_tool_calls_per_request: int | None = Field(
+        default=None, gt=0, le=100_000, description="Fan-out guardrail: alert on requests above this"
+    )
+
+    @field_validator("daily_cap_usd", "monthly_cap_usd", "max_cost_per_success_usd", mode="before")
+    @classmethod
+    def _money(cls, value: object) -> object:
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int | Decimal | str)):
+            raise ValueError(f"must be a positive number, got {value!r}")
+        if isinstance(value, str):
+            try:
+                return Decimal(value.strip())
+            except ArithmeticError:
+                raise ValueError(f"must be a positive number, got {value!r}") from None
+        return value
+
+    @field_validator("daily_cap_usd", "monthly_cap_usd", "max_cost_per_success_usd")
+    @classmethod
+    def _at_least_a_nano(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value < MIN_USD:
+            raise ValueError(f"must be at least one nano-dollar (0.000000001 USD), got {value}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if not value:
+            raise ValueError("needs at least one threshold, e.g. [0.5, 0.8, 1.0]")
+        for t in value:
+            if not Decimal(0) < t <= Decimal(10):
+                raise ValueError(f"each threshold is a fraction of the cap in (0, 10], got {t}")
+        return tuple(sorted(set(value)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Budget:
+        if (self.flow is None) == (self.match is None):
+            raise ValueError("give exactly one of `flow` (a flow name) or `match` (flow glob and tags)")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The stable id breaches are recorded under (survives cap and threshold edits)."""
+        if self.name:
+            return self.name
+        if self.flow is not None:
+            return self.flow
+        assert self.match is not None
+        tags = ",".join(f"{k}={v}" for k, v in sorted(self.match.tags.items()))
+        return f"{self.match.flow}[{tags}]" if tags else self.match.flow
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def flow_pattern(self) -> str:
+        return self.flow if self.flow is not None else (self.match.flow if self.match else "*")
+
+    @property
+    def tag_filter(self) -> Mapping[str, str]:
+        return self.match.tags if self.match is not None else {}
+
+    @property
+    def daily_cap_nanos(self) -> int:
+        return usd_to_nanos(self.daily_cap_usd)
+
+    @property
+    def monthly_cap_nanos(self) -> int | None:
+        return usd_to_nanos(self.monthly_cap_usd) if self.monthly_cap_usd is not None else None
+
+    def matches(self, flow: str, tags: Mapping[str, str]) -> bool:
+        """Whether a record of ``flow`` with ``tags`` counts against this budget."""
+        if self.flow is not None:
+            return flow == self.flow
+        assert self.match is not None
+        return fnmatch.fnmatchcase(flow, self.match.flow) and all(
+            tags.get(k) == v for k, v in self.match.tags.items()
+        )
+
+    def day(self, now: datetime) -> tuple[date, datetime, datetime]:
+        """The local day containing ``now`` and its [start, end) in UTC."""
+        local = now.astimezone(self.zone).date()
+        start, end = day_range(local, self.zone)
+        return local, start, end
+
+    def month(self, now: datetime) -> tuple[str, datetime, datetime]:
+        """The local month containing ``now`` (``2026-11``) and its [start, end) in UTC."""
+        label = now.astimezone(self.zone).strftime("%Y-%m")
+        start, end = month_range(label, self.zone)
+        return label, start, end
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Where the day is heading at the current burn rate."""
+
+    end_of_period_nanos: int
+    cap_hit_at: datetime | None  # UTC; None when the rate will not reach the cap this period
+
+
+def project(*, spend_nanos: int, cap_nanos: int, start: datetime, end: datetime, now: datetime) -> Projection:
+    """Linear projection from the average burn rate since the period began (at least 15 minutes)."""
+    now = min(max(now, start), end)
+    elapsed = max(now - start, MIN_ELAPSED)
+    remaining = end - now
+    rate = Decimal(spend_nanos) / Decimal(elapsed // timedelta(microseconds=1))  # nanos per µs
+    projected = spend_nanos + int(rate * (remaining // timedelta(microseconds=1)))
+    hit: datetime | None = None
+    if spend_nanos >= cap_nanos:
+        hit = None  # already hit; the breach record says when
+    elif rate > 0:
+        wait_us = int((cap_nanos - spend_nanos) / rate)
+        if wait_us < (end - now) // timedelta(microseconds=1):
+            hit = now + timedelta(microseconds=wait_us)
+    return Projection(projected, hit)
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A budget's day at ``now``: spend against cap, thresholds crossed, where it is heading."""
+
+    budget: Budget
+    local_day: date
+    start: datetime
+    end: datetime
+    spend_nanos: int
+    cap_nanos: int
+    crossed: tuple[Decimal, ...]
+    projection: Projection
+    month_label: str | None = None
+    month_spend_nanos: int | None = None
+    month_cap_nanos: int | None = None
+    month_crossed: tuple[Decimal, ...] = ()
+
+    @property
+    def fraction(self) -> Decimal:
+        return Decimal(self.spend_nanos) / Decimal(self.cap_nanos)
+
+    @property
+    def remaining_nanos(self) -> int:
+        return max(self.cap_nanos - self.spend_nanos, 0)
+
+    @property
+    def state(self) -> Literal["ok", "warning", "breached"]:
+        if self.spend_nanos >= self.cap_nanos or (
+            self.month_cap_nanos is not None and (self.month_spend_nanos or 0) >= self.month_cap_nanos
+        ):
+            return "breached"
+        return "warning" if self.crossed or self.month_crossed else "ok"
+
+
+def _crossed(spend: int, cap: int, thresholds: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+    return tuple(t for t in thresholds if Decimal(spend) >= t * cap)
+
+
+def evaluate(
+    budget: Budget, *, now: datetime, spend_nanos: int, month_spend_nanos: int | None = None
+) -> BudgetState:
+    """The state of ``budget`` at ``now`` given the spend of its local day (and month)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.astimezone(UTC)
+    local_day, start, end = budget.day(now)
+    cap = budget.daily_cap_nanos
+    state = BudgetState(
+        budget=budget,
+        local_day=local_day,
+        start=start,
+        end=end,
+        spend_nanos=spend_nanos,
+        cap_nanos=cap,
+        crossed=_crossed(spend_nanos, cap, budget.thresholds),
+        projection=project(spend_nanos=spend_nanos, cap_nanos=cap, start=start, end=end, now=now),
+    )
+    month_cap = budget.monthly_cap_nanos
+    if month_cap is not None and month_spend_nanos is not None:
+        label, _, _ = budget.month(now)
+        state = BudgetState(
+            **{
+                **state.__dict__,
+                "month_label": label,
+                "month_spend_nanos": month_spend_nanos,
+                "month_cap_nanos": month_cap,
+                "month_crossed": _crossed(month_spend_nanos, month_cap, budget.thresholds),
+            },
+        )
+    return state

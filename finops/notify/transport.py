@@ -1,0 +1,164 @@
+"""What slack-sdk needs to deliver safely: retry handlers that never double-post, and secret scrubbing.
+
+Retries happen inside slack-sdk's HTTP loop, so the handlers installed decide
+what may be sent twice. Only answers that prove Slack did *not* take the message
+are retried here: HTTP 429 (Slack says when to come back) and 5xx. slack-sdk's
+``ConnectionErrorRetryHandler`` is deliberately absent: it also retries
+``RemoteDisconnected`` and resets that happen after the request was sent, when
+Slack may already have posted the message.
+
+A bot token or webhook URL is a password. :class:`Scrubber` removes them from
+any text finops produces, and :func:`scrubbing_logger` gives slack-sdk a logger
+that does the same (its debug log prints the webhook URL).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+__all__ = [
+    "MAX_INLINE_WAIT_S",
+    "BoundedRateLimitRetryHandler",
+    "Scrubber",
+    "ServerErrorRetryHandler",
+    "retry_after",
+    "scrubbing_logger",
+]
+
+_log = logging.getLogger("finops.notify.slack")
+
+#: A Retry-After longer than this is not slept through inside one send: the outbox retries later.
+MAX_INLINE_WAIT_S = 30.0
+_REDACTED = "[redacted]"
+#: Slack token shapes and webhook paths, scrubbed even when they are not the configured secret.
+_PATTERNS = (
+    re.compile(r"xox[a-z]-[A-Za-z0-9-]+"),
+    re.compile(r"xapp-[A-Za-z0-9-]+"),
+    re.compile(r"(?:https?://)?hooks\.slack(?:-gov)?\.com/[^\s'\"<>]+"),
+)
+
+
+def retry_after(headers: Any) -> float | None:
+    """The Retry-After header in seconds, whatever its case and container (dict, list values)."""
+    if not headers:
+        return None
+    for key in list(headers.keys()):
+        if str(key).lower() == "retry-after":
+            value = headers[key]
+            if isinstance(value, list | tuple):
+                value = value[0] if value else None
+            try:
+                return max(float(value), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 handler (sleeps Retry-After, then retries), unless Slack asks for a long wait.
+
+    A daemon blocked for minutes on one channel delays every other alert; a long
+    Retry-After is returned to the caller as ``retry`` with ``retry_after_s`` instead.
+    """
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        assert response is not None
+        wait = retry_after(response.headers)
+        return wait is None or wait <= MAX_INLINE_WAIT_S
+
+
+class ServerErrorRetryHandler(RetryHandler):
+    """Retries HTTP 500, 502, 503 and 504 with exponential backoff (0.5 s, 1 s, 2 s... plus up to 1 s jitter).
+
+    slack-sdk ships a handler of this name only for 500 and 503 and not in every 3.x
+    release; proxies in front of Slack answer 502 and 504 too.
+    """
+
+    STATUSES = frozenset({500, 502, 503, 504})
+
+    def __init__(self, max_retry_count: int = 1) -> None:
+        super().__init__(max_retry_count, BackoffRetryIntervalCalculator(backoff_factor=0.5))
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code in self.STATUSES
+
+
+class Scrubber:
+    """Replaces the configured secrets (and anything shaped like a Slack token or webhook) in text."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        found: set[str] = set()
+        for secret in secrets:
+            if not secret or len(secret.strip()) < 6:
+                continue
+            secret = secret.strip()
+            found.add(secret)
+            if "://" in secret:  # the URL without its scheme, and its last path segment (the key)
+                rest = secret.split("://", 1)[1]
+                found.add(rest)
+                tail = rest.rstrip("/").rsplit("/", 1)[-1]
+                if len(tail) >= 8:
+                    found.add(tail)
+        self._secrets = sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        for pattern in _PATTERNS:
+            text = pattern.sub(_REDACTED, text)
+        return text
+
+
+class _ScrubFilter(logging.Filter):
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__()
+        self._scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken log call must not break delivery
+            message = str(record.msg)
+        record.msg, record.args = self._scrub(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self._scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def scrubbing_logger(scrub: Scrubber) -> logging.Logger:
+    """A logger for slack-sdk that scrubs every record, then passes it to ``finops.notify.slack``.
+
+    It is private to one sender (not registered with ``logging.getLogger``), so
+    its filter only ever holds that sender's secrets.
+    """
+    logger = logging.Logger(f"{_log.name}.sdk")
+    logger.parent = _log
+    logger.addFilter(_ScrubFilter(scrub))
+    return logger
