@@ -52,7 +52,7 @@ def main() -> None:
         Budget(
             flow=f"flow-{i:02d}",
             owner="@owner",
-            daily_cap_usd=500,
+            daily_cap_usd=5 if i % 2 else 500,
             timezone="Europe/Berlin",
             on_breach="block" if i % 2 else "alert",
         )
