@@ -410,9 +410,17 @@ def demo(
         render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), out)
         out.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
         render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), out)
+    if ledger.settings.budgets_dir.is_dir():
+        from finops.cli_alerts import status
+
+        out.print(
+            f"\n[bold]Budgets today[/bold]  (finops budgets status; files in {ledger.settings.budgets_dir})"
+        )
+        ledger.close()
+        status(budgets=None, fmt="table", db=ledger.engine.url.render_as_string(hide_password=False))
     out.print(
-        "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, "
-        "`finops prices unpriced`, `finops spend --format json`."
+        "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, `finops prices unpriced`, "
+        "`finops check support-gpt-en`, `finops alerts run --dry-run`."
     )
     ledger.close()
 

@@ -12,7 +12,7 @@ from finops.app.ingest import ingest_paths
 from finops.app.ledger import Ledger
 from finops.reports.render import spend_document
 from finops.reports.spend import SpendQuery, run_spend
-from finops.storage.tables import dead_letters, rollups_hourly, usage_records
+from finops.storage.tables import dead_letters, rollups_daily, rollups_hourly, usage_records
 from tests.conftest import usage, write_jsonl
 
 
@@ -169,10 +169,18 @@ def test_rebuilt_rollups_equal_the_incremental_ones(ledger: Ledger, tmp_path: Pa
 
     records = [usage(i) for i in range(2000)] + [usage(9999, id="unknown", model="acme-1", provider="acme")]
     ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
-    cols = [col for col in rollups_hourly.c if col.name != "id"]
+    tables = (rollups_hourly, rollups_daily)
     with ledger.engine.connect() as conn:
-        incremental = sorted(tuple(r) for r in conn.execute(select(*cols)))
+        incremental = [
+            sorted(tuple(r) for r in conn.execute(select(*[c for c in t.c if c.name != "id"])))
+            for t in tables
+        ]
     with ledger.engine.begin() as conn:
-        assert rebuild_rollups(conn) == len(incremental)
+        assert rebuild_rollups(conn) == len(incremental[0])
     with ledger.engine.connect() as conn:
-        assert sorted(tuple(r) for r in conn.execute(select(*cols))) == incremental
+        rebuilt = [
+            sorted(tuple(r) for r in conn.execute(select(*[c for c in t.c if c.name != "id"])))
+            for t in tables
+        ]
+    assert rebuilt == incremental
+    assert sum(r[7] for r in incremental[1]) == sum(r[7] for r in incremental[0]) == 2001  # records

@@ -72,6 +72,26 @@ def test_rollups_with_raw_edges_equal_a_full_scan_for_any_period(loaded: tuple[L
         )
 
 
+def test_whole_days_from_daily_rollups_equal_a_full_scan(loaded: tuple[Ledger, list[dict]]) -> None:
+    ledger, records = loaded
+    cases = [
+        (datetime(2026, 10, 20, 13, 17, 5, tzinfo=UTC), datetime(2026, 11, 18, 2, 59, 59, tzinfo=UTC)),
+        (datetime(2026, 10, 21, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC)),
+        (None, datetime(2026, 11, 2, 7, 30, tzinfo=UTC)),
+        (datetime(2026, 11, 2, 7, 30, tzinfo=UTC), None),
+        (None, None),
+    ]
+    with ledger.engine.connect() as conn:
+        for start, end in cases:
+            for group_by, key in (
+                (("model",), lambda r, ts: r["model"]),
+                (("day",), lambda r, ts: ts.astimezone(UTC).strftime("%Y-%m-%d")),
+            ):
+                result = run_spend(conn, SpendQuery(group_by=group_by, start=start, end=end))
+                got = {r.keys[group_by[0]]: [r.sums["requests"], r.sums["input_tokens"]] for r in result.rows}
+                assert got == _scan(records, start, end, key), (start, end, group_by)
+
+
 @pytest.mark.parametrize("zone", [BERLIN, NEW_YORK, ZoneInfo("Asia/Kolkata"), ZoneInfo("UTC")])
 def test_days_are_local_days_including_daylight_saving_changes(
     loaded: tuple[Ledger, list[dict]], zone: ZoneInfo

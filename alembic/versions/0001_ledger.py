@@ -1,4 +1,4 @@
-"""The usage ledger: usage records, dead letters, price entries and versions, hourly rollups.
+"""The usage ledger: usage records, dead letters, price entries and versions, hourly and daily rollups.
 
 Revision ID: 0001_ledger
 Revises:
@@ -137,7 +137,26 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "rollups_daily",
+        sa.Column("id", _Id, autoincrement=True, nullable=False),
+        sa.Column("day", sa.BigInteger(), nullable=False),
+        sa.Column("flow", sa.String(128), nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("service_tier", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(8), nullable=False),
+        sa.Column("tags", sa.Text(), nullable=False),
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in _SUMS),
+        sa.PrimaryKeyConstraint("id", name="pk_rollups_daily"),
+        sa.UniqueConstraint(
+            "day", "flow", "provider", "model", "service_tier", "status", "tags", name="uq_rollups_daily_key"
+        ),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("rollups_daily")
     op.drop_table("rollups_hourly")
     op.drop_table("price_versions")
     op.drop_index("ix_price_entries_provider_model", table_name="price_entries")

@@ -185,9 +185,13 @@ def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
         if located.file in good:
             good[located.file].append(located.budget)
     budgets = [b for items in good.values() for b in items]
-    with write_transaction(ledger.engine) as conn:
-        save_snapshots(conn, good, now_us=time.time_ns() // 1000)
-        kept = load_snapshots(conn, sorted(broken))
+    with ledger.engine.connect() as conn:  # read first: most calls change nothing and need no write lock
+        known = load_snapshots(conn, sorted({*good, *broken}))
+    changed = {name: items for name, items in good.items() if known.get(name, ([], 0))[0] != items}
+    if changed:
+        with write_transaction(ledger.engine) as conn:
+            save_snapshots(conn, changed, now_us=time.time_ns() // 1000)
+    kept = {name: known[name] for name in broken if name in known}
     for name in sorted(broken):
         if name in kept:
             items, saved_us = kept[name]

@@ -1,8 +1,9 @@
 """Spend queries: cost and tokens grouped by flow, model, provider, time and tags.
 
-Whole UTC hours are read from ``rollups_hourly``; the partial hours at either
-end of the range are read from the raw records, so an answer is exact for any
-start and end while scanning at most two hours of raw rows. Days and months are
+Whole UTC days are read from ``rollups_daily``, the partial days at either end
+from ``rollups_hourly`` and the partial hours from the raw records, so an answer
+is exact for any start and end while scanning at most two hours of raw rows and
+two days of hourly rows. Days and months are
 local to the query's time zone; for a zone whose offset is not a whole hour
 (Asia/Kolkata) day grouping reads raw records, since hour buckets straddle its midnight.
 """
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, Table, and_, case, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from finops.storage.sql import like_pattern
-from finops.storage.tables import rollups_hourly, usage_records
+from finops.storage.tables import rollups_daily, rollups_hourly, usage_records
 
 __all__ = ["DIMENSIONS", "METRICS", "SpendQuery", "SpendResult", "SpendRow", "run_spend"]
 
@@ -133,7 +134,7 @@ def _aggregate(
         ]
     else:
         measures = [func.sum(table.c[m]) for m in METRICS]
-    group: list[Any] = [table.c[d] for d in dims]
+    group: list[Any] = [table.c["day" if d == "hour" and table is rollups_daily else d] for d in dims]
     if quarter_hours and "hour" in dims:
         group[dims.index("hour")] = (table.c.ts_us / 900_000_000 * 900).label("hour")
     stmt = select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
@@ -158,37 +159,75 @@ def _whole_hour_zone(tz: ZoneInfo, start: datetime | None, end: datetime | None)
     return True
 
 
+def _utc_days_suffice(query: SpendQuery) -> bool:
+    """Whether whole UTC days can answer: no hour grouping, and days/months are UTC days here."""
+    if "hour" in query.group_by:
+        return False
+    if not any(d in ("day", "month") for d in query.group_by):
+        return True
+    probes = [t for t in (query.start, query.end) if t is not None] or [datetime.now(UTC)]
+    return all(not (t.astimezone(query.tz).utcoffset() or timedelta(0)) for t in probes)
+
+
+def _range(table: Table, column: str, lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if lo is not None:
+        conds.append(table.c[column] >= lo)
+    if hi is not None:
+        conds.append(table.c[column] < hi)
+    return conds
+
+
 def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[Any, ...]]:
+    """Sums for [start, end): raw records for partial hours, hourly rollups for partial days,
+    daily rollups for whole UTC days in between (when the grouping allows)."""
     base = _filters(usage_records, query)
-    roll = _filters(rollups_hourly, query)
     start_us = int(query.start.timestamp() * 1_000_000) if query.start else None
     end_us = int(query.end.timestamp() * 1_000_000) if query.end else None
     by_time = any(d in ("day", "month") for d in query.group_by)
     if by_time and not _whole_hour_zone(query.tz, query.start, query.end):
-        conds = list(base)
-        if start_us is not None:
-            conds.append(usage_records.c.ts_us >= start_us)
-        if end_us is not None:
-            conds.append(usage_records.c.ts_us < end_us)
+        conds = [*base, *_range(usage_records, "ts_us", start_us, end_us)]
         return _aggregate(conn, usage_records, dims, conds, quarter_hours=True)
+    h_lo = _hour_ceil(query.start) if query.start else None
+    h_hi = _hour_floor(query.end) if query.end else None
+    if h_lo is not None and h_hi is not None and h_lo > h_hi:  # the whole range is inside one hour
+        return _aggregate(
+            conn, usage_records, dims, [*base, *_range(usage_records, "ts_us", start_us, end_us)]
+        )
     rows: list[tuple[Any, ...]] = []
-    lo = _hour_ceil(query.start) if query.start else None
-    hi = _hour_floor(query.end) if query.end else None
-    if lo is not None and hi is not None and lo > hi:  # the whole range is inside one hour
-        conds = [*base, usage_records.c.ts_us >= start_us, usage_records.c.ts_us < end_us]
-        return _aggregate(conn, usage_records, dims, conds)
-    conds = list(roll)
-    if lo is not None:
-        conds.append(rollups_hourly.c.hour >= lo)
-    if hi is not None:
-        conds.append(rollups_hourly.c.hour < hi)
-    rows.extend(_aggregate(conn, rollups_hourly, dims, conds))
-    if start_us is not None and lo is not None and start_us < lo * 1_000_000:
-        edge = [*base, usage_records.c.ts_us >= start_us, usage_records.c.ts_us < lo * 1_000_000]
-        rows.extend(_aggregate(conn, usage_records, dims, edge))
-    if end_us is not None and hi is not None and hi * 1_000_000 < end_us:
-        edge = [*base, usage_records.c.ts_us >= hi * 1_000_000, usage_records.c.ts_us < end_us]
-        rows.extend(_aggregate(conn, usage_records, dims, edge))
+    if start_us is not None and h_lo is not None and start_us < h_lo * 1_000_000:
+        rows.extend(
+            _aggregate(
+                conn,
+                usage_records,
+                dims,
+                [*base, *_range(usage_records, "ts_us", start_us, h_lo * 1_000_000)],
+            )
+        )
+    if end_us is not None and h_hi is not None and h_hi * 1_000_000 < end_us:
+        rows.extend(
+            _aggregate(
+                conn, usage_records, dims, [*base, *_range(usage_records, "ts_us", h_hi * 1_000_000, end_us)]
+            )
+        )
+    hourly = _filters(rollups_hourly, query)
+    d_lo = None if h_lo is None else -(-h_lo // 86400) * 86400
+    d_hi = None if h_hi is None else h_hi // 86400 * 86400
+    if not _utc_days_suffice(query) or (d_lo is not None and d_hi is not None and d_lo >= d_hi):
+        rows.extend(
+            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, h_hi)])
+        )
+        return rows
+    if h_lo is not None and d_lo is not None and h_lo < d_lo:
+        rows.extend(
+            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, d_lo)])
+        )
+    if h_hi is not None and d_hi is not None and d_hi < h_hi:
+        rows.extend(
+            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", d_hi, h_hi)])
+        )
+    daily = _filters(rollups_daily, query)
+    rows.extend(_aggregate(conn, rollups_daily, dims, [*daily, *_range(rollups_daily, "day", d_lo, d_hi)]))
     return rows
 
 

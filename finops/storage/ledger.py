@@ -26,11 +26,13 @@ from finops.domain.usage import UsageRecord
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
     CONTENT_COLUMNS,
+    ROLLUP_DAILY_KEYS,
     ROLLUP_KEYS,
     ROLLUP_SUMS,
     USAGE_COLUMNS,
     dead_letters,
     price_versions,
+    rollups_daily,
     rollups_hourly,
     usage_records,
 )
@@ -182,20 +184,51 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
             acc[8] += cost
     if not sums:
         return
-    params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(sums.items())]
-    conn.exec_driver_sql(_rollup_upsert(conn.dialect.paramstyle), params)
+    daily: dict[tuple[Any, ...], list[int]] = {}
+    for key, acc in sums.items():
+        day_key = (key[0] // 86400 * 86400, *key[1:])
+        total = daily.get(day_key)
+        if total is None:
+            daily[day_key] = list(acc)
+        else:
+            for i, value in enumerate(acc):
+                total[i] += value
+    paramstyle = conn.dialect.paramstyle
+    for table, buckets in (("rollups_hourly", sums), ("rollups_daily", daily)):
+        params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(buckets.items())]
+        conn.exec_driver_sql(_rollup_upsert(table, paramstyle), params)
 
 
-def _rollup_upsert(paramstyle: str) -> str:
-    """One statement for both databases: add a row's sums to its rollup, creating it if new."""
+def _rollup_upsert(table: str, paramstyle: str) -> str:
+    """One statement for both databases: add a bucket's sums to its rollup row, creating it if new."""
     mark = "?" if paramstyle == "qmark" else "%s"
-    columns = (*ROLLUP_KEYS, *ROLLUP_SUMS)
+    keys = ROLLUP_KEYS if table == "rollups_hourly" else ROLLUP_DAILY_KEYS
+    columns = (*keys, *ROLLUP_SUMS)
     return (
-        f"INSERT INTO rollups_hourly ({', '.join(columns)}) "
+        f"INSERT INTO {table} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(ROLLUP_KEYS)}) DO UPDATE SET "
-        + ", ".join(f"{name} = rollups_hourly.{name} + excluded.{name}" for name in ROLLUP_SUMS)
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in ROLLUP_SUMS)
     )
+
+
+def _insert_all_new(conn: Connection, rows: list[tuple[Any, ...]]) -> bool:
+    """The common case, fast: insert the whole batch; keep it only if every row was new.
+
+    Fresh usage has no stored ids, so looking them up first is wasted work. On
+    SQLite the batch is inserted inside a savepoint; if any id was already stored
+    (the count inserted falls short) the savepoint is rolled back and the batch
+    takes the careful path, which tells duplicates from conflicts.
+    """
+    if conn.dialect.name != "sqlite":
+        return False
+    savepoint = conn.begin_nested()
+    inserted = conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
+    if inserted == len(rows):
+        savepoint.commit()
+        return True
+    savepoint.rollback()
+    return False
 
 
 def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
@@ -237,6 +270,16 @@ def write_batch(
             outcome.duplicates += 1
         else:
             outcome.conflicts.append(_conflict(item))
+    if fresh and _insert_all_new(conn, [row for _, row in fresh.values()]):
+        rows = [row for _, row in fresh.values()]
+        add_to_rollups(conn, rows)
+        outcome.stored = len(rows)
+        for row in rows:
+            if row[17] is None:
+                outcome.unpriced += 1
+            else:
+                outcome.cost_nanos += row[17]
+        fresh = {}
     if fresh:
         for rid, content in _stored_content(conn, source, list(fresh)).items():
             item, row = fresh.pop(rid)

@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 __all__ = [
     "CONTENT_COLUMNS",
+    "ROLLUP_DAILY_KEYS",
     "ROLLUP_KEYS",
     "ROLLUP_SUMS",
     "USAGE_COLUMNS",
@@ -34,6 +35,7 @@ __all__ = [
     "metadata",
     "price_entries",
     "price_versions",
+    "rollups_daily",
     "rollups_hourly",
     "usage_records",
 ]
@@ -183,6 +185,10 @@ ROLLUP_SUMS = (
     "unpriced_requests",
 )
 
+#: Daily buckets (``day``: the UTC day's start in epoch seconds) of the same sums, so a month
+#: or a year is read from ~30 or ~365 buckets per key instead of 24 times as many.
+ROLLUP_DAILY_KEYS = ("day", *ROLLUP_KEYS[1:])
+
 rollups_hourly = Table(
     "rollups_hourly",
     metadata,
@@ -196,6 +202,21 @@ rollups_hourly = Table(
     Column("tags", Text, nullable=False),
     *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
     UniqueConstraint(*ROLLUP_KEYS, name="uq_rollups_hourly_key"),
+)
+
+rollups_daily = Table(
+    "rollups_daily",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("day", BigInteger, nullable=False),
+    Column("flow", String(128), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("service_tier", String(16), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("tags", Text, nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
+    UniqueConstraint(*ROLLUP_DAILY_KEYS, name="uq_rollups_daily_key"),
 )
 
 budget_breaches = Table(
