@@ -6,11 +6,9 @@ Exit codes: 0 success; 1 a finops error (message on stderr); 2 bad arguments;
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
@@ -19,8 +17,9 @@ from typer.core import TyperGroup
 from finops import __version__
 from finops.cli_alerts import register as register_alert_commands
 from finops.cli_budgets import budgets_app
+from finops.cli_common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
+from finops.cli_prices import prices_app, reprice
 from finops.errors import FinopsError, UsageError
-from finops.settings import Settings
 
 __all__ = ["app", "main"]
 
@@ -54,53 +53,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 db_app = typer.Typer(help="The database: upgrade, current revision, rebuild rollups.", no_args_is_help=True)
-prices_app = typer.Typer(help="The price book: show, list, import, unpriced.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(prices_app, name="prices")
+app.command()(reprice)
 app.add_typer(budgets_app, name="budgets")
 register_alert_commands(app, budgets_app)
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db", help="SQLite file or database URL (default: FINOPS_DATABASE_URL, else ./finops.db)."
-    ),
-]
-TzOpt = Annotated[str, typer.Option("--tz", help="Time zone for days, months and dates (IANA name).")]
-
-
-def _out() -> Console:
-    """stdout; when piped, wide enough that tables are not cut at 80 columns."""
-    probe = Console()
-    return Console(highlight=False, soft_wrap=False, width=None if probe.is_terminal else 200)
-
-
-def _settings(db: str | None) -> Settings:
-    settings = Settings()
-    if db:
-        url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-        settings = settings.model_copy(update={"database_url": url})
-    return settings
-
-
-def _ledger(db: str | None, *, create: bool = True):  # type: ignore[no-untyped-def]
-    from finops.app.ledger import Ledger
-
-    return Ledger.open(_settings(db), create=create)
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
 
 
 def _version(value: bool) -> None:
@@ -134,7 +91,7 @@ def ingest(
     from finops.app.ingest import ingest_paths
     from finops.ingest.jsonl import expand_paths
 
-    ledger = _ledger(db)
+    ledger = ledger_for(db)
     err = Console(stderr=True, highlight=False)
     files = expand_paths(paths)
     total_bytes = sum(p.stat().st_size for p in files)
@@ -161,7 +118,7 @@ def ingest(
             )
     from finops.reports.summary import print_ingest_summary
 
-    print_ingest_summary(summary, files=len(files), console=_out())
+    print_ingest_summary(summary, files=len(files), console=out())
     ledger.close()
     if strict and summary.rejected:
         raise typer.Exit(3)
@@ -202,8 +159,8 @@ def spend(
     from finops.reports.render import render_csv, render_json, render_table
     from finops.reports.spend import SpendQuery, run_spend
 
-    zone = _zone(tz)
-    start, end = _period(since=since, until=until, month=month, today=today, tz=zone)
+    tzinfo = zone(tz)
+    start, end = period(since=since, until=until, month=month, today=today, tz=tzinfo)
     tags = {}
     for item in tag or []:
         key, sep, value = item.partition("=")
@@ -215,7 +172,7 @@ def spend(
             group_by=tuple(d.strip() for d in by.split(",") if d.strip()),
             start=start,
             end=end,
-            tz=zone,
+            tz=tzinfo,
             flows=tuple(flow or ()),
             models=tuple(m.lower() for m in model or ()),
             providers=tuple(canonical_provider(p) for p in provider or ()),
@@ -224,7 +181,7 @@ def spend(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    ledger = _ledger(db)
+    ledger = ledger_for(db)
     with ledger.engine.connect() as conn:
         result = run_spend(conn, query)
     ledger.close()
@@ -233,134 +190,7 @@ def spend(
     elif fmt is Format.csv:
         typer.echo(render_csv(result), nl=False)
     else:
-        render_table(result, _out())
-
-
-def _period(
-    *, since: str | None, until: str | None, month: str | None, today: bool, tz: ZoneInfo
-) -> tuple[datetime | None, datetime | None]:
-    from finops.domain.periods import month_range, parse_instant
-
-    now = datetime.now(UTC)
-    if len([given for given in (since, month, today) if given]) > 1:
-        raise UsageError("use one of --since, --month, --today")
-    try:
-        if month:
-            if until:
-                raise UsageError("--month already ends the period; drop --until")
-            return month_range(month, tz)
-        start = (
-            parse_instant("today", now=now, tz=tz)
-            if today
-            else (parse_instant(since, now=now, tz=tz) if since else None)
-        )
-        end = parse_instant(until, now=now, tz=tz) if until else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if start and end and start >= end:
-        raise UsageError("--since must be before --until")
-    return start, end
-
-
-# --------------------------------------------------------------------------- prices
-@prices_app.command("show")
-def prices_show(
-    model: Annotated[str, typer.Argument(help="Model name as records carry it, e.g. gpt-4o-2024-08-06.")],
-    provider: Annotated[str | None, typer.Option(help="Provider (default: inferred from the model).")] = None,
-    at: Annotated[
-        str | None, typer.Option(help="Date the price should be in effect (default: today).")
-    ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
-    db: DbOpt = None,
-) -> None:
-    """The prices in effect for a model, where they came from, and their history."""
-    from finops.reports.prices import show_prices
-
-    day = _date(at, "--at") if at else datetime.now(UTC).date()
-    ledger = _ledger(db)
-    show_prices(
-        ledger.book, model=model, provider=provider, day=day, as_json=fmt is Format.json, console=_out()
-    )
-    ledger.close()
-
-
-@prices_app.command("list")
-def prices_list(
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    search: Annotated[str | None, typer.Option(help="Only models whose name contains this.")] = None,
-    layer: Annotated[str | None, typer.Option(help="catalog, import or override.")] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
-    db: DbOpt = None,
-) -> None:
-    """Every price entry in the book (per million tokens)."""
-    from finops.reports.prices import list_prices
-
-    ledger = _ledger(db)
-    list_prices(ledger.book, provider=provider, search=search, layer=layer, fmt=fmt.value, console=_out())
-    ledger.close()
-
-
-@prices_app.command("import")
-def prices_import(
-    file: Annotated[Path, typer.Argument(help="LiteLLM's model_prices_and_context_window.json.")],
-    effective_from: Annotated[
-        str | None, typer.Option(help="Date the prices apply from (default: today).")
-    ] = None,
-    db: DbOpt = None,
-) -> None:
-    """Import LiteLLM's price catalog, in effect from --effective-from; `finops reprice` for the past."""
-    from finops.app.prices import import_litellm
-
-    day = _date(effective_from, "--effective-from") if effective_from else datetime.now(UTC).date()
-    ledger = _ledger(db)
-    report = import_litellm(ledger, file, effective_from=day)
-    out = _out()
-    out.print(
-        f"Imported {report.added:,} new price entries from {file} (effective {report.effective_from}); "
-        f"{report.unchanged:,} already known; {len(report.skipped):,} entries skipped "
-        "(no per-token input and output prices: images, audio, embeddings...)."
-    )
-    ledger.close()
-
-
-@prices_app.command("unpriced")
-def prices_unpriced(
-    since: Annotated[str | None, typer.Option(help="Only usage since (7d, 2026-11-01...).")] = None,
-    month: Annotated[str | None, typer.Option(help="Only this month.")] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
-    db: DbOpt = None,
-) -> None:
-    """Models stored without a price (never counted as $0), and whether a price exists now."""
-    from finops.app.prices import unpriced_models
-    from finops.reports.prices import print_unpriced
-
-    start, end = _period(since=since, until=None, month=month, today=False, tz=ZoneInfo("UTC"))
-    ledger = _ledger(db)
-    print_unpriced(unpriced_models(ledger, start=start, end=end), as_json=fmt is Format.json, console=_out())
-    ledger.close()
-
-
-# --------------------------------------------------------------------------- reprice
-@app.command()
-def reprice(
-    since: Annotated[str, typer.Option(help="Re-price records from this date or time.")],
-    until: Annotated[str | None, typer.Option(help="Up to this date (exclusive).")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Report the difference, change nothing.")
-    ] = False,
-    tz: TzOpt = "UTC",
-    db: DbOpt = None,
-) -> None:
-    """Recompute past costs with the current price book and report what changed."""
-    from finops.app.reprice import reprice as run_reprice
-    from finops.reports.prices import print_reprice
-
-    start, end = _period(since=since, until=until, month=None, today=False, tz=_zone(tz))
-    assert start is not None
-    ledger = _ledger(db)
-    report = run_reprice(ledger, since=start, until=end, dry_run=dry_run)
-    print_reprice(report, dry_run=dry_run, console=_out())
-    ledger.close()
+        render_table(result, out())
 
 
 # --------------------------------------------------------------------------- dead letters
@@ -373,8 +203,8 @@ def dead_letters_cmd(
     """Rejected lines and records: where they came from and why."""
     from finops.reports.summary import print_dead_letters
 
-    ledger = _ledger(db)
-    print_dead_letters(ledger.engine, limit=limit, as_json=fmt is Format.json, console=_out())
+    ledger = ledger_for(db)
+    print_dead_letters(ledger.engine, limit=limit, as_json=fmt is Format.json, console=out())
     ledger.close()
 
 
@@ -391,34 +221,35 @@ def demo(
     from finops.reports.spend import SpendQuery, run_spend
     from finops.reports.summary import print_ingest_summary
 
-    ledger = _ledger(db)
-    out = _out()
-    out.print(
+    ledger = ledger_for(db)
+    console = out()
+    console.print(
         f"Loading {days} days of sample usage into "
         f"{ledger.engine.url.render_as_string(hide_password=True)} ..."
     )
     summary = load_demo(ledger, days=days, scale=scale)
-    print_ingest_summary(summary, files=0, console=out)
+    print_ingest_summary(summary, files=0, console=console)
     now = datetime.now(UTC)
     from datetime import timedelta
 
     start = now - timedelta(days=days)
     with ledger.engine.connect() as conn:
-        out.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
-        render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start)), out)
-        out.print(f"\n[bold]Top models[/bold]  (finops spend --by provider,model --top 5 --since {days}d)")
-        render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), out)
-        out.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
-        render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), out)
+        console.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
+        render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start)), console)
+        top = f"finops spend --by provider,model --top 5 --since {days}d"
+        console.print(f"\n[bold]Top models[/bold]  ({top})")
+        render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), console)
+        console.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
+        render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), console)
     if ledger.settings.budgets_dir.is_dir():
         from finops.cli_alerts import status
 
-        out.print(
+        console.print(
             f"\n[bold]Budgets today[/bold]  (finops budgets status; files in {ledger.settings.budgets_dir})"
         )
         ledger.close()
         status(budgets=None, fmt="table", db=ledger.engine.url.render_as_string(hide_password=False))
-    out.print(
+    console.print(
         "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, `finops prices unpriced`, "
         "`finops check support-gpt-en`, `finops alerts run --dry-run`."
     )
@@ -434,7 +265,7 @@ def db_upgrade(
     """Create or migrate the schema (safe to run again)."""
     from finops.storage.db import create_engine_for, current_revision, upgrade
 
-    settings = _settings(db)
+    settings = settings_for(db)
     engine = create_engine_for(settings.database_url)
     before = current_revision(engine)
     upgrade(engine, revision)
@@ -453,7 +284,7 @@ def db_current(db: DbOpt = None) -> None:
     """The schema revision of the database, and the newest this finops knows."""
     from finops.storage.db import create_engine_for, current_revision, head_revision
 
-    engine = create_engine_for(_settings(db).database_url)
+    engine = create_engine_for(settings_for(db).database_url)
     current, head = current_revision(engine), head_revision(engine)
     state = "up to date" if current == head else "run `finops db upgrade`"
     typer.echo(
@@ -468,18 +299,11 @@ def db_rebuild_rollups(db: DbOpt = None) -> None:
     from finops.storage.db import write_transaction
     from finops.storage.ledger import rebuild_rollups
 
-    ledger = _ledger(db)
+    ledger = ledger_for(db)
     with write_transaction(ledger.engine) as conn:
         rows = rebuild_rollups(conn)
     typer.echo(f"rebuilt {rows:,} hourly rollup rows from the raw records")
     ledger.close()
-
-
-def _date(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} takes a date like 2026-11-01, got {text!r}") from None
 
 
 # --------------------------------------------------------------------------- entry point

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from finops.app.ledger import Ledger
+from finops.cli_common import ledger_for
 from finops.domain.budgets import Budget, BudgetState
 from finops.domain.money import format_usd
 from finops.errors import UsageError
@@ -36,14 +37,6 @@ BudgetsOpt = Annotated[
     Path | None, typer.Option("--budgets", help="Budget directory (default FINOPS_BUDGETS_DIR).")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
-
-
-def _settings(db: str | None) -> Settings:
-    settings = Settings()
-    if db:
-        url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-        settings = settings.model_copy(update={"database_url": url})
-    return settings
 
 
 def _budgets(ledger: Ledger, directory: Path | None, err: Console) -> list[Budget]:
@@ -102,7 +95,7 @@ def check(
         raise UsageError("--estimate-usd cannot be negative")
     tags = dict(_pair(t) for t in tag or [])
     err = Console(stderr=True, highlight=False)
-    ledger = Ledger.open(_settings(db))
+    ledger = ledger_for(db)
     found = _budgets(ledger, budgets, err)
     with ledger.engine.connect() as conn:
         result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
@@ -143,7 +136,7 @@ def status(
     from finops.app.budgets import budget_state, drivers
 
     err = Console(stderr=True, highlight=False)
-    ledger = Ledger.open(_settings(db))
+    ledger = ledger_for(db)
     found = _budgets(ledger, budgets, err)
     now = datetime.now(UTC)
     rows = []
@@ -205,7 +198,7 @@ def alerts_run(
     from finops.app.alerts import deliver, evaluate_alerts, render_outbox
 
     err = Console(stderr=True, highlight=False)
-    ledger = Ledger.open(_settings(db))
+    ledger = ledger_for(db)
     found = _budgets(ledger, budgets, err)
     now = datetime.now(UTC)
     if dry_run:
@@ -277,7 +270,7 @@ def alerts_list(
     """The alert outbox, newest first: what was sent, what failed and why."""
     from finops.storage.alerts import outbox_rows
 
-    ledger = Ledger.open(_settings(db))
+    ledger = ledger_for(db)
     with ledger.engine.connect() as conn:
         rows = outbox_rows(conn, status=status_filter, limit=limit)
     ledger.close()

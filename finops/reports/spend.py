@@ -136,7 +136,7 @@ def _aggregate(
         measures = [func.sum(table.c[m]) for m in METRICS]
     group: list[Any] = [table.c["day" if d == "hour" and table is rollups_daily else d] for d in dims]
     if quarter_hours and "hour" in dims:
-        group[dims.index("hour")] = (table.c.ts_us / 900_000_000 * 900).label("hour")
+        group[dims.index("hour")] = (table.c.ts_us // 900_000_000 * 900).label("hour")
     stmt = select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
     return list(conn.execute(stmt))
 

@@ -363,15 +363,13 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
 
 
 def rebuild_rollups(conn: Connection) -> int:
-    """Recompute every hourly rollup from the raw records (repair, or after a bulk load).
+    """Recompute the hourly and daily rollups from the raw records (repair, or after a bulk load).
 
-    Replaces the table's content inside the caller's transaction; returns the row count.
+    Replaces both tables' content inside the caller's transaction; returns the hourly row count.
     """
     u = usage_records.c
     priced = u.cost_nanos.is_not(None)
-    conn.execute(delete(rollups_hourly))
-    select_sums = select(
-        *(u[k] for k in ROLLUP_KEYS),
+    sums = (
         func.count(),
         func.sum(u.requests),
         func.sum(u.input_tokens),
@@ -383,6 +381,13 @@ def rebuild_rollups(conn: Connection) -> int:
         func.coalesce(func.sum(u.cost_nanos), 0),
         func.sum(case((priced, 0), else_=1)),
         func.sum(case((priced, 0), else_=u.requests)),
-    ).group_by(*(u[k] for k in ROLLUP_KEYS))
-    conn.execute(insert(rollups_hourly).from_select([*ROLLUP_KEYS, *ROLLUP_SUMS], select_sums))
+    )
+    keys = [u[k] for k in ROLLUP_KEYS[1:]]
+    conn.execute(delete(rollups_hourly))
+    conn.execute(delete(rollups_daily))
+    hourly = select(u.hour, *keys, *sums).group_by(u.hour, *keys)
+    conn.execute(insert(rollups_hourly).from_select([*ROLLUP_KEYS, *ROLLUP_SUMS], hourly))
+    day = (u.hour // 86400 * 86400).label("day")
+    daily = select(day, *keys, *sums).group_by(day, *keys)
+    conn.execute(insert(rollups_daily).from_select([*ROLLUP_DAILY_KEYS, *ROLLUP_SUMS], daily))
     return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)
