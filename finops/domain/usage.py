@@ -67,6 +67,7 @@ _MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_ID = 256
 _NO_TAGS: Mapping[str, str] = {}
+_STR_ONLY = {str}
 
 
 class RecordError(ValueError):
@@ -271,10 +272,9 @@ def _tags(value: object) -> Mapping[str, str]:
         raise RecordError(f"tags must be an object of strings, got {type(value).__name__}")
     if len(value) > 64:
         raise RecordError(f"tags has {len(value)} keys; at most 64")
-    if all(v.__class__ is str and len(v) <= 256 for v in value.values()) and all(
-        len(k) <= 128 for k in value
-    ):
-        return value  # JSON object keys are strings already
+    values = value.values()
+    if set(map(type, values)) == _STR_ONLY and max(map(len, values)) <= 256 and max(map(len, value)) <= 128:
+        return value  # JSON object keys are strings already; the whole check runs in C
     tags: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, Mapping | list) or item is None:
