@@ -136,7 +136,6 @@ def upgrade() -> None:
         ),
     )
 
-
     op.create_table(
         "rollups_daily",
         sa.Column("id", _Id, autoincrement=True, nullable=False),
