@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a finops error (message on stderr); 2 bad arguments;
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,11 @@ def _root(
     """Cost governance for LLM usage."""
 
 
+class Kind(StrEnum):
+    usage = "usage"
+    outcomes = "outcomes"
+
+
 # --------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
@@ -85,15 +91,28 @@ def ingest(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 if any line was rejected.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="Records per transaction.", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    kind: Annotated[
+        Kind, typer.Option("--kind", help="usage records (default) or outcomes (DESIGN.md §5).")
+    ] = Kind.usage,
     db: DbOpt = None,
 ) -> None:
-    """Store usage records from JSONL files, once each, priced; bad lines go to the dead letters."""
+    """Store usage records (or outcomes) from JSONL files, once each; bad lines go to the dead letters."""
     from finops.app.ingest import ingest_paths
     from finops.ingest.jsonl import expand_paths
+    from finops.reports.summary import print_ingest_summary
 
     ledger = ledger_for(db)
     err = Console(stderr=True, highlight=False)
     files = expand_paths(paths)
+    if kind is Kind.outcomes:
+        from finops.app.outcomes import ingest_outcome_paths
+
+        summary = ingest_outcome_paths(ledger, files, source=source)
+        print_ingest_summary(summary, files=len(files), console=out(), what="outcomes")
+        ledger.close()
+        if strict and summary.rejected:
+            raise typer.Exit(3)
+        return
     total_bytes = sum(p.stat().st_size for p in files)
     if quiet or not err.is_terminal:
         summary = ingest_paths(ledger, files, source=source, batch_size=batch_size)
@@ -116,8 +135,6 @@ def ingest(
                 batch_size=batch_size,
                 on_bytes=lambda n: bar.advance(task, n),
             )
-    from finops.reports.summary import print_ingest_summary
-
     print_ingest_summary(summary, files=len(files), console=out())
     ledger.close()
     if strict and summary.rejected:

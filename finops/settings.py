@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         default=None, description="YAML file of negotiated prices, private models and discounts."
     )
     ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    prompt_preview: bool = Field(
+        default=False,
+        description="Keep a redacted preview (numbers, ids, emails, dates masked) of each prompt's text.",
+    )
     budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (DESIGN.md §4).")
     slack_bot_token: SecretStr | None = Field(
         default=None,

@@ -12,7 +12,7 @@ from finops.app.ingest import ingest_paths
 from finops.app.ledger import Ledger
 from finops.reports.render import spend_document
 from finops.reports.spend import SpendQuery, run_spend
-from finops.storage.tables import dead_letters, rollups_daily, rollups_hourly, usage_records
+from finops.storage.tables import dead_letters, prompt_rollups_daily, rollups_daily, rollups_hourly, usage_records
 from tests.conftest import usage, write_jsonl
 
 
@@ -169,7 +169,7 @@ def test_rebuilt_rollups_equal_the_incremental_ones(ledger: Ledger, tmp_path: Pa
 
     records = [usage(i) for i in range(2000)] + [usage(9999, id="unknown", model="acme-1", provider="acme")]
     ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
-    tables = (rollups_hourly, rollups_daily)
+    tables = (rollups_hourly, rollups_daily, prompt_rollups_daily)
     with ledger.engine.connect() as conn:
         incremental = [
             sorted(tuple(r) for r in conn.execute(select(*[c for c in t.c if c.name != "id"])))

@@ -29,6 +29,7 @@ from finops.storage.ledger import PricedRecord, Rejection, record_price_versions
 __all__ = [
     "IngestSummary",
     "Prepared",
+    "chunked",
     "ingest_lines",
     "ingest_objects",
     "ingest_paths",
@@ -53,6 +54,7 @@ class IngestSummary:
     conflicts: int = 0
     unpriced: int = 0
     cost_nanos: int = 0
+    linked: int = 0  # outcomes: usage records linked
     unpriced_models: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[Rejection] = field(default_factory=list)
@@ -164,7 +166,7 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: Ingest
         )
 
 
-def _chunks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
+def chunked(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
     chunk: list[Line] = []
     for line in lines:
         chunk.append(line)
@@ -186,7 +188,7 @@ def ingest_lines(
     """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines."""
     summary = summary if summary is not None else IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
-    for chunk in _chunks(lines, size):
+    for chunk in chunked(lines, size):
         write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
     return summary
 

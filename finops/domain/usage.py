@@ -107,6 +107,9 @@ class UsageRecord:
     session_id: str | None = None
     latency_ms: int | None = None
     tool_calls: int | None = None
+    #: The prompt's text, only while the record is being ingested: it is fingerprinted and
+    #: counted, never stored (unless the operator opts in to a redacted preview).
+    prompt_text: str | None = field(default=None, compare=False, repr=False)
 
 
 def _lower_z(text: str) -> datetime | None:
@@ -286,6 +289,30 @@ def _tags(value: object) -> Mapping[str, str]:
     return tags
 
 
+_MAX_PROMPT = 4_000_000
+
+
+def _prompt_text(prompt: object) -> str | None:
+    """A prompt as text: a string, or chat messages (``[{"role": ..., "content": ...}]``)."""
+    if isinstance(prompt, str):
+        text = prompt
+    elif isinstance(prompt, list):
+        parts = []
+        for message in prompt:
+            content = message.get("content") if isinstance(message, Mapping) else message
+            if isinstance(content, list):  # content parts: keep the text ones
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+            if not isinstance(content, str):
+                raise RecordError("prompt must be text or a list of messages with text content")
+            parts.append(content)
+        text = "\n".join(parts)
+    else:
+        raise RecordError("prompt must be text or a list of messages")
+    if len(text) > _MAX_PROMPT:
+        raise RecordError(f"prompt is longer than {_MAX_PROMPT:,} characters")
+    return text or None
+
+
 def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     """Validate and normalise one decoded JSON object.
 
@@ -376,7 +403,10 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     latency = _count(obj, "latency_ms") if obj.get("latency_ms") is not None else None
     tool_calls = _count(obj, "tool_calls") if obj.get("tool_calls") is not None else None
 
+    prompt = obj.get("prompt")
+    prompt_text = _prompt_text(prompt) if prompt is not None else None
     return UsageRecord(
+        prompt_text=prompt_text,
         id=rid,
         ts=ts,
         model=model,

@@ -16,26 +16,26 @@ from finops.storage.tables import dead_letters
 __all__ = ["print_dead_letters", "print_ingest_summary"]
 
 
-def print_ingest_summary(summary: IngestSummary, *, files: int, console: Console) -> None:
+def print_ingest_summary(
+    summary: IngestSummary, *, files: int, console: Console, what: str = "usage"
+) -> None:
     """One line of counts, then what needs attention: rejections and unpriced models."""
     where = f" from {files} file{'s' * (files != 1)}" if files else ""
+    if what == "outcomes":
+        console.print(
+            f"read {summary.read:,} outcomes{where}: stored {summary.stored:,}, duplicates "
+            f"{summary.duplicates:,}, rejected {summary.rejected:,}; {summary.linked:,} usage records linked",
+            markup=False,
+        )
+        _rejections(summary, console)
+        return
     console.print(
         f"read {summary.read:,}{where}: stored {summary.stored:,}, duplicates {summary.duplicates:,}, "
         f"rejected {summary.rejected:,}, unpriced {summary.unpriced:,}; "
         f"cost added ${format_usd(summary.cost_nanos)}",
         markup=False,
     )
-    if summary.rejected:
-        console.print(
-            f"rejected lines are in the dead-letter table (`finops dead-letters`); "
-            f"{summary.conflicts:,} were conflicts (same id, different content):",
-            markup=False,
-        )
-        for reason, count in summary.reasons.most_common(5):
-            console.print(f"  {count:>8,}  {reason}", markup=False)
-        for ex in summary.examples[:3]:
-            line = f":{ex.line}" if ex.line is not None else ""
-            console.print(f"  e.g. {ex.location}{line}: {ex.reason}", markup=False)
+    _rejections(summary, console)
     if summary.unpriced_models:
         models = ", ".join(f"{m} ({n:,})" for m, n in summary.unpriced_models.most_common(5))
         console.print(
@@ -43,6 +43,21 @@ def print_ingest_summary(summary: IngestSummary, *, files: int, console: Console
             "(FINOPS_PRICE_OVERRIDES or `finops prices import`), then `finops reprice --since DATE`.",
             markup=False,
         )
+
+
+def _rejections(summary: IngestSummary, console: Console) -> None:
+    if not summary.rejected:
+        return
+    console.print(
+        f"rejected lines are in the dead-letter table (`finops dead-letters`); "
+        f"{summary.conflicts:,} were conflicts (same id, different content):",
+        markup=False,
+    )
+    for reason, count in summary.reasons.most_common(5):
+        console.print(f"  {count:>8,}  {reason}", markup=False)
+    for ex in summary.examples[:3]:
+        line = f":{ex.line}" if ex.line is not None else ""
+        console.print(f"  e.g. {ex.location}{line}: {ex.reason}", markup=False)
 
 
 def print_dead_letters(engine: Engine, *, limit: int, as_json: bool, console: Console) -> None:

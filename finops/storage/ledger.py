@@ -26,12 +26,15 @@ from finops.domain.usage import UsageRecord
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
     CONTENT_COLUMNS,
+    PROMPT_KEYS,
+    PROMPT_SUMS,
     ROLLUP_DAILY_KEYS,
     ROLLUP_KEYS,
     ROLLUP_SUMS,
     USAGE_COLUMNS,
     dead_letters,
     price_versions,
+    prompt_rollups_daily,
     rollups_daily,
     rollups_hourly,
     usage_records,
@@ -161,8 +164,10 @@ def _conflict(item: PricedRecord) -> Rejection:
 
 
 def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int = 1) -> None:
-    """Add (or with ``sign=-1`` subtract) usage rows (``USAGE_COLUMNS`` order) to their rollups."""
+    """Add (or with ``sign=-1`` subtract) usage rows (``USAGE_COLUMNS`` order) to their rollups:
+    hourly and daily per (flow, provider, model, tier, status, tags), and daily per prompt."""
     sums: dict[tuple[Any, ...], list[int]] = {}
+    by_prompt: dict[tuple[Any, ...], list[int]] = {}
     for row in rows:
         key = (row[3], row[6], row[4], row[5], row[8], row[9], row[7])  # ROLLUP_KEYS order
         acc = sums.get(key)
@@ -177,11 +182,22 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
         acc[5] += row[14]
         acc[6] += row[15]
         acc[7] += row[16]
+        pkey = (row[3] // 86400 * 86400, row[19] or "", row[6], row[4], row[5])  # PROMPT_KEYS order
+        pacc = by_prompt.get(pkey)
+        if pacc is None:
+            pacc = by_prompt[pkey] = [0] * 7
+        pacc[0] += 1
+        pacc[1] += row[10]
+        pacc[2] += row[11]
+        pacc[3] += row[12]
+        pacc[4] += row[15]
         if cost is None:
             acc[9] += 1
             acc[10] += row[10]
+            pacc[6] += 1
         else:
             acc[8] += cost
+            pacc[5] += cost
     if not sums:
         return
     daily: dict[tuple[Any, ...], list[int]] = {}
@@ -194,7 +210,11 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
             for i, value in enumerate(acc):
                 total[i] += value
     paramstyle = conn.dialect.paramstyle
-    for table, buckets in (("rollups_hourly", sums), ("rollups_daily", daily)):
+    for table, buckets in (
+        ("rollups_hourly", sums),
+        ("rollups_daily", daily),
+        ("prompt_rollups_daily", by_prompt),
+    ):
         params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(buckets.items())]
         conn.exec_driver_sql(_rollup_upsert(table, paramstyle), params)
 
@@ -202,13 +222,17 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
 def _rollup_upsert(table: str, paramstyle: str) -> str:
     """One statement for both databases: add a bucket's sums to its rollup row, creating it if new."""
     mark = "?" if paramstyle == "qmark" else "%s"
-    keys = ROLLUP_KEYS if table == "rollups_hourly" else ROLLUP_DAILY_KEYS
-    columns = (*keys, *ROLLUP_SUMS)
+    keys, measures = {
+        "rollups_hourly": (ROLLUP_KEYS, ROLLUP_SUMS),
+        "rollups_daily": (ROLLUP_DAILY_KEYS, ROLLUP_SUMS),
+        "prompt_rollups_daily": (PROMPT_KEYS, PROMPT_SUMS),
+    }[table]
+    columns = (*keys, *measures)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in ROLLUP_SUMS)
+        + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in measures)
     )
 
 
@@ -390,4 +414,18 @@ def rebuild_rollups(conn: Connection) -> int:
     day = (u.hour // 86400 * 86400).label("day")
     daily = select(day, *keys, *sums).group_by(day, *keys)
     conn.execute(insert(rollups_daily).from_select([*ROLLUP_DAILY_KEYS, *ROLLUP_SUMS], daily))
+    conn.execute(delete(prompt_rollups_daily))
+    prompt = func.coalesce(u.prompt_id, "").label("prompt_id")
+    pkeys = [day, prompt, u.flow, u.provider, u.model]
+    per_prompt = select(
+        *pkeys,
+        func.count(),
+        func.sum(u.requests),
+        func.sum(u.input_tokens),
+        func.sum(u.cached_input_tokens),
+        func.sum(u.output_tokens),
+        func.coalesce(func.sum(u.cost_nanos), 0),
+        func.sum(case((priced, 0), else_=1)),
+    ).group_by(*pkeys)
+    conn.execute(insert(prompt_rollups_daily).from_select([*PROMPT_KEYS, *PROMPT_SUMS], per_prompt))
     return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)

@@ -19,10 +19,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
     "CONTENT_COLUMNS",
+    "PROMPT_KEYS",
+    "PROMPT_SUMS",
     "ROLLUP_DAILY_KEYS",
     "ROLLUP_KEYS",
     "ROLLUP_SUMS",
@@ -33,8 +36,12 @@ __all__ = [
     "dead_letters",
     "meta",
     "metadata",
+    "outcome_links",
+    "outcomes",
     "price_entries",
     "price_versions",
+    "prompt_rollups_daily",
+    "prompts",
     "rollups_daily",
     "rollups_hourly",
     "usage_records",
@@ -92,6 +99,20 @@ usage_records = Table(
     Column("ingested_us", BigInteger, nullable=False),
     UniqueConstraint("source", "record_id"),
     Index(None, "ts_us"),
+    # outcomes link to usage by request id, else trace, else session id
+    Index(None, "record_id"),
+    Index(
+        None,
+        "trace_id",
+        sqlite_where=text("trace_id IS NOT NULL"),
+        postgresql_where=text("trace_id IS NOT NULL"),
+    ),
+    Index(
+        None,
+        "session_id",
+        sqlite_where=text("session_id IS NOT NULL"),
+        postgresql_where=text("session_id IS NOT NULL"),
+    ),
 )
 
 dead_letters = Table(
@@ -258,4 +279,74 @@ budget_file_snapshots = Table(
     Column("file", String(1024), primary_key=True),  # the file's name inside the budgets directory
     Column("budgets", Text, nullable=False),  # JSON list of budgets as last validated
     Column("saved_us", BigInteger, nullable=False),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("outcome_id", String(256), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("flow", String(128), nullable=True),  # as sent
+    Column("linked_flow", String(128), nullable=True),  # the flow of the linked usage
+    Column("status", String(8), nullable=False),  # success | partial | failure
+    Column("event", String(128), nullable=True),
+    Column("value_nanos", BigInteger, nullable=True),
+    Column("request_ids", Text, nullable=False),  # JSON list
+    Column("trace_id", String(512), nullable=True),
+    Column("session_id", String(512), nullable=True),
+    Column("linked", Integer, nullable=False),  # usage records linked so far
+    Column("ingested_us", BigInteger, nullable=False),
+    UniqueConstraint("source", "outcome_id"),
+    Index(None, "ts_us"),
+)
+
+outcome_links = Table(
+    "outcome_links",
+    metadata,
+    Column("outcome", BigInteger, primary_key=True),  # outcomes.id
+    Column("usage", BigInteger, primary_key=True),  # usage_records.id
+    Index(None, "usage"),
+)
+
+PROMPT_KEYS = ("day", "prompt_id", "flow", "provider", "model")
+PROMPT_SUMS = (
+    "records",
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_nanos",
+    "unpriced_records",
+)
+
+#: Spend per day, prompt, flow and model: the prompt audit reads ~1 row per prompt a day.
+prompt_rollups_daily = Table(
+    "prompt_rollups_daily",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("day", BigInteger, nullable=False),
+    Column("prompt_id", String(512), nullable=False),  # "" for usage without a prompt
+    Column("flow", String(128), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("records", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False),
+    Column("unpriced_records", BigInteger, nullable=False),
+    UniqueConstraint("day", "prompt_id", "flow", "provider", "model", name="uq_prompt_rollups_daily_key"),
+)
+
+prompts = Table(
+    "prompts",
+    metadata,
+    Column("prompt_id", String(512), primary_key=True),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("preview", Text, nullable=True),  # redacted, only when the operator opted in
+    Column("prompt_tokens", BigInteger, nullable=True),  # counted with tiktoken, or estimated
+    Column("tokens_estimated", Integer, nullable=True),
 )

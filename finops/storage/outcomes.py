@@ -1,0 +1,168 @@
+"""Outcomes in the database, and their links to the usage they judge.
+
+Links are made when an outcome is stored (by request ids, else trace id, else
+session id) and retried for outcomes still unlinked (usage can arrive later
+than the outcome). An outcome without a flow counts for the flow of its usage (``linked_flow``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from finops.domain.outcomes import Outcome
+from finops.storage.ledger import Rejection
+from finops.storage.sql import dialect_insert
+from finops.storage.tables import outcome_links, outcomes, usage_records
+
+__all__ = ["OutcomeBatch", "link_outcome", "relink_unlinked", "write_outcomes"]
+
+_CHUNK = 900
+
+
+@dataclass
+class OutcomeBatch:
+    stored: int = 0
+    duplicates: int = 0
+    linked: int = 0
+    conflicts: list[Rejection] = field(default_factory=list)
+
+
+def _stored_content(row: Any) -> tuple[object, ...]:
+    return (
+        row.ts_us,
+        row.flow,
+        row.status,
+        tuple(json.loads(row.request_ids)),
+        row.trace_id,
+        row.session_id,
+        row.event,
+        row.value_nanos,
+    )
+
+
+def write_outcomes(
+    conn: Connection, *, source: str, items: Sequence[tuple[Outcome, str, int | None]], now_us: int
+) -> OutcomeBatch:
+    """Store new outcomes once per (source, id), link them; report duplicates and conflicts."""
+    batch = OutcomeBatch()
+    fresh: dict[str, tuple[Outcome, str, int | None]] = {}
+    for item in items:
+        seen = fresh.get(item[0].id)
+        if seen is None:
+            fresh[item[0].id] = item
+        elif seen[0].content() == item[0].content():
+            batch.duplicates += 1
+        else:
+            batch.conflicts.append(_conflict(item, seen[0]))
+    o = outcomes.c
+    ids = list(fresh)
+    for start in range(0, len(ids), _CHUNK):
+        rows = conn.execute(
+            select(
+                o.outcome_id,
+                o.ts_us,
+                o.flow,
+                o.status,
+                o.request_ids,
+                o.trace_id,
+                o.session_id,
+                o.event,
+                o.value_nanos,
+            ).where(o.source == source, o.outcome_id.in_(ids[start : start + _CHUNK]))
+        )
+        for row in rows:
+            item = fresh.pop(row.outcome_id)
+            stored = _stored_content(row)
+            if stored == item[0].content():
+                batch.duplicates += 1
+            else:
+                batch.conflicts.append(_conflict(item, None, stored_status=row.status))
+    for outcome, _, _ in fresh.values():
+        stmt = (
+            dialect_insert(conn, outcomes)
+            .on_conflict_do_nothing(index_elements=["source", "outcome_id"])
+            .returning(o.id)
+        )
+        pk = conn.execute(
+            stmt,
+            {
+                "source": source,
+                "outcome_id": outcome.id,
+                "ts_us": outcome.ts_us,
+                "flow": outcome.flow,
+                "status": outcome.status,
+                "event": outcome.event,
+                "value_nanos": outcome.value_nanos,
+                "request_ids": json.dumps(list(outcome.request_ids)),
+                "trace_id": outcome.trace_id,
+                "session_id": outcome.session_id,
+                "linked": 0,
+                "ingested_us": now_us,
+            },
+        ).scalar()
+        if pk is None:  # another writer stored it meanwhile
+            batch.duplicates += 1
+            continue
+        batch.stored += 1
+        batch.linked += link_outcome(conn, int(pk), outcome.request_ids, outcome.trace_id, outcome.session_id)
+    return batch
+
+
+def _conflict(
+    item: tuple[Outcome, str, int | None], first: Outcome | None, stored_status: str | None = None
+) -> Rejection:
+    outcome, location, line = item
+    was = stored_status or (first.status if first else "?")
+    what = f"status {was!r} -> {outcome.status!r}" if was != outcome.status else "different content"
+    return Rejection(
+        location=location,
+        line=line,
+        record_id=outcome.id,
+        reason=f"conflict: outcome {outcome.id!r} was already stored ({what}); the stored one is kept",
+        raw=json.dumps({"id": outcome.id, "status": outcome.status}),
+    )
+
+
+def link_outcome(
+    conn: Connection, pk: int, request_ids: Sequence[str], trace_id: str | None, session_id: str | None
+) -> int:
+    """Link an outcome to its usage: request ids, else trace id, else session id. Returns links made."""
+    u = usage_records.c
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(request_ids), _CHUNK):
+        chunk = list(request_ids[start : start + _CHUNK])
+        found.extend((int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.record_id.in_(chunk))))
+    if not found and trace_id is not None:
+        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.trace_id == trace_id))]
+    if not found and session_id is not None:
+        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.session_id == session_id))]
+    if not found:
+        return 0
+    conn.execute(
+        dialect_insert(conn, outcome_links).on_conflict_do_nothing(index_elements=["outcome", "usage"]),
+        [{"outcome": pk, "usage": usage_pk} for usage_pk, _ in found],
+    )
+    flow = Counter(f for _, f in found).most_common(1)[0][0]
+    conn.execute(update(outcomes).where(outcomes.c.id == pk).values(linked=len(found), linked_flow=flow))
+    return len(found)
+
+
+def relink_unlinked(conn: Connection, *, since_us: int, until_us: int) -> int:
+    """Try again to link outcomes of a period that found no usage (it may have arrived since)."""
+    o = outcomes.c
+    rows = list(
+        conn.execute(
+            select(o.id, o.request_ids, o.trace_id, o.session_id).where(
+                o.linked == 0, o.ts_us >= since_us, o.ts_us < until_us
+            )
+        )
+    )
+    return sum(
+        link_outcome(conn, int(r.id), json.loads(r.request_ids), r.trace_id, r.session_id) > 0 for r in rows
+    )
