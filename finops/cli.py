@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from finops import __version__
 from finops.cli_alerts import register as register_alert_commands
+from finops.cli_audit import register as register_audit_commands
 from finops.cli_budgets import budgets_app
 from finops.cli_common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
 from finops.cli_prices import prices_app, reprice
@@ -59,6 +60,7 @@ app.add_typer(prices_app, name="prices")
 app.command()(reprice)
 app.add_typer(budgets_app, name="budgets")
 register_alert_commands(app, budgets_app)
+register_audit_commands(app)
 
 
 def _version(value: bool) -> None:

@@ -276,7 +276,11 @@ def alerts_list(
     ledger.close()
     for row in rows:
         created = datetime.fromtimestamp(row.created_us / 1e6, UTC).isoformat(timespec="seconds")
-        p = row.payload
+        p = (
+            row.payload
+            if row.payload.get("type") != "report"
+            else {"kind": "report", "period": row.dedupe_key}
+        )
         typer.echo(
             f"{created}  {row.status:<9}  {row.channel or '(default)'}  {p.get('kind')} "
             f"{p.get('budget_key')} {p.get('period')}" + (f"  — {row.last_error}" if row.last_error else "")

@@ -35,9 +35,7 @@ _SONNET = "anthropic/claude-sonnet-4-5"
 _FLASH = "google/gemini-2.5-flash"
 
 
-def _line(
-    key: str, cost: int, prev: int | None, requests: int, inp: int, out: int, cached: int
-) -> SpendLine:
+def _line(key: str, cost: int, prev: int | None, requests: int, inp: int, out: int, cached: int) -> SpendLine:
     return SpendLine(
         key=key,
         cost_nanos=cost,
@@ -80,39 +78,59 @@ def _prompt(
 
 
 _BY_FLOW = (
-    _line("support-gpt-en", 4_812_345_678_912, 3_950_120_000_000, 182_340, 2_730_960_000, 268_200_000, 1_380_576_000),
+    _line(
+        "support-gpt-en",
+        4_812_345_678_912,
+        3_950_120_000_000,
+        182_340,
+        2_730_960_000,
+        268_200_000,
+        1_380_576_000,
+    ),
     _line("search-rerank", 1_204_500_000_001, 1_310_750_000_000, 960_112, 6_912_806_400, 288_033_600, 0),
     _line("docs-summarizer", 642_987_654_321, 401_200_000_000, 12_880, 103_040_000, 6_440_000, 51_520_000),
     _line("agent-triage", 233_330_000_000, 96_500_000_000, 4_410, 52_920_000, 3_528_000, 17_640_000),
     _line(HOSTILE_FLOW, 88_123_456_789, None, 2_003, 184_276_000, 16_024_000, 0),
     _line("unassigned", 12_345_000_000, 20_010_000_000, 950, 24_700_000, 1_995_000, 0),
-)  # fmt: skip
+)
 
 _BY_MODEL = (
     _line(_GPT4O, 4_512_345_678_912, 3_700_120_000_000, 150_100, 1_440_960_000, 205_200_000, 864_576_000),
     _line(_MINI, 1_504_500_000_001, 1_560_750_000_000, 992_352, 8_202_806_400, 351_033_600, 516_000_000),
     _line(_SONNET, 876_317_654_321, 497_700_000_000, 17_290, 155_960_000, 9_968_000, 69_160_000),
     _line(_FLASH, 100_468_456_789, 20_010_000_000, 2_953, 208_976_000, 18_019_000, 0),
-)  # fmt: skip
+)
 
 _BY_PROVIDER = (
-    _line("openai", 6_016_845_678_913, 5_260_870_000_000, 1_142_452, 9_643_766_400, 556_233_600, 1_380_576_000),
+    _line(
+        "openai", 6_016_845_678_913, 5_260_870_000_000, 1_142_452, 9_643_766_400, 556_233_600, 1_380_576_000
+    ),
     _line("anthropic", 876_317_654_321, 497_700_000_000, 17_290, 155_960_000, 9_968_000, 69_160_000),
     _line("google", 100_468_456_789, 20_010_000_000, 2_953, 208_976_000, 18_019_000, 0),
-)  # fmt: skip
+)
 
 _BY_TAG = {
     # HOSTILE_FLOW and unassigned send no team tag: $100.47 of the month is untagged.
     "team": (
-        _line("support", 4_812_345_678_912, 3_950_120_000_000, 182_340, 2_730_960_000, 268_200_000, 1_380_576_000),
+        _line(
+            "support",
+            4_812_345_678_912,
+            3_950_120_000_000,
+            182_340,
+            2_730_960_000,
+            268_200_000,
+            1_380_576_000,
+        ),
         _line("search", 1_204_500_000_001, 1_310_750_000_000, 960_112, 6_912_806_400, 288_033_600, 0),
         _line("knowledge", 876_317_654_321, 497_700_000_000, 17_290, 155_960_000, 9_968_000, 69_160_000),
     ),
     "env": (
-        _line("prod", 6_760_301_790_023, 5_682_080_000_000, 1_158_285, 9_955_782_400, 580_692_600, 1_432_096_000),
+        _line(
+            "prod", 6_760_301_790_023, 5_682_080_000_000, 1_158_285, 9_955_782_400, 580_692_600, 1_432_096_000
+        ),
         _line("staging", 233_330_000_000, 96_500_000_000, 4_410, 52_920_000, 3_528_000, 17_640_000),
     ),
-}  # fmt: skip
+}
 
 # Weekdays cost about twice a weekend day; 14 October had a retry storm in support-gpt-en.
 _DAILY = (
@@ -130,12 +148,23 @@ _DAILY = (
 )  # fmt: skip
 
 _BREACHES = (
-    Breach("support-gpt-en", "2026-10-14 (Europe/Berlin)", "threshold", "0.8", 201_400_000_000, 250_000_000_000),
-    Breach("support-gpt-en", "2026-10-14 (Europe/Berlin)", "threshold", "1.0", 262_950_000_000, 250_000_000_000),
+    Breach(
+        "support-gpt-en", "2026-10-14 (Europe/Berlin)", "threshold", "0.8", 201_400_000_000, 250_000_000_000
+    ),
+    Breach(
+        "support-gpt-en", "2026-10-14 (Europe/Berlin)", "threshold", "1.0", 262_950_000_000, 250_000_000_000
+    ),
     Breach("support-gpt-en", "2026-10", "monthly", "1.0", 4_812_345_678_912, 4_500_000_000_000),
-    Breach("agent-triage", "2026-10-21 (Europe/Berlin)", "fanout", "14 tool calls > 8", 9_870_000_000, 25_000_000_000),
+    Breach(
+        "agent-triage",
+        "2026-10-21 (Europe/Berlin)",
+        "fanout",
+        "14 tool calls > 8",
+        9_870_000_000,
+        25_000_000_000,
+    ),
     Breach("docs-summarizer", "2026-10", "cost_per_success", "0.05", 57_002_452, 50_000_000),
-)  # fmt: skip
+)
 
 _OUTCOMES = (
     FlowOutcomes(
@@ -196,9 +225,11 @@ _TOP_PROMPTS = (
 )  # fmt: skip
 
 _UNPRICED = (
-    UnpricedLine(model="mistral/mistral-large-2511", records=1_204, input_tokens=3_010_000, output_tokens=240_800),
+    UnpricedLine(
+        model="mistral/mistral-large-2511", records=1_204, input_tokens=3_010_000, output_tokens=240_800
+    ),
     UnpricedLine(model="acme/internal-llm-v0", records=87, input_tokens=174_000, output_tokens=9_570),
-)  # fmt: skip
+)
 
 _FINDINGS = (
     Finding(
@@ -211,7 +242,8 @@ _FINDINGS = (
     ),
     Finding(
         title="agent-triage spent $233.33 without a single successful outcome",
-        detail="310 outcomes were reported: 290 failures and 20 partials. In September one success cost $2.41.",
+        detail="310 outcomes were reported: 290 failures and 20 partials. "
+        "In September one success cost $2.41.",
         suggestion="Check that the flow still reports success outcomes; otherwise pause it until fixed.",
     ),
     Finding(

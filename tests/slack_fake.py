@@ -190,8 +190,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         path = urlsplit(self.path).path
-        params = self._params()
-        answer = self.server.fake._dispatch(path, params, dict(self.headers.items()))
+        if path.startswith("/upload/"):  # files_upload_v2 step 2: the file's bytes, as sent
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answer = self.server.fake._upload(path, raw)
+        else:
+            params = self._params()
+            answer = self.server.fake._dispatch(path, params, dict(self.headers.items()))
         try:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
@@ -218,6 +222,9 @@ class FakeSlack:
         self._posted: dict[str, list[dict[str, Any]]] = {}
         self._names: dict[str, str] = {}  # channel id -> name
         self._last_ts = 0.0
+        self._files: dict[str, dict[str, Any]] = {}
+        #: files shared with files_upload_v2: id, filename, title, channel (id), content (bytes)
+        self.uploads: list[dict[str, Any]] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]
@@ -366,6 +373,10 @@ class FakeSlack:
             return _Answer.json({"ok": False, "error": "invalid_auth"})
         if method == "chat.postMessage":
             return self._post_message(params)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(params)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
         if method == "conversations.history":
             return self._history(params)
         if method == "conversations.list":
@@ -409,6 +420,37 @@ class FakeSlack:
         channel_id = self.channel_id(channel)
         message = self._store(channel_id, params)
         return _Answer.json({"ok": True, "channel": channel_id, "ts": message["ts"], "message": message})
+
+    def _upload_url(self, params: dict[str, Any]) -> _Answer:
+        with self._lock:
+            file_id = f"F{len(self._files) + 1:09d}"
+            self._files[file_id] = {"id": file_id, "filename": params.get("filename"), "content": None}
+        port = self._server.server_address[1]
+        return _Answer.json({"ok": True, "upload_url": f"http://127.0.0.1:{port}/upload/{file_id}",
+                             "file_id": file_id})
+
+    def _upload(self, path: str, raw: bytes) -> _Answer:
+        file_id = path.rsplit("/", 1)[-1]
+        with self._lock:
+            if file_id not in self._files:
+                return _Answer.text("not found", 404)
+            self._files[file_id]["content"] = raw
+        return _Answer.text(f"OK - {len(raw)}", 200)
+
+    def _complete_upload(self, params: dict[str, Any]) -> _Answer:
+        files = _decode(params.get("files"))
+        if not isinstance(files, list) or not files:
+            return _Answer.json({"ok": False, "error": "invalid_arguments"})
+        shared = []
+        with self._lock:
+            for item in files:
+                entry = self._files.get(str(item.get("id")))
+                if entry is None or entry["content"] is None:
+                    return _Answer.json({"ok": False, "error": "file_not_found"})
+                entry.update(title=item.get("title"), channel=params.get("channel_id"))
+                self.uploads.append(dict(entry))
+                shared.append({"id": entry["id"], "title": entry["title"]})
+        return _Answer.json({"ok": True, "files": shared})
 
     def _history(self, params: dict[str, Any]) -> _Answer:
         channel = str(params.get("channel") or "")

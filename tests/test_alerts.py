@@ -23,7 +23,7 @@ from finops.cli import app
 from finops.domain.budgets import Budget
 from finops.notify.slack import SlackSender
 from finops.storage.tables import alert_outbox, budget_breaches, usage_records
-from tests.conftest import make_ledger
+from tests.conftest import make_ledger, write_jsonl
 from tests.slack_fake import TOKEN, FakeSlack, error, ratelimit, slow_answer
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
@@ -373,3 +373,18 @@ def test_budgets_status_json_and_alerts_dry_run(
     assert dry.exit_code == 0 and len(dry.stdout.strip().splitlines()) == 2
     with make_ledger(sqlite_url).engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(alert_outbox)) == 0  # nothing recorded
+
+
+def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    from finops.app.outcomes import ingest_outcome_paths
+
+    yesterday = NOW - timedelta(days=1)
+    budgets = [Budget(flow="support", owner="@d", daily_cap_usd=1000, max_cost_per_success_usd="0.5")]
+    spend(sqlite_ledger, "support", 3, prefix="y", at=yesterday.replace(hour=12, minute=0), n=3)
+    wins = [{"id": f"w{i}", "ts": yesterday.replace(hour=13, minute=0).isoformat(), "status": "success",
+             "request_ids": [f"y-{i}"]} for i in range(2)]
+    ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "o.jsonl", wins)])
+    first = evaluate_alerts(sqlite_ledger, budgets, now=NOW).new_alerts
+    assert [m.kind for m in first] == ["cost_per_success"]
+    assert "$1.50 per successful outcome" in (first[0].detail or "")  # $3 / 2 successes > $0.50
+    assert evaluate_alerts(sqlite_ledger, budgets, now=NOW).new_alerts == []

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from finops.app.budgets import budget_state, drivers, fanout_count
+from finops.app.budgets import budget_state, drivers, fanout_count, successes
 from finops.app.ledger import Ledger
 from finops.domain.budgets import Budget, BudgetState, project
+from finops.domain.money import format_usd, usd_to_nanos
 from finops.errors import NotifyError
 from finops.notify.messages import AlertMessage, SlackMessage, render_alert
 from finops.notify.slack import Delivery
@@ -184,8 +185,47 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
                     now_us=now_us,
                 ):
                     report.new_alerts.append(message)
+            _cost_per_success(ledger, conn, budget, now, report)
         failpoint("after-breach-commit")
     return report
+
+
+def _cost_per_success(
+    ledger: Ledger, conn: Any, budget: Budget, now: datetime, report: EvaluationReport
+) -> None:
+    """Yesterday (a whole local day) against ``max_cost_per_success_usd``; alerted once per day."""
+    if budget.max_cost_per_success_usd is None:
+        return
+    day, _, _ = budget.day(now - timedelta(days=1))
+    yesterday = budget_state(
+        conn, budget, datetime.combine(day, datetime.min.time(), budget.zone) + timedelta(hours=12)
+    )
+    wins = successes(conn, budget, yesterday.start, yesterday.end)
+    if not wins:
+        return
+    per_success = yesterday.spend_nanos // wins
+    limit = usd_to_nanos(budget.max_cost_per_success_usd)
+    if per_success <= limit:
+        return
+    detail = (
+        f"${format_usd(per_success, cents=True)} per successful outcome on {day} "
+        f"({wins:,} successes for ${format_usd(yesterday.spend_nanos, cents=True)}); "
+        f"the limit is ${format_usd(limit, cents=True)} (max_cost_per_success_usd)"
+    )
+    message = dataclasses.replace(_message(yesterday, "cost_per_success", None), detail=detail)
+    if outbox.record_breach(
+        conn,
+        budget_key=budget.key,
+        kind="cost_per_success",
+        period=day.isoformat(),
+        threshold=str(budget.max_cost_per_success_usd),
+        spend_nanos=yesterday.spend_nanos,
+        cap_nanos=limit * wins,
+        channel=budget.slack_channel,
+        payload=_payload(message),
+        now_us=_us(now),
+    ):
+        report.new_alerts.append(message)
 
 
 class Sender(Protocol):
@@ -194,6 +234,8 @@ class Sender(Protocol):
     def send(self, channel: str | None, message: SlackMessage) -> Delivery: ...
 
     def find_sent(self, channel: str | None, dedupe_key: str, since_us: int) -> str | None: ...
+
+    def upload(self, channel: str | None, *, filename: str, content: str, title: str) -> Delivery: ...
 
 
 @dataclass
@@ -298,8 +340,20 @@ def deliver(
     return report
 
 
+def _send_report(sender: Sender, row: outbox.OutboxRow) -> Delivery:
+    """A report: its summary message, then the full report as a file."""
+    p = row.payload
+    summary = SlackMessage(text=p["summary"]["text"], blocks=tuple(p["summary"]["blocks"]))
+    sent = sender.send(row.channel, _tagged(summary, row.dedupe_key))
+    if sent.status != "sent":
+        return sent
+    return sender.upload(row.channel, filename=p["filename"], content=p["content"], title=p["title"])
+
+
 def _send_all(sender: Sender, row: outbox.OutboxRow) -> Delivery:
     """A long alert may be several Slack messages; the row is sent when all of them are."""
+    if row.payload.get("type") == "report":
+        return _send_report(sender, row)
     message = message_from_payload(row.payload)
     last: Delivery | None = None
     for part in render_alert(message):
@@ -323,4 +377,8 @@ def render_outbox(
     """The messages delivery would send (for --dry-run)."""
     with ledger.engine.connect() as conn:
         rows = [r for s in statuses for r in outbox.outbox_rows(conn, status=s, limit=1000)]
-    return [(row, render_alert(message_from_payload(row.payload))) for row in rows]
+    return [
+        (row, render_alert(message_from_payload(row.payload)))
+        for row in rows
+        if row.payload.get("type") != "report"
+    ]

@@ -19,7 +19,7 @@ from finops.reports.spend import SpendQuery, run_spend
 from finops.storage.budget_snapshots import load_snapshots, save_snapshots
 from finops.storage.db import write_transaction
 from finops.storage.sql import like_pattern
-from finops.storage.tables import usage_records
+from finops.storage.tables import outcomes, usage_records
 
 __all__ = [
     "BudgetsInForce",
@@ -30,6 +30,7 @@ __all__ = [
     "check_flow",
     "drivers",
     "fanout_count",
+    "successes",
 ]
 
 
@@ -201,3 +202,16 @@ def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
         else:
             messages.append(f"{name}: broken and never read while valid: its budgets are NOT enforced")
     return BudgetsInForce(tuple(budgets), tuple(messages), bool(broken))
+
+
+def successes(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Successful outcomes of the budget's flows in [start, end)."""
+    o = outcomes.c
+    flow = func.coalesce(o.flow, o.linked_flow)
+    stmt = select(func.count()).where(
+        o.status == "success",
+        o.ts_us >= int(start.timestamp() * 1_000_000),
+        o.ts_us < int(end.timestamp() * 1_000_000),
+        flow.like(like_pattern(budget.flow_pattern), escape="\\"),
+    )
+    return int(conn.scalar(stmt) or 0)

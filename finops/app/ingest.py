@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,17 @@ import orjson
 from finops.app.ledger import Ledger
 from finops.app.pricing import price_record
 from finops.domain.pricing import PriceBook, PriceMatch
+from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
 from finops.ingest.jsonl import Line, expand_paths, read_lines
 from finops.storage.db import write_transaction
-from finops.storage.ledger import PricedRecord, Rejection, record_price_versions, write_batch
+from finops.storage.ledger import (
+    PricedRecord,
+    Rejection,
+    record_price_versions,
+    record_prompts,
+    write_batch,
+)
 
 __all__ = [
     "IngestSummary",
@@ -39,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_SOURCE = "default"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _NUMBER = re.compile(r"\d+")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
@@ -84,6 +94,8 @@ class Prepared:
     items: list[PricedRecord] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     matches: dict[str, PriceMatch] = field(default_factory=dict)
+    #: prompts seen in this batch: key -> (first ts, text, model); counted and stored once each
+    prompts: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
 
 def _accept(
@@ -104,6 +116,14 @@ def _accept(
             Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid)
         )
         return
+    text = record.prompt_text
+    if text is not None:
+        if record.prompt_id is None:
+            record.prompt_id = prompt_fingerprint(text)
+        if record.prompt_id not in out.prompts:
+            ts_us = (record.ts - _EPOCH) // _MICROSECOND
+            out.prompts[record.prompt_id] = (ts_us, text, record.model)
+        record.prompt_text = None  # the text goes no further
     cost, match = price_record(book, record)
     version = None
     if match is not None:
@@ -141,8 +161,30 @@ def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], lo
     return out
 
 
+def _prompt_rows(ledger: Ledger, batch: Prepared) -> list[dict[str, Any]]:
+    """Each new prompt's token count (tiktoken, or an estimate) and, if opted in, a redacted preview."""
+    if not batch.prompts:
+        return []
+    counter = ledger.token_counter
+    rows = []
+    for key, (ts_us, text, model) in batch.prompts.items():
+        count = counter.count(text, model)
+        rows.append(
+            {
+                "prompt_id": key,
+                "first_seen_us": ts_us,
+                "prompt_tokens": count.tokens,
+                "tokens_estimated": int(count.estimated),
+                "preview": redacted_preview(text) if ledger.settings.prompt_preview else None,
+            }
+        )
+    batch.prompts.clear()
+    return rows
+
+
 def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: IngestSummary) -> None:
     """Write one prepared batch in one transaction and add what it did to ``summary``."""
+    prompt_rows = _prompt_rows(ledger, batch)
     summary.read += batch.read
     for rejection in batch.rejections:
         summary.add_rejection(rejection)
@@ -153,6 +195,8 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: Ingest
         if batch.matches:
             record_price_versions(conn, batch.matches.values(), now_us=now)
         outcome = write_batch(conn, source=source, items=batch.items, rejections=batch.rejections, now_us=now)
+        if prompt_rows:
+            record_prompts(conn, prompt_rows)
     summary.stored += outcome.stored
     summary.duplicates += outcome.duplicates
     summary.cost_nanos += outcome.cost_nanos

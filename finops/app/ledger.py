@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
 from finops.catalog import load_default_catalog, load_overrides
@@ -10,6 +12,9 @@ from finops.settings import Settings
 from finops.storage.db import open_ledger, write_transaction
 from finops.storage.meta import user_hash_key
 from finops.storage.prices import load_imported
+
+if TYPE_CHECKING:
+    from finops.audit.tokens import TokenCounter
 
 __all__ = ["Ledger", "build_price_book"]
 
@@ -37,6 +42,7 @@ class Ledger:
         self.engine = engine
         self._book: PriceBook | None = None
         self._user_key: bytes | None = None
+        self._token_counter: TokenCounter | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
@@ -58,6 +64,15 @@ class Ledger:
                 with write_transaction(self.engine) as conn:
                     self._user_key = user_hash_key(conn)
         return self._user_key
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """tiktoken counts (estimates where no encoding loads), shared by every batch."""
+        if self._token_counter is None:
+            from finops.audit.tokens import TokenCounter
+
+            self._token_counter = TokenCounter()
+        return self._token_counter
 
     def reload_prices(self) -> None:
         self._book = build_price_book(self.engine, self.settings)

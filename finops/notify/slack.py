@@ -233,6 +233,30 @@ class SlackSender:
             where = None if self._hook is not None else ((channel or "").strip() or self._default_channel)
             return self._from_exception(exc, where)
 
+    def upload(self, channel: str | None, *, filename: str, content: str, title: str) -> Delivery:
+        """Attach a file (the full report) to ``channel`` with files_upload_v2; needs a bot token
+        with files:write. Same outcomes as ``send``: sent, retry, failed, ambiguous."""
+        if self._web is None:
+            return Delivery(
+                "failed", "an incoming webhook cannot upload files: use a bot token (files:write)"
+            )
+        target = (channel or "").strip() or self._default_channel
+        if target is None:
+            return Delivery(
+                "failed",
+                "no Slack channel for the report: pass --channel or set FINOPS_SLACK_DEFAULT_CHANNEL",
+            )
+        try:
+            channel_id = self._channel_id(self._web, target)
+            self._web.files_upload_v2(channel=channel_id, filename=filename, content=content, title=title)
+        except SlackApiError as exc:
+            return self._from_api_error(exc, target)
+        except NotifyError as exc:
+            return Delivery("failed", str(exc))
+        except (SlackClientError, URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            return self._from_exception(exc, target)
+        return Delivery("sent", f"uploaded {filename} to {target}")
+
     def _send_web(self, client: WebClient, channel: str, message: SlackMessage) -> Delivery:
         try:
             response = client.chat_postMessage(

@@ -24,6 +24,7 @@ __all__ = [
     "OutboxRow",
     "claim",
     "due_rows",
+    "enqueue",
     "finish",
     "open_breaches",
     "outbox_rows",
@@ -62,9 +63,10 @@ def _row(r: Any) -> OutboxRow:
     )
 
 
-def _enqueue(
+def enqueue(
     conn: Connection, *, dedupe_key: str, channel: str | None, payload: dict[str, Any], now_us: int
 ) -> None:
+    """Queue a message for delivery once per ``dedupe_key``."""
     conn.execute(
         dialect_insert(conn, alert_outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         {
@@ -113,7 +115,7 @@ def record_breach(
     ).scalar()
     if breach_id is None:
         return False
-    _enqueue(conn, dedupe_key=f"breach:{breach_id}", channel=channel, payload=payload, now_us=now_us)
+    enqueue(conn, dedupe_key=f"breach:{breach_id}", channel=channel, payload=payload, now_us=now_us)
     return True
 
 
@@ -139,7 +141,7 @@ def resolve_breach(
     )
     if result.rowcount != 1:
         return False
-    _enqueue(conn, dedupe_key=f"resolved:{breach_id}", channel=channel, payload=payload, now_us=now_us)
+    enqueue(conn, dedupe_key=f"resolved:{breach_id}", channel=channel, payload=payload, now_us=now_us)
     return True
 
 

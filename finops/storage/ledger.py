@@ -35,6 +35,7 @@ from finops.storage.tables import (
     dead_letters,
     price_versions,
     prompt_rollups_daily,
+    prompts,
     rollups_daily,
     rollups_hourly,
     usage_records,
@@ -47,6 +48,7 @@ __all__ = [
     "add_to_rollups",
     "rebuild_rollups",
     "record_price_versions",
+    "record_prompts",
     "usage_row",
     "write_batch",
     "write_dead_letters",
@@ -429,3 +431,9 @@ def rebuild_rollups(conn: Connection) -> int:
     ).group_by(*pkeys)
     conn.execute(insert(prompt_rollups_daily).from_select([*PROMPT_KEYS, *PROMPT_SUMS], per_prompt))
     return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)
+
+
+def record_prompts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Remember prompts the first time they are seen (their token count, and a preview if kept)."""
+    stmt = dialect_insert(conn, prompts).on_conflict_do_nothing(index_elements=["prompt_id"])
+    conn.execute(stmt, list(rows))

@@ -1,0 +1,46 @@
+"""Posting the monthly report to Slack through the alert outbox (the same reliable delivery)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from finops.app.alerts import deliver
+from finops.app.ledger import Ledger
+from finops.audit.report_model import MonthlyReport
+from finops.audit.report_slack import report_summary_message
+from finops.storage import alerts as outbox
+from finops.storage.db import write_transaction
+
+__all__ = ["post_report"]
+
+
+def post_report(
+    ledger: Ledger, report: MonthlyReport, *, filename: str, content: str, channel: str | None
+) -> str:
+    """Queue the summary and the file, then deliver; returns a line saying what happened."""
+    from finops.cli_alerts import _sender  # the one place Slack settings become a sender
+
+    summary = report_summary_message(report)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    payload = {
+        "type": "report",
+        "summary": {"text": summary.text, "blocks": list(summary.blocks)},
+        "filename": filename,
+        "content": content,
+        "title": f"finops token audit {report.month}",
+    }
+    now_us = time.time_ns() // 1000
+    with write_transaction(ledger.engine) as conn:
+        outbox.enqueue(
+            conn,
+            dedupe_key=f"report:{report.month}:{digest}:{now_us}",
+            channel=channel or ledger.settings.slack_default_channel,
+            payload=payload,
+            now_us=now_us,
+        )
+    result = deliver(ledger, _sender(ledger.settings))
+    if result.sent:
+        return f"posted the {report.month} report to Slack"
+    problems = "; ".join(result.problems) or "it will be retried by `finops alerts run`"
+    return f"the {report.month} report was not posted yet: {problems}"

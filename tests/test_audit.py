@@ -1,0 +1,135 @@
+"""The token audit with answers worked out by hand: cost per success, the top prompts and their flags."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from finops.app.ingest import ingest_objects
+from finops.app.ledger import Ledger
+from finops.app.outcomes import ingest_outcome_paths
+from finops.audit.monthly import build_monthly_report
+from finops.cli import app
+from finops.storage.tables import dead_letters, outcomes, prompts
+from tests.conftest import write_jsonl
+
+# gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens
+IN, OUT = Decimal("0.15") / 10**6, Decimal("0.60") / 10**6
+
+
+def call(rid: str, day: str, prompt: str, flow: str, *, inp: int, **more: object) -> dict[str, object]:
+    return {"id": rid, "ts": f"{day}T12:00:00Z", "model": "gpt-4o-mini", "flow": flow, "prompt_id": prompt,
+            "input_tokens": inp, "output_tokens": 1_000_000, **more}
+
+
+def nanos(usd: Decimal) -> int:
+    return int(usd * 10**9)
+
+
+@pytest.fixture
+def month(sqlite_ledger: Ledger, tmp_path: Path) -> Ledger:
+    september = [call(f"s-a{i}", "2026-09-15", "support/answer@v1", "support", inp=1000) for i in range(5)]
+    september += [call("s-r0", "2026-09-15", "search/rank@v2", "search", inp=1000)]
+    october = [call(f"o-a{i}", "2026-10-15", "support/answer@v1", "support", inp=2000) for i in range(6)]
+    october += [call(f"o-t{i}", "2026-10-15", "support/triage@v1", "support", inp=1000) for i in range(4)]
+    october += [call(f"o-r{i}", "2026-10-15", "search/rank@v2", "search", inp=1000, trace_id="t-rank")
+                for i in range(3)]
+    assert ingest_objects(sqlite_ledger, september + october, source="app").stored == 19
+    lines = [
+        *({"id": f"so{i}", "ts": "2026-09-16T00:00:00Z", "status": "success", "request_ids": [f"s-a{i}"]}
+          for i in range(2)),
+        *({"id": f"oo{i}", "ts": "2026-10-16T00:00:00Z", "status": "success", "request_ids": [f"o-a{i}"]}
+          for i in range(4)),
+        {"id": "oo-fail", "ts": "2026-10-16T00:00:00Z", "status": "failure", "request_ids": ["o-t0"]},
+        *({"id": f"or{i}", "ts": "2026-10-16T00:00:00Z", "status": "failed", "trace_id": "t-rank"}
+          for i in range(2)),
+    ]
+    summary = ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "outcomes.jsonl", lines)])
+    assert (summary.stored, summary.rejected) == (9, 0)
+    return sqlite_ledger
+
+
+def test_cost_per_successful_outcome_worked_by_hand(month: Ledger) -> None:
+    report = build_monthly_report(month, month="2026-10", tz=ZoneInfo("UTC"))
+    support = next(o for o in report.outcomes if o.flow == "support")
+    cost = 6 * (2000 * IN + 1_000_000 * OUT) + 4 * (1000 * IN + 1_000_000 * OUT)  # 6.0024
+    assert support.cost_nanos == nanos(cost) == 6_002_400_000
+    assert (support.outcomes, support.successes, support.failures) == (5, 4, 1)
+    assert support.cost_per_success_nanos == nanos(cost / 4) == 1_500_600_000
+    assert support.cost_per_attempt_nanos == nanos(cost / 5)
+    assert support.success_rate == 0.8
+    september = 5 * (1000 * IN + 1_000_000 * OUT)
+    assert support.prev_cost_per_success_nanos == nanos(september / 2)
+    search = next(o for o in report.outcomes if o.flow == "search")  # linked by trace id, no flow sent
+    assert (search.outcomes, search.successes, search.cost_per_success_nanos) == (2, 0, None)
+
+
+def test_top_prompts_and_their_flags_worked_by_hand(month: Ledger) -> None:
+    report = build_monthly_report(month, month="2026-10", tz=ZoneInfo("UTC"), top=10)
+    by = {p.prompt: p for p in report.top_prompts}
+    assert [p.prompt for p in report.top_prompts] == ["support/answer@v1", "support/triage@v1", "search/rank@v2"]
+    answer, triage, rank = by["support/answer@v1"], by["support/triage@v1"], by["search/rank@v2"]
+    # answer: $3.6018 vs $3.00075 (+20%: not GROWING), average input 2000 vs 1000: BLOATED
+    assert answer.cost_nanos == nanos(6 * (2000 * IN + 1_000_000 * OUT)) and answer.flags == ("BLOATED",)
+    assert answer.prev_cost_nanos == nanos(5 * (1000 * IN + 1_000_000 * OUT))
+    assert (answer.calls, answer.avg_input_tokens, answer.avg_output_tokens) == (6, 2000, 1_000_000)
+    assert answer.success_rate == 1.0 and answer.flows == ("support",) and answer.models == ("gpt-4o-mini",)
+    assert triage.flags == ("NEW",) and triage.prev_cost_nanos is None and triage.success_rate == 0.0
+    assert rank.flags == ("GROWING",) and rank.success_rate == 0.0  # $1.80045 vs $0.60015
+    total = sum(p.cost_nanos for p in report.top_prompts)
+    assert total == report.total_nanos and abs(answer.share - answer.cost_nanos / total) < 1e-12
+
+
+def test_outcomes_arriving_before_their_usage_are_linked_later(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    early = [{"id": "late-1", "ts": "2026-10-20T00:00:00Z", "status": "success", "session_id": "s-9"}]
+    assert ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "o.jsonl", early)]).linked == 0
+    ingest_objects(sqlite_ledger, [call("u1", "2026-10-19", "p", "chat", inp=10, session_id="s-9")], source="a")
+    report = build_monthly_report(sqlite_ledger, month="2026-10")
+    assert [(o.flow, o.successes) for o in report.outcomes] == [("chat", 1)]
+
+
+def test_the_same_outcome_twice_counts_once_and_a_changed_status_is_a_conflict(
+    sqlite_ledger: Ledger, tmp_path: Path
+) -> None:
+    first = {"id": "x", "ts": "2026-10-20T00:00:00Z", "status": "success", "flow": "f"}
+    ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "a.jsonl", [first, first])])
+    again = ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "b.jsonl", [{**first, "status": "failure"}])])
+    assert again.conflicts == 1
+    with sqlite_ledger.engine.connect() as conn:
+        assert [s for (s,) in conn.execute(select(outcomes.c.status))] == ["success"]
+        (reason,) = conn.execute(select(dead_letters.c.reason)).one()
+    assert "status 'success' -> 'failure'" in reason
+
+
+def test_prompt_text_is_fingerprinted_counted_and_not_stored(sqlite_ledger: Ledger) -> None:
+    texts = ["Summarise ticket #4411 for alice@example.com", "Summarise ticket #98 for bob@example.org"]
+    records = [{"id": f"p{i}", "ts": "2026-10-03T10:00:00Z", "model": "gpt-4o", "input_tokens": 50,
+                "prompt": t} for i, t in enumerate(texts)]
+    ingest_objects(sqlite_ledger, records, source="a")
+    with sqlite_ledger.engine.connect() as conn:
+        rows = list(conn.execute(select(prompts)))
+    assert len(rows) == 1 and rows[0].prompt_id.startswith("fp:")  # one template, one prompt
+    import tiktoken
+
+    assert rows[0].prompt_tokens == len(tiktoken.get_encoding("o200k_base").encode_ordinary(texts[0]))
+    assert rows[0].tokens_estimated == 0 and rows[0].preview is None
+
+
+def test_commands(month: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FINOPS_DATABASE_URL", month.settings.database_url)
+    runner = CliRunner()
+    doc = json.loads(runner.invoke(app, ["outcomes", "--by", "flow", "--month", "2026-10", "--format", "json"]).stdout)
+    support = next(r for r in doc["rows"] if r["flow"] == "support")
+    assert support["cost_per_success_usd"] == "1.500600000"
+    top = runner.invoke(app, ["prompts", "top", "-n", "2", "--month", "2026-10", "--format", "csv"]).stdout
+    assert top.splitlines()[1].startswith("support/answer@v1,3.601800000,")
+    result = runner.invoke(app, ["report", "monthly", "--month", "2026-10", "--format", "json",
+                                 "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["month"] == "2026-10"
