@@ -272,7 +272,64 @@ def _write(files: dict[str, str], target: Path, fmt: ReportFormat) -> list[Path]
     return paths
 
 
+class DigestPeriod(StrEnum):
+    daily = "daily"
+    weekly = "weekly"
+
+
+def digest(
+    period: Annotated[
+        DigestPeriod, typer.Option("--period", help="daily (yesterday) or weekly (7 days).")
+    ] = (DigestPeriod.daily),
+    post_slack: Annotated[bool, typer.Option("--post-slack", help="Post it (once per period).")] = False,
+    channel: Annotated[
+        str | None, typer.Option(help="Slack channel (default FINOPS_SLACK_DEFAULT_CHANNEL).")
+    ] = None,
+    tz: TzOpt = "UTC",
+    db: DbOpt = None,
+) -> None:
+    """Per flow (top 5): spend against cap, cost per success, change vs the period before."""
+    from finops.app.budgets import budgets_in_force
+    from finops.audit.digest import digest_lines, digest_message
+
+    ledger = ledger_for(db)
+    tzinfo = zone(tz)
+    found = budgets_in_force(ledger, ledger.settings.budgets_dir)
+    today = datetime.now(UTC).astimezone(tzinfo).date()
+    with ledger.engine.connect() as conn:
+        label, lines = digest_lines(conn, found.budgets, period=period.value, today=today, tz=tzinfo)
+    message = digest_message(period.value, label, lines)
+    if not post_slack:
+        typer.echo(
+            json.dumps({"text": message.text, "blocks": list(message.blocks)}, indent=2, ensure_ascii=False)
+        )
+        ledger.close()
+        return
+    import time
+
+    from finops.app.alerts import deliver
+    from finops.cli_alerts import _sender
+    from finops.storage.alerts import enqueue
+    from finops.storage.db import write_transaction
+
+    now_us = time.time_ns() // 1000
+    with write_transaction(ledger.engine) as conn:  # once per period, whatever the number of replicas
+        enqueue(
+            conn,
+            dedupe_key=f"digest:{period.value}:{label}",
+            channel=channel or ledger.settings.slack_default_channel,
+            payload={"type": "message", "text": message.text, "blocks": list(message.blocks)},
+            now_us=now_us,
+        )
+    result = deliver(ledger, _sender(ledger.settings))
+    ledger.close()
+    typer.echo(f"digest {label}: delivered {result.sent}, failed {result.failed}, retrying {result.retrying}")
+    for problem in result.problems:
+        typer.echo(f"not delivered: {problem}", err=True)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("digest")(digest)
     app.command("outcomes")(outcomes)
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(report_app, name="report")

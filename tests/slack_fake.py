@@ -426,8 +426,9 @@ class FakeSlack:
             file_id = f"F{len(self._files) + 1:09d}"
             self._files[file_id] = {"id": file_id, "filename": params.get("filename"), "content": None}
         port = self._server.server_address[1]
-        return _Answer.json({"ok": True, "upload_url": f"http://127.0.0.1:{port}/upload/{file_id}",
-                             "file_id": file_id})
+        return _Answer.json(
+            {"ok": True, "upload_url": f"http://127.0.0.1:{port}/upload/{file_id}", "file_id": file_id}
+        )
 
     def _upload(self, path: str, raw: bytes) -> _Answer:
         file_id = path.rsplit("/", 1)[-1]

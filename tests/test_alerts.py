@@ -381,8 +381,15 @@ def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Led
     yesterday = NOW - timedelta(days=1)
     budgets = [Budget(flow="support", owner="@d", daily_cap_usd=1000, max_cost_per_success_usd="0.5")]
     spend(sqlite_ledger, "support", 3, prefix="y", at=yesterday.replace(hour=12, minute=0), n=3)
-    wins = [{"id": f"w{i}", "ts": yesterday.replace(hour=13, minute=0).isoformat(), "status": "success",
-             "request_ids": [f"y-{i}"]} for i in range(2)]
+    wins = [
+        {
+            "id": f"w{i}",
+            "ts": yesterday.replace(hour=13, minute=0).isoformat(),
+            "status": "success",
+            "request_ids": [f"y-{i}"],
+        }
+        for i in range(2)
+    ]
     ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "o.jsonl", wins)])
     first = evaluate_alerts(sqlite_ledger, budgets, now=NOW).new_alerts
     assert [m.kind for m in first] == ["cost_per_success"]

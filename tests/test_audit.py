@@ -18,14 +18,24 @@ from finops.audit.monthly import build_monthly_report
 from finops.cli import app
 from finops.storage.tables import dead_letters, outcomes, prompts
 from tests.conftest import write_jsonl
+from tests.slack_fake import TOKEN, FakeSlack
+from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
 # gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens
 IN, OUT = Decimal("0.15") / 10**6, Decimal("0.60") / 10**6
 
 
 def call(rid: str, day: str, prompt: str, flow: str, *, inp: int, **more: object) -> dict[str, object]:
-    return {"id": rid, "ts": f"{day}T12:00:00Z", "model": "gpt-4o-mini", "flow": flow, "prompt_id": prompt,
-            "input_tokens": inp, "output_tokens": 1_000_000, **more}
+    return {
+        "id": rid,
+        "ts": f"{day}T12:00:00Z",
+        "model": "gpt-4o-mini",
+        "flow": flow,
+        "prompt_id": prompt,
+        "input_tokens": inp,
+        "output_tokens": 1_000_000,
+        **more,
+    }
 
 
 def nanos(usd: Decimal) -> int:
@@ -38,17 +48,25 @@ def month(sqlite_ledger: Ledger, tmp_path: Path) -> Ledger:
     september += [call("s-r0", "2026-09-15", "search/rank@v2", "search", inp=1000)]
     october = [call(f"o-a{i}", "2026-10-15", "support/answer@v1", "support", inp=2000) for i in range(6)]
     october += [call(f"o-t{i}", "2026-10-15", "support/triage@v1", "support", inp=1000) for i in range(4)]
-    october += [call(f"o-r{i}", "2026-10-15", "search/rank@v2", "search", inp=1000, trace_id="t-rank")
-                for i in range(3)]
+    october += [
+        call(f"o-r{i}", "2026-10-15", "search/rank@v2", "search", inp=1000, trace_id="t-rank")
+        for i in range(3)
+    ]
     assert ingest_objects(sqlite_ledger, september + october, source="app").stored == 19
     lines = [
-        *({"id": f"so{i}", "ts": "2026-09-16T00:00:00Z", "status": "success", "request_ids": [f"s-a{i}"]}
-          for i in range(2)),
-        *({"id": f"oo{i}", "ts": "2026-10-16T00:00:00Z", "status": "success", "request_ids": [f"o-a{i}"]}
-          for i in range(4)),
+        *(
+            {"id": f"so{i}", "ts": "2026-09-16T00:00:00Z", "status": "success", "request_ids": [f"s-a{i}"]}
+            for i in range(2)
+        ),
+        *(
+            {"id": f"oo{i}", "ts": "2026-10-16T00:00:00Z", "status": "success", "request_ids": [f"o-a{i}"]}
+            for i in range(4)
+        ),
         {"id": "oo-fail", "ts": "2026-10-16T00:00:00Z", "status": "failure", "request_ids": ["o-t0"]},
-        *({"id": f"or{i}", "ts": "2026-10-16T00:00:00Z", "status": "failed", "trace_id": "t-rank"}
-          for i in range(2)),
+        *(
+            {"id": f"or{i}", "ts": "2026-10-16T00:00:00Z", "status": "failed", "trace_id": "t-rank"}
+            for i in range(2)
+        ),
     ]
     summary = ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "outcomes.jsonl", lines)])
     assert (summary.stored, summary.rejected) == (9, 0)
@@ -73,7 +91,11 @@ def test_cost_per_successful_outcome_worked_by_hand(month: Ledger) -> None:
 def test_top_prompts_and_their_flags_worked_by_hand(month: Ledger) -> None:
     report = build_monthly_report(month, month="2026-10", tz=ZoneInfo("UTC"), top=10)
     by = {p.prompt: p for p in report.top_prompts}
-    assert [p.prompt for p in report.top_prompts] == ["support/answer@v1", "support/triage@v1", "search/rank@v2"]
+    assert [p.prompt for p in report.top_prompts] == [
+        "support/answer@v1",
+        "support/triage@v1",
+        "search/rank@v2",
+    ]
     answer, triage, rank = by["support/answer@v1"], by["support/triage@v1"], by["search/rank@v2"]
     # answer: $3.6018 vs $3.00075 (+20%: not GROWING), average input 2000 vs 1000: BLOATED
     assert answer.cost_nanos == nanos(6 * (2000 * IN + 1_000_000 * OUT)) and answer.flags == ("BLOATED",)
@@ -89,7 +111,9 @@ def test_top_prompts_and_their_flags_worked_by_hand(month: Ledger) -> None:
 def test_outcomes_arriving_before_their_usage_are_linked_later(sqlite_ledger: Ledger, tmp_path: Path) -> None:
     early = [{"id": "late-1", "ts": "2026-10-20T00:00:00Z", "status": "success", "session_id": "s-9"}]
     assert ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "o.jsonl", early)]).linked == 0
-    ingest_objects(sqlite_ledger, [call("u1", "2026-10-19", "p", "chat", inp=10, session_id="s-9")], source="a")
+    ingest_objects(
+        sqlite_ledger, [call("u1", "2026-10-19", "p", "chat", inp=10, session_id="s-9")], source="a"
+    )
     report = build_monthly_report(sqlite_ledger, month="2026-10")
     assert [(o.flow, o.successes) for o in report.outcomes] == [("chat", 1)]
 
@@ -99,7 +123,9 @@ def test_the_same_outcome_twice_counts_once_and_a_changed_status_is_a_conflict(
 ) -> None:
     first = {"id": "x", "ts": "2026-10-20T00:00:00Z", "status": "success", "flow": "f"}
     ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "a.jsonl", [first, first])])
-    again = ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "b.jsonl", [{**first, "status": "failure"}])])
+    again = ingest_outcome_paths(
+        sqlite_ledger, [write_jsonl(tmp_path / "b.jsonl", [{**first, "status": "failure"}])]
+    )
     assert again.conflicts == 1
     with sqlite_ledger.engine.connect() as conn:
         assert [s for (s,) in conn.execute(select(outcomes.c.status))] == ["success"]
@@ -109,8 +135,10 @@ def test_the_same_outcome_twice_counts_once_and_a_changed_status_is_a_conflict(
 
 def test_prompt_text_is_fingerprinted_counted_and_not_stored(sqlite_ledger: Ledger) -> None:
     texts = ["Summarise ticket #4411 for alice@example.com", "Summarise ticket #98 for bob@example.org"]
-    records = [{"id": f"p{i}", "ts": "2026-10-03T10:00:00Z", "model": "gpt-4o", "input_tokens": 50,
-                "prompt": t} for i, t in enumerate(texts)]
+    records = [
+        {"id": f"p{i}", "ts": "2026-10-03T10:00:00Z", "model": "gpt-4o", "input_tokens": 50, "prompt": t}
+        for i, t in enumerate(texts)
+    ]
     ingest_objects(sqlite_ledger, records, source="a")
     with sqlite_ledger.engine.connect() as conn:
         rows = list(conn.execute(select(prompts)))
@@ -124,12 +152,68 @@ def test_prompt_text_is_fingerprinted_counted_and_not_stored(sqlite_ledger: Ledg
 def test_commands(month: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FINOPS_DATABASE_URL", month.settings.database_url)
     runner = CliRunner()
-    doc = json.loads(runner.invoke(app, ["outcomes", "--by", "flow", "--month", "2026-10", "--format", "json"]).stdout)
+    doc = json.loads(
+        runner.invoke(app, ["outcomes", "--by", "flow", "--month", "2026-10", "--format", "json"]).stdout
+    )
     support = next(r for r in doc["rows"] if r["flow"] == "support")
     assert support["cost_per_success_usd"] == "1.500600000"
     top = runner.invoke(app, ["prompts", "top", "-n", "2", "--month", "2026-10", "--format", "csv"]).stdout
     assert top.splitlines()[1].startswith("support/answer@v1,3.601800000,")
-    result = runner.invoke(app, ["report", "monthly", "--month", "2026-10", "--format", "json",
-                                 "--out", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app,
+        ["report", "monthly", "--month", "2026-10", "--format", "json", "--out", str(tmp_path / "r.json")],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["month"] == "2026-10"
+
+
+def test_monthly_report_posted_to_slack_with_the_file(
+    month: Ledger, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FINOPS_DATABASE_URL", month.settings.database_url)
+    monkeypatch.setenv("FINOPS_SLACK_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FINOPS_SLACK_BASE_URL", slack.base_url)
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "monthly",
+            "--month",
+            "2026-10",
+            "--format",
+            "html",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--post-slack",
+            "--channel",
+            "#finance",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "posted the 2026-10 report to Slack" in result.stdout
+    (post,) = slack.posts("#finance")
+    assert post.accepted and "October 2026" in (post.text or "")
+    (upload,) = slack.uploads
+    assert upload["filename"] == "finops-report-2026-10.html"
+    assert upload["content"] == (tmp_path / "r.html").read_bytes()
+
+
+def test_daily_digest_top_five_flows_posted_once(
+    sqlite_ledger: Ledger, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    records = [call(f"d{f}-{i}", yesterday, "p", f"flow-{f}", inp=0) for f in range(7) for i in range(f + 1)]
+    ingest_objects(sqlite_ledger, records, source="a")
+    monkeypatch.setenv("FINOPS_DATABASE_URL", sqlite_ledger.settings.database_url)
+    monkeypatch.setenv("FINOPS_SLACK_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FINOPS_SLACK_BASE_URL", slack.base_url)
+    monkeypatch.setenv("FINOPS_BUDGETS_DIR", str(Path(__file__).resolve().parents[1] / "budgets"))
+    runner = CliRunner()
+    shown = json.loads(runner.invoke(app, ["digest", "--period", "daily"]).stdout)
+    text = json.dumps(shown["blocks"])
+    assert "flow-6" in text and "flow-2" in text and "flow-1" not in text  # the top 5 of 7
+    for _ in range(2):
+        assert runner.invoke(app, ["digest", "--post-slack", "--channel", "#costs"]).exit_code == 0
+    assert len(slack.posts("#costs")) == 1  # once per period

@@ -12,7 +12,13 @@ from finops.app.ingest import ingest_paths
 from finops.app.ledger import Ledger
 from finops.reports.render import spend_document
 from finops.reports.spend import SpendQuery, run_spend
-from finops.storage.tables import dead_letters, prompt_rollups_daily, rollups_daily, rollups_hourly, usage_records
+from finops.storage.tables import (
+    dead_letters,
+    prompt_rollups_daily,
+    rollups_daily,
+    rollups_hourly,
+    usage_records,
+)
 from tests.conftest import usage, write_jsonl
 
 

@@ -354,6 +354,9 @@ def _send_all(sender: Sender, row: outbox.OutboxRow) -> Delivery:
     """A long alert may be several Slack messages; the row is sent when all of them are."""
     if row.payload.get("type") == "report":
         return _send_report(sender, row)
+    if row.payload.get("type") == "message":  # a digest: one ready-made message
+        p = row.payload
+        return sender.send(row.channel, _tagged(SlackMessage(p["text"], tuple(p["blocks"])), row.dedupe_key))
     message = message_from_payload(row.payload)
     last: Delivery | None = None
     for part in render_alert(message):
@@ -380,5 +383,5 @@ def render_outbox(
     return [
         (row, render_alert(message_from_payload(row.payload)))
         for row in rows
-        if row.payload.get("type") != "report"
+        if row.payload.get("type") not in ("report", "message")
     ]

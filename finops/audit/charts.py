@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from finops.audit.render_text import month_name, usd, usd_unit
+from finops.audit.render_data import month_name, usd, usd_unit
 
 __all__ = ["BAR_COLOR", "LINE_COLOR", "bar_chart", "line_chart"]
 
@@ -102,7 +102,7 @@ def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> str:
 def _step(top: int, ticks: int = 4) -> int:
     """A "nice" axis step in nanos (1, 2 or 5 times a power of ten) giving at most ``ticks`` steps."""
     raw = max(-(-top // ticks), 1)
-    magnitude = 10 ** (len(str(raw)) - 1)
+    magnitude: int = 10 ** (len(str(raw)) - 1)
     return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
 
 

@@ -1,4 +1,4 @@
-"""The monthly report for machines (JSON, CSV) and the derived numbers every renderer shares.
+"""The monthly report's numbers: JSON and CSV for machines, and the figures and formats all renderers share.
 
 Convention, the same as ``finops spend --format json``: money is an exact decimal
 string of US dollars with nine places (``"12.345678901"``) under a key ending in
@@ -6,9 +6,13 @@ string of US dollars with nine places (``"12.345678901"``) under a key ending in
 means *unknown* (no previous month, no success to divide by, an unpriced model), never
 zero. Counts are integers; ratios (share, cache hit, success rate) are fractions 0..1.
 
-The helpers :func:`change`, :func:`change_ratio`, :func:`ratio`, :func:`untagged_nanos`
-and :func:`movers` are used by the Markdown, HTML and Slack renderers too, so all
-formats agree on what "change" and "untagged" mean. Pure: no I/O.
+The helpers (:func:`change`, :func:`ratio`, :func:`untagged_nanos`, :func:`movers`) and
+the formats for people (:func:`usd`, :func:`percent` ...) are used by the Markdown, HTML
+and Slack renderers, so every format agrees on what "change" means and how it reads.
+For people, dollars are rounded to the cent (half to even); a cost per success or per
+attempt below one dollar keeps four decimals, because "$0.06" hides the difference between
+a 4.3 and a 5.7 cent outcome and budgets cap it at such figures. Unknown is never shown as
+zero: "cost unknown", "no successes", "new", or a dash. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,24 +20,48 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from finops.audit.report_model import MonthlyReport, SpendLine
-from finops.domain.money import format_usd
+from finops.audit.report_model import Breach, MonthlyReport, SpendLine
+from finops.domain.money import format_usd, nanos_to_usd
 
 __all__ = [
+    "DASH",
+    "ESTIMATE_NOTE",
+    "breach_kind",
+    "breach_threshold",
     "change",
     "change_ratio",
+    "count",
+    "month_name",
     "movers",
+    "of_cap",
+    "percent",
+    "percent_change",
     "ratio",
     "report_document",
     "report_to_csv",
     "report_to_json",
     "untagged_nanos",
+    "usd",
+    "usd_change",
+    "usd_unit",
+    "value_per_dollar_nanos",
 ]
 
+DASH = "—"
+#: Said next to the headline when some token counts are estimates.
+ESTIMATE_NOTE = (
+    "some prompt token counts are estimates (no exact tokenizer for their model), "
+    "so average prompt sizes are approximate. Costs come from the recorded usage."
+)
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
 SCHEMA = "finops.monthly_report/1"
 _UNPRICED_NOTE = "cost of unpriced usage is unknown and not in total_usd; see `finops prices unpriced`"
 #: A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -72,6 +100,88 @@ def movers(lines: Iterable[SpendLine], n: int) -> list[SpendLine]:
         return abs(line.cost_nanos - (line.prev_cost_nanos or 0))
 
     return sorted((line for line in lines if moved(line)), key=moved, reverse=True)[:n]
+
+
+# ---------------------------------------------------------------- formats for people
+
+
+def usd(nanos: int) -> str:
+    """Dollars to the cent, half to even: ``$1,234.57``, ``-$3.10``."""
+    return f"{'-' if nanos < 0 else ''}${format_usd(abs(nanos), cents=True)}"
+
+
+def usd_unit(nanos: int) -> str:
+    """A unit cost (per success, per attempt): four decimals below one dollar, else cents."""
+    if abs(nanos) >= 1_000_000_000:
+        return usd(nanos)
+    value = nanos_to_usd(abs(nanos)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
+    return f"{'-' if nanos < 0 else ''}${value}"
+
+
+def usd_change(nanos: int | None) -> str:
+    """A signed difference (``+$12.30``, ``-$4.00``); None (no previous figure) reads ``new``."""
+    return "new" if nanos is None else ("+" if nanos > 0 else "") + usd(nanos)
+
+
+def percent(value: float | Decimal | None, places: int = 1) -> str:
+    """A fraction as a percentage (0.214 is ``21.4%``); None reads as a dash, not 0%."""
+    if value is None:
+        return DASH
+    q = (Decimal(str(value)) * 100).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return f"{abs(q) if q == 0 else q}%"
+
+
+def percent_change(value: Decimal | None) -> str:
+    """A signed relative change (``+21.0%``); None (nothing to compare with) reads as a dash."""
+    text = percent(value)
+    return text if value is None or text.startswith("-") or text == "0.0%" else "+" + text
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def month_name(month: str, *, short: bool = False) -> str:
+    """``2026-10`` as ``October 2026`` (``Oct 2026`` when short); anything else unchanged."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        return month
+    name = _MONTHS[int(m.group(2)) - 1]
+    return f"{name[:3] if short else name} {m.group(1)}"
+
+
+def breach_kind(b: Breach) -> str:
+    """``threshold`` is daily or monthly depending on the period (``2026-10-14`` or ``2026-10``)."""
+    if b.kind == "threshold":
+        return "monthly threshold" if re.fullmatch(r"\d{4}-\d{2}", b.period) else "daily threshold"
+    return {
+        "monthly": "monthly cap",
+        "fanout": "tool-call fan-out",
+        "cost_per_success": "cost per success",
+    }.get(b.kind, b.kind)
+
+
+def breach_threshold(b: Breach) -> str:
+    """A threshold fraction (``0.8``) as ``80%``, a cost per success as dollars, else as written."""
+    number = re.fullmatch(r"\d+(\.\d+)?", b.threshold)
+    if number and b.kind in ("threshold", "monthly"):
+        return percent(Decimal(b.threshold), places=0)
+    if number and b.kind == "cost_per_success":
+        return f"${b.threshold}"
+    return b.threshold or DASH
+
+
+def of_cap(spend: int, cap: int) -> str:
+    """Spend as a whole percent of its cap, floored (99.9% never reads 100%); a dash without a cap."""
+    return f"{max(spend, 0) * 100 // cap}%" if cap > 0 else DASH
+
+
+def value_per_dollar_nanos(value: int | None, cost: int) -> int | None:
+    """Value earned per dollar spent, in nano-dollars (rounded half to even); None when unknown."""
+    if value is None or cost <= 0:
+        return None
+    q, rem = divmod(value * 1_000_000_000, cost)
+    return q + (1 if rem * 2 > cost or (rem * 2 == cost and q % 2) else 0)
 
 
 # ---------------------------------------------------------------- JSON

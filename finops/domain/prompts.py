@@ -11,8 +11,10 @@ Rules run in a fixed order, most specific first: a URL before the email in its
 query string, an email or id before its digits become ``<n>``. Each rule may
 start only where a token starts (a lookbehind), so a megabyte of base64 costs
 linear time, not quadratic. Normalising is idempotent: placeholders hold no
-digits, ``@`` or ``://``, and a rule never stops just before a digit it leaves
-for a later rule, so a second pass finds nothing new.
+digits, ``@`` or ``://``, and where a later rule's placeholder could change what
+an earlier rule sees (``a@b.io+c@d.io``, a base64 run cut by ``<n>``) the earlier
+rule is written to decide the same either way; tests/test_prompts.py checks this
+on thousands of random strings.
 
 Pure: no I/O, no clock, no environment.
 """
@@ -40,9 +42,11 @@ _UUID = re.compile(
     r"(?<![\w-])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-])"
 )
 
-# Standard base64 (+ and /): API keys, inline blobs. Mixed case and digits, few slashes,
-# which tells it from a path such as src/Components/Button2/index.
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
+# Standard base64 (+ and /): API keys, inline blobs. Mixed case and digits, and a stretch
+# of 16+ without + or /, which tells it from a path such as src/Components/Button2/index.
+# (Each test holds for any piece of a run it rejects: a second pass rejects the pieces too.)
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}(?:={1,2}|(?![A-Za-z0-9+/=]))")
+_BASE64_SPLIT = re.compile(r"[+/]")
 
 # Word tokens with both a letter and a digit: req_01HVZ3K9, hex trace ids, A1234567.
 _ALNUM = re.compile(r"(?<!\w)(?=[A-Za-z0-9_]*[A-Za-z])(?=[A-Za-z0-9_]*[0-9])[A-Za-z0-9_]+(?!\w)")
@@ -80,12 +84,13 @@ _TIME = re.compile(
 
 # Ints, decimals, 1,234,567.89 / 1.234,56 / 1_000 / 1'000, with a sign, a currency symbol
 # before or after, or an ordinal suffix (3rd). A unit glued after stays (<n>ms, <n>GB).
-# Not a digit run inside a word (x86, H100), after a dotted prefix (v1.2) or before
-# letters that are no unit (gpt-4o, 3D, 5G): those are names.
+# Not a digit run inside a word (x86, H100), after a dotted prefix (the 2 of v1.2; also
+# after a placeholder, <n>.5, so a second pass agrees) or before letters that are no unit
+# (gpt-4o, 3D, 5G): those are names.
 _CURRENCY = r"[$€£¥₹₽₩]"
 _UNIT = r"(?:ms|s|sec|secs|min|mins|h|hr|hrs|d|k|K|M|B|x|px|pt|em|kb|KB|mb|MB|gb|GB|tb|TB|kg|g|km|m|cm|mm)"
 _NUMBER = re.compile(
-    rf"(?<!\w)(?<![\w>]\.)(?:[-+−](?=[0-9$€£¥₹₽₩]))?(?:{_CURRENCY}\s?)?[0-9]+(?:[.,_'’][0-9]+)*"
+    rf"(?<!\w)(?<![\w>]\.)(?:[-+−](?=[0-9]|{_CURRENCY}))?(?:{_CURRENCY}\s?)?[0-9]+(?:[.,_'’][0-9]+)*"
     rf"(?:{_ORD}(?!\w)|\s?{_CURRENCY}(?![0-9])|(?={_UNIT}?(?!\w)))"
 )
 _QUANTITY = re.compile(rf"[0-9]+{_UNIT}")  # 1500ms, 4096px: left to _NUMBER, not an id
@@ -104,7 +109,7 @@ def _mask_alnum(match: re.Match[str]) -> str:
 def _mask_base64(match: re.Match[str]) -> str:
     text = match.group()
     if (
-        text.count("/") * 16 <= len(text)
+        max(len(part) for part in _BASE64_SPLIT.split(text)) >= 16
         and any(c.isupper() for c in text)
         and any(c.islower() for c in text)
         and any(c.isdigit() for c in text)
