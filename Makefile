@@ -34,6 +34,7 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/check.py
+	$(BIN)/python bench/report.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 
 clean:

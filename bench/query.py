@@ -33,7 +33,8 @@ from finops.storage.tables import USAGE_COLUMNS, usage_records
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "o4-mini", "gpt-4.1-mini")
 
 
-def load(db: Path, n: int) -> None:
+def load(db: Path, n: int, *, prompts: int = 0) -> None:
+    """N raw usage rows over 40 days (50 flows), then rollups rebuilt; ``prompts`` distinct prompt ids."""
     engine = create_engine_for(f"sqlite:///{db}")
     upgrade(engine)
     engine.dispose()
@@ -69,7 +70,7 @@ def load(db: Path, n: int) -> None:
                 0,
                 rng.randrange(1, 5_000_000),
                 "v",
-                None,
+                f"prompt-{rng.randrange(prompts)}" if prompts else None,
                 None,
                 None,
                 None,

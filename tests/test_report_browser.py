@@ -41,8 +41,8 @@ class Browser:
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
             f"--user-data-dir={profile}", "--proxy-server=127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND", "--force-device-scale-factor=1", "--window-size=1200,900",
-            "--remote-debugging-pipe", "about:blank",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--force-device-scale-factor=1",
+            "--window-size=1200,900", "--remote-debugging-pipe", "about:blank",
         ]  # fmt: skip
         # The shell moves our pipes to the fds Chromium reads (3) and writes (4) DevTools messages on.
         shell = 'exec "$@" 3<&0 4>&1 0</dev/null 1>/dev/null'

@@ -28,6 +28,7 @@ _GRID = "#e4e7eb"
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
 _WIDTH = 720
+_LINE_WIDTH = 1000  # a month of days needs the room; it scales down with the page
 _LABEL_WIDTH = 230
 _VALUE_WIDTH = 96
 _ROW = 26
@@ -52,10 +53,10 @@ def _n(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def _open(kind: str, title: str, height: int, desc: str) -> list[str]:
+def _open(kind: str, title: str, height: int, desc: str, width: int = _WIDTH) -> list[str]:
     return [
         f'<svg role="img" aria-label="{_a(title)}" '
-        f'data-chart="{kind}" width="{_WIDTH}" height="{height}" viewBox="0 0 {_WIDTH} {height}" '
+        f'data-chart="{kind}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'font-family="{_a(_FONT)}" font-size="12" fill="{_TEXT}" class="chart">',
         f"<title>{_a(title)}</title>",
         f"<desc>{_a(desc)}</desc>",
@@ -128,13 +129,13 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
     if not points:
         return _empty("line", title)
     height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
-    plot_w, plot_h = _WIDTH - left - right, height - top_pad - bottom
+    plot_w, plot_h = _LINE_WIDTH - left - right, height - top_pad - bottom
     peak = max(max(v for _, v in points), 0)
     step = _step(peak) if peak else _NANOS
     ceiling = max(-(-peak // step) * step, step)
     label, most = max(points, key=lambda p: p[1])
     desc = f"{len(points)} points from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
-    lines = _open("line", title, height, desc)
+    lines = _open("line", title, height, desc, _LINE_WIDTH)
 
     def x(i: int) -> float:
         return left + (plot_w / 2 if len(points) == 1 else i * plot_w / (len(points) - 1))
@@ -144,7 +145,7 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
 
     for tick in range(0, ceiling + 1, step):
         lines += [
-            f'<line x1="{left}" x2="{_WIDTH - right}" y1="{_n(y(tick))}" y2="{_n(y(tick))}" '
+            f'<line x1="{left}" x2="{_LINE_WIDTH - right}" y1="{_n(y(tick))}" y2="{_n(y(tick))}" '
             f'stroke="{_GRID}" stroke-width="1"/>',
             f'<text x="{left - 8}" y="{_n(y(tick) + 4)}" text-anchor="end" fill="{_MUTED}">'
             f"{_a(_axis_usd(tick, step))}</text>",

@@ -55,7 +55,7 @@ p{margin:8px 0}.meta,.muted{color:var(--muted)}
 .table-wrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-th{font-size:12px;color:var(--muted);font-weight:600;background:var(--soft)}
+th{font-size:12px;color:var(--muted);font-weight:600;background:var(--soft);vertical-align:bottom}
 .num{text-align:right}td.num{white-space:nowrap}
 tr.extra td{color:var(--muted);font-style:italic}
 tr.has-detail td{border-bottom:none}tr.detail td{padding-top:0;color:var(--muted);font-size:12px}
@@ -75,7 +75,7 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 @page{size:A4 landscape;margin:12mm}
 @media print{main{padding:0;max-width:none}body{font-size:11px}table{font-size:10.5px}
 h2{break-after:avoid}tr,figure,.card,li,.callout{break-inside:avoid}thead{display:table-header-group}
-.table-wrap{overflow:visible}}
+.table-wrap{overflow:visible}.list,.mono,.detail td{font-size:inherit}}
 """
 
 

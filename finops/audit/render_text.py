@@ -99,6 +99,11 @@ def _delta(now: int, prev: int | None) -> Cell:
     return Cell(usd_change(delta), nanos=delta, tone=_tone(delta))
 
 
+def _relative(now: int, prev: int | None) -> Cell:
+    rel = change_ratio(now, prev)
+    return Cell(percent_change(rel), tone=_tone(rel))
+
+
 def _num(n: int) -> Cell:
     return Cell(count(n))
 
@@ -119,10 +124,7 @@ def _spend(table_id: str, title: str, noun: str, lines: Sequence[SpendLine], r: 
                 _pct(ratio(line.cost_nanos, r.total_nanos)),
                 _money(line.prev_cost_nanos),
                 _delta(line.cost_nanos, line.prev_cost_nanos),
-                Cell(
-                    percent_change(rel := change_ratio(line.cost_nanos, line.prev_cost_nanos)),
-                    tone=_tone(rel),
-                ),
+                _relative(line.cost_nanos, line.prev_cost_nanos),
                 _num(line.requests),
                 _num(line.input_tokens),
                 _num(line.output_tokens),
@@ -271,10 +273,12 @@ def report_tables(report: MonthlyReport) -> list[Table]:
 def md(text: str) -> str:
     r"""Escape text for a Markdown table cell or line: ``|``, ``<``, ``*`` etc. get a backslash.
 
-    An underscore is only escaped at a word edge (``_x_`` would be emphasis, ``support_bot`` is not).
+    An underscore is only escaped at a word edge (``_x_`` would be emphasis, ``support_bot`` is not),
+    and ``#``, ``+``, ``-``, ``=`` only at the start, so names and prose stay readable as plain text.
     """
     text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"([\\`*\[\]<>|&~#!])", r"\\\1", text)
+    text = re.sub(r"([\\`*\[\]<>|&~])", r"\\\1", text)
+    text = re.sub(r"^([#+=-])", r"\\\1", text)  # would start a heading or a list on its own line
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 
 
