@@ -217,3 +217,39 @@ def test_daily_digest_top_five_flows_posted_once(
     for _ in range(2):
         assert runner.invoke(app, ["digest", "--post-slack", "--channel", "#costs"]).exit_code == 0
     assert len(slack.posts("#costs")) == 1  # once per period
+
+
+def test_without_any_tiktoken_encoding_ingest_runs_and_says_counts_are_estimates(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = write_jsonl(
+        tmp_path / "u.jsonl",
+        [
+            {
+                "id": "a",
+                "ts": "2026-10-03T10:00:00Z",
+                "model": "gpt-4o",
+                "input_tokens": 5,
+                "prompt": "Hello there, how are you?",
+            }
+        ],
+    )
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ("NO_PROXY", "ALL_PROXY")}
+    env.update(
+        TIKTOKEN_CACHE_DIR=str(tmp_path / "empty"),
+        HTTPS_PROXY="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        FINOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "finops", "ingest", "-q", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stored 1," in done.stdout and "estimates" in done.stdout and "TIKTOKEN_CACHE_DIR" in done.stdout

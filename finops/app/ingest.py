@@ -65,6 +65,7 @@ class IngestSummary:
     unpriced: int = 0
     cost_nanos: int = 0
     linked: int = 0  # outcomes: usage records linked
+    notes: set[str] = field(default_factory=set)  # e.g. token counts are estimates
     unpriced_models: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[Rejection] = field(default_factory=list)
@@ -185,6 +186,8 @@ def _prompt_rows(ledger: Ledger, batch: Prepared) -> list[dict[str, Any]]:
 def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: IngestSummary) -> None:
     """Write one prepared batch in one transaction and add what it did to ``summary``."""
     prompt_rows = _prompt_rows(ledger, batch)
+    if prompt_rows and (warning := ledger.token_counter.warning()):
+        summary.notes.add(warning)
     summary.read += batch.read
     for rejection in batch.rejections:
         summary.add_rejection(rejection)

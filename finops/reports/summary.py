@@ -36,6 +36,8 @@ def print_ingest_summary(
         markup=False,
     )
     _rejections(summary, console)
+    for note in sorted(summary.notes):
+        console.print(f"note: {note}", markup=False)
     if summary.unpriced_models:
         models = ", ".join(f"{m} ({n:,})" for m, n in summary.unpriced_models.most_common(5))
         console.print(
