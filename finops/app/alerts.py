@@ -109,19 +109,18 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
         with write_transaction(ledger.engine) as conn:
             for threshold in state.crossed:
                 message = _message(state, "threshold", threshold, **extra)
-                if outbox.record_breach(
+                _breach(
                     conn,
-                    budget_key=budget.key,
+                    budget,
+                    message,
+                    report,
                     kind="threshold",
                     period=period,
                     threshold=str(threshold),
                     spend_nanos=state.spend_nanos,
                     cap_nanos=state.cap_nanos,
-                    channel=budget.slack_channel,
-                    payload=_payload(message),
                     now_us=now_us,
-                ):
-                    report.new_alerts.append(message)
+                )
             for recorded, breach_id in outbox.open_breaches(
                 conn, budget_key=budget.key, kind="threshold", period=period
             ).items():
@@ -153,41 +152,68 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
                     message = dataclasses.replace(
                         _message(month_state, "threshold", threshold), period=f"{state.month_label} (month)"
                     )
-                    if outbox.record_breach(
+                    _breach(
                         conn,
-                        budget_key=budget.key,
+                        budget,
+                        message,
+                        report,
                         kind="monthly",
                         period=state.month_label,
                         threshold=str(threshold),
                         spend_nanos=month_state.spend_nanos,
                         cap_nanos=month_state.cap_nanos,
-                        channel=budget.slack_channel,
-                        payload=_payload(message),
                         now_us=now_us,
-                    ):
-                        report.new_alerts.append(message)
+                    )
             if fanout and budget.max_tool_calls_per_request is not None:
                 detail = (
                     f"{fanout:,} request(s) made more than {budget.max_tool_calls_per_request} "
                     "tool calls (max_tool_calls_per_request)"
                 )
                 message = _message(state, "fanout", None, detail=detail, **extra)
-                if outbox.record_breach(
+                _breach(
                     conn,
-                    budget_key=budget.key,
+                    budget,
+                    message,
+                    report,
                     kind="fanout",
                     period=period,
                     threshold=str(budget.max_tool_calls_per_request),
                     spend_nanos=state.spend_nanos,
                     cap_nanos=state.cap_nanos,
-                    channel=budget.slack_channel,
-                    payload=_payload(message),
                     now_us=now_us,
-                ):
-                    report.new_alerts.append(message)
+                )
             _cost_per_success(ledger, conn, budget, now, report)
         failpoint("after-breach-commit")
     return report
+
+
+def _breach(
+    conn: Any,
+    budget: Budget,
+    message: AlertMessage,
+    report: EvaluationReport,
+    *,
+    kind: str,
+    period: str,
+    threshold: str,
+    spend_nanos: int,
+    cap_nanos: int,
+    now_us: int,
+) -> None:
+    """Record a breach once (whoever else evaluates too) and queue its alert with it."""
+    if outbox.record_breach(
+        conn,
+        budget_key=budget.key,
+        kind=kind,
+        period=period,
+        threshold=threshold,
+        spend_nanos=spend_nanos,
+        cap_nanos=cap_nanos,
+        channel=budget.slack_channel,
+        payload=_payload(message),
+        now_us=now_us,
+    ):
+        report.new_alerts.append(message)
 
 
 def _cost_per_success(
@@ -213,19 +239,18 @@ def _cost_per_success(
         f"the limit is ${format_usd(limit, cents=True)} (max_cost_per_success_usd)"
     )
     message = dataclasses.replace(_message(yesterday, "cost_per_success", None), detail=detail)
-    if outbox.record_breach(
+    _breach(
         conn,
-        budget_key=budget.key,
+        budget,
+        message,
+        report,
         kind="cost_per_success",
         period=day.isoformat(),
         threshold=str(budget.max_cost_per_success_usd),
         spend_nanos=yesterday.spend_nanos,
         cap_nanos=limit * wins,
-        channel=budget.slack_channel,
-        payload=_payload(message),
         now_us=_us(now),
-    ):
-        report.new_alerts.append(message)
+    )
 
 
 class Sender(Protocol):

@@ -15,15 +15,6 @@ from finops.reports.spend import METRICS, SpendResult
 
 __all__ = ["render_csv", "render_json", "render_table", "spend_document"]
 
-_TOKENS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-
 
 def _measures(sums: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {"cost_usd": format_usd(sums["cost_nanos"])}

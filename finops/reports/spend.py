@@ -21,25 +21,13 @@ from sqlalchemy import Connection, Table, and_, case, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from finops.storage.sql import like_pattern
-from finops.storage.tables import rollups_daily, rollups_hourly, usage_records
+from finops.storage.tables import ROLLUP_SUMS, rollups_daily, rollups_hourly, usage_records
 
 __all__ = ["DIMENSIONS", "METRICS", "SpendQuery", "SpendResult", "SpendRow", "run_spend"]
 
 DIMENSIONS = ("flow", "model", "provider", "service_tier", "status", "hour", "day", "month")
-#: Summed measures, in output order.
-METRICS = (
-    "records",
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_nanos",
-    "unpriced_records",
-    "unpriced_requests",
-)
+#: Summed measures, in output order: the rollups' sums.
+METRICS = ROLLUP_SUMS
 _HOUR_US = 3_600_000_000
 
 

@@ -210,35 +210,27 @@ ROLLUP_SUMS = (
 #: or a year is read from ~30 or ~365 buckets per key instead of 24 times as many.
 ROLLUP_DAILY_KEYS = ("day", *ROLLUP_KEYS[1:])
 
-rollups_hourly = Table(
-    "rollups_hourly",
-    metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("hour", BigInteger, nullable=False),
-    Column("flow", String(128), nullable=False),
-    Column("provider", String(64), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("service_tier", String(16), nullable=False),
-    Column("status", String(8), nullable=False),
-    Column("tags", Text, nullable=False),
-    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
-    UniqueConstraint(*ROLLUP_KEYS, name="uq_rollups_hourly_key"),
-)
 
-rollups_daily = Table(
-    "rollups_daily",
-    metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("day", BigInteger, nullable=False),
-    Column("flow", String(128), nullable=False),
-    Column("provider", String(64), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("service_tier", String(16), nullable=False),
-    Column("status", String(8), nullable=False),
-    Column("tags", Text, nullable=False),
-    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
-    UniqueConstraint(*ROLLUP_DAILY_KEYS, name="uq_rollups_daily_key"),
-)
+def _rollup_table(name: str, bucket: str) -> Table:
+    """The hourly and daily rollups share their shape; only the time bucket differs."""
+    return Table(
+        name,
+        metadata,
+        Column("id", _Id, primary_key=True, autoincrement=True),
+        Column(bucket, BigInteger, nullable=False),
+        Column("flow", String(128), nullable=False),
+        Column("provider", String(64), nullable=False),
+        Column("model", String(200), nullable=False),
+        Column("service_tier", String(16), nullable=False),
+        Column("status", String(8), nullable=False),
+        Column("tags", Text, nullable=False),
+        *(Column(sum_name, BigInteger, nullable=False) for sum_name in ROLLUP_SUMS),
+        UniqueConstraint(bucket, *ROLLUP_KEYS[1:], name=f"uq_{name}_key"),
+    )
+
+
+rollups_hourly = _rollup_table("rollups_hourly", "hour")
+rollups_daily = _rollup_table("rollups_daily", "day")
 
 budget_breaches = Table(
     "budget_breaches",
