@@ -44,7 +44,7 @@ def records(n: int, *, seed: int = 1, days: int = 30) -> Iterator[dict]:
             "reasoning_tokens": rng.randrange(0, out // 3) if model.startswith("o4") else 0,
             "service_tier": "batch" if rng.random() < 0.1 else "standard",
             "status": "ok" if rng.random() > 0.02 else "error",
-            "prompt_id": f"prompt-{rng.randrange(200)}",
+            "prompt_id": f"{FLOWS[f]}/prompt-{rng.randrange(5)}",  # a prompt template belongs to a flow
             "latency_ms": rng.randrange(100, 9000),
         }
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         default=None, description="YAML file of negotiated prices, private models and discounts."
     )
     ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    ingest_workers: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Parser processes for large files (0: parse in the ingesting process).",
+    )
     prompt_preview: bool = Field(
         default=False,
         description="Keep a redacted preview (numbers, ids, emails, dates masked) of each prompt's text.",

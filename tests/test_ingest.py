@@ -192,3 +192,33 @@ def test_rebuilt_rollups_equal_the_incremental_ones(ledger: Ledger, tmp_path: Pa
         ]
     assert rebuilt == incremental
     assert sum(r[7] for r in incremental[1]) == sum(r[7] for r in incremental[0]) == 2001  # records
+
+
+def test_a_parser_process_stores_exactly_what_in_process_parsing_stores(tmp_path: Path) -> None:
+    from tests.conftest import make_ledger
+
+    lines = [json.dumps(usage(i)) for i in range(3000)]
+    lines[10] = "{broken"
+    lines[20] = json.dumps(usage(20, input_tokens=-1))
+    lines.append(json.dumps(usage(5, output_tokens=7)))  # a conflict with line 6
+    path = write_jsonl(tmp_path / "u.jsonl", lines)
+    results = []
+    for workers in (0, 1):
+        ledger = make_ledger(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+        summary = ingest_paths(ledger, [path], batch_size=400, workers=workers)
+        with ledger.engine.connect() as conn:
+            letters = sorted(
+                (r.line, r.reason) for r in conn.execute(select(dead_letters.c.line, dead_letters.c.reason))
+            )
+        results.append(
+            (
+                summary.stored,
+                summary.duplicates,
+                summary.rejected,
+                _spend_json(ledger, "flow", "model"),
+                letters,
+            )
+        )
+        ledger.close()
+    assert results[0] == results[1]
+    assert results[0][:3] == (2998, 0, 3)

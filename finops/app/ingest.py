@@ -8,10 +8,14 @@ becomes a dead letter with file, line and reason and never stops the others.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +28,7 @@ from finops.app.pricing import price_record
 from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
+from finops.errors import IngestError
 from finops.ingest.jsonl import Line, expand_paths, read_lines
 from finops.storage.db import write_transaction
 from finops.storage.ledger import (
@@ -31,7 +36,8 @@ from finops.storage.ledger import (
     Rejection,
     record_price_versions,
     record_prompts,
-    write_batch,
+    usage_row,
+    write_rows,
 )
 
 __all__ = [
@@ -162,13 +168,13 @@ def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], lo
     return out
 
 
-def _prompt_rows(ledger: Ledger, batch: Prepared) -> list[dict[str, Any]]:
+def _prompt_rows(ledger: Ledger, seen: dict[str, tuple[int, str, str]]) -> list[dict[str, Any]]:
     """Each new prompt's token count (tiktoken, or an estimate) and, if opted in, a redacted preview."""
-    if not batch.prompts:
+    if not seen:
         return []
     counter = ledger.token_counter
     rows = []
-    for key, (ts_us, text, model) in batch.prompts.items():
+    for key, (ts_us, text, model) in seen.items():
         count = counter.count(text, model)
         rows.append(
             {
@@ -179,25 +185,51 @@ def _prompt_rows(ledger: Ledger, batch: Prepared) -> list[dict[str, Any]]:
                 "preview": redacted_preview(text) if ledger.settings.prompt_preview else None,
             }
         )
-    batch.prompts.clear()
     return rows
 
 
-def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: IngestSummary) -> None:
+@dataclass
+class RowBatch:
+    """A prepared batch as plain rows: cheap to send between processes, ready to write."""
+
+    read: int
+    rows: list[tuple[Any, ...]]
+    where: list[tuple[str, int | None]]
+    rejections: list[Rejection]
+    matches: dict[str, PriceMatch]
+    prompts: dict[str, tuple[int, str, str]]
+
+
+def to_rows(batch: Prepared, source: str) -> RowBatch:
+    now = _now_us()
+    return RowBatch(
+        batch.read,
+        [usage_row(item, source, now) for item in batch.items],
+        [(item.location, item.line) for item in batch.items],
+        batch.rejections,
+        batch.matches,
+        batch.prompts,
+    )
+
+
+def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
     """Write one prepared batch in one transaction and add what it did to ``summary``."""
-    prompt_rows = _prompt_rows(ledger, batch)
+    rb = batch if isinstance(batch, RowBatch) else to_rows(batch, source)
+    prompt_rows = _prompt_rows(ledger, rb.prompts)
     if prompt_rows and (warning := ledger.token_counter.warning()):
         summary.notes.add(warning)
-    summary.read += batch.read
-    for rejection in batch.rejections:
+    summary.read += rb.read
+    for rejection in rb.rejections:
         summary.add_rejection(rejection)
-    if not batch.items and not batch.rejections:
+    if not rb.rows and not rb.rejections:
         return
     now = _now_us()
     with write_transaction(ledger.engine) as conn:
-        if batch.matches:
-            record_price_versions(conn, batch.matches.values(), now_us=now)
-        outcome = write_batch(conn, source=source, items=batch.items, rejections=batch.rejections, now_us=now)
+        if rb.matches:
+            record_price_versions(conn, rb.matches.values(), now_us=now)
+        outcome = write_rows(
+            conn, source=source, rows=rb.rows, where=rb.where, rejections=rb.rejections, now_us=now
+        )
         if prompt_rows:
             record_prompts(conn, prompt_rows)
     summary.stored += outcome.stored
@@ -208,9 +240,22 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared, summary: Ingest
     for conflict in outcome.conflicts:
         summary.add_rejection(conflict)
     if outcome.unpriced:
-        summary.unpriced_models.update(
-            f"{i.record.provider}/{i.record.model}" for i in batch.items if i.cost_nanos is None
-        )
+        summary.unpriced_models.update(f"{row[4]}/{row[5]}" for row in rb.rows if row[17] is None)
+
+
+# A parser process gets the price book and key once; then lines go in and rows come out.
+_WORKER: tuple[PriceBook, bytes, str] | None = None
+
+
+def _worker_init(book: PriceBook, user_key: bytes, source: str) -> None:
+    global _WORKER
+    _WORKER = (book, user_key, source)
+
+
+def _worker_prepare(lines: list[tuple[str, int, str]]) -> RowBatch:
+    assert _WORKER is not None
+    book, key, source = _WORKER
+    return to_rows(prepare_lines(book, key, [Line(*line) for line in lines]), source)
 
 
 def chunked(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
@@ -231,12 +276,40 @@ def ingest_lines(
     source: str = DEFAULT_SOURCE,
     batch_size: int | None = None,
     summary: IngestSummary | None = None,
+    workers: int = 0,
 ) -> IngestSummary:
-    """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines."""
+    """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines.
+
+    With ``workers`` > 0, parser processes decode and price the next batches while this
+    process writes the current one (two cores, twice the work); batches are still written
+    in order, so a crash keeps exactly the batches before it.
+    """
     summary = summary if summary is not None else IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
-    for chunk in chunked(lines, size):
-        write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
+    if workers <= 0:
+        for chunk in chunked(lines, size):
+            write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
+        return summary
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited database handles
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(ledger.book, ledger.user_key, source)
+    ) as pool:
+        pending: deque[Future[RowBatch]] = deque()
+        try:
+            for chunk in chunked(lines, size):
+                pending.append(pool.submit(_worker_prepare, [(li.path, li.number, li.text) for li in chunk]))
+                if len(pending) > workers + 1:  # bounded: memory stays flat
+                    write_prepared(ledger, source, pending.popleft().result(), summary)
+            while pending:
+                write_prepared(ledger, source, pending.popleft().result(), summary)
+        except BrokenProcessPool as exc:
+            raise IngestError(
+                f"a parser process died ({exc}); every batch before it is stored: run the same command "
+                "again to finish"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
     return summary
 
 
@@ -261,8 +334,13 @@ def ingest_paths(
     source: str = DEFAULT_SOURCE,
     batch_size: int | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> IngestSummary:
-    """Ingest files and directories (``.jsonl``, ``.jsonl.gz``) as one stream."""
+    """Ingest files and directories (``.jsonl``, ``.jsonl.gz``) as one stream.
+
+    ``workers``: parser processes; by default FINOPS_INGEST_WORKERS (1) for inputs over 32 MiB
+    on a machine with two cores or more, else parsing stays in this process.
+    """
     files = expand_paths(paths)
     summary = IngestSummary()
 
@@ -270,4 +348,9 @@ def ingest_paths(
         for path in files:
             yield from read_lines(path, on_bytes=on_bytes)
 
-    return ingest_lines(ledger, lines(), source=source, batch_size=batch_size, summary=summary)
+    if workers is None:  # a parser process pays for its start-up on inputs of more than a few batches
+        big = sum(p.stat().st_size for p in files) > 32 * 1024 * 1024
+        workers = ledger.settings.ingest_workers if big and (os.cpu_count() or 1) >= 2 else 0
+    return ingest_lines(
+        ledger, lines(), source=source, batch_size=batch_size, summary=summary, workers=workers
+    )

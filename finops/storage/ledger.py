@@ -52,6 +52,7 @@ __all__ = [
     "usage_row",
     "write_batch",
     "write_dead_letters",
+    "write_rows",
 ]
 
 _CHUNK = 900  # bound parameters per IN (...) query, under every driver's limit
@@ -154,14 +155,16 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
     return found
 
 
-def _conflict(item: PricedRecord) -> Rejection:
+def _conflict(row: tuple[Any, ...], where: tuple[str, int | None]) -> Rejection:
+    rid = row[1]
+    ts = (_EPOCH + timedelta(microseconds=row[2])).isoformat()
     return Rejection(
-        location=item.location,
-        line=item.line,
-        record_id=item.record.id,
-        reason=f"conflict: id {item.record.id!r} was already stored with different content; "
+        location=where[0],
+        line=where[1],
+        record_id=rid,
+        reason=f"conflict: id {rid!r} was already stored with different content; "
         "the stored record is kept (send a new id for a new call)",
-        raw=json.dumps({"id": item.record.id, "ts": item.record.ts.isoformat(), "model": item.record.model}),
+        raw=json.dumps({"id": rid, "ts": ts, "model": row[5]}),
     )
 
 
@@ -212,12 +215,16 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
             for i, value in enumerate(acc):
                 total[i] += value
     paramstyle = conn.dialect.paramstyle
-    for table, buckets in (
-        ("rollups_hourly", sums),
-        ("rollups_daily", daily),
-        ("prompt_rollups_daily", by_prompt),
-    ):
-        params = [(*key, *(sign * value for value in acc)) for key, acc in sorted(buckets.items())]
+    # PostgreSQL writers run concurrently: upserting in key order means they never deadlock.
+    # SQLite has one writer at a time, so the sort would be wasted work on the hot path.
+    ordered = conn.dialect.name != "sqlite"
+    tables = (("rollups_hourly", sums), ("rollups_daily", daily), ("prompt_rollups_daily", by_prompt))
+    for table, buckets in tables:
+        items = sorted(buckets.items()) if ordered else list(buckets.items())
+        if sign == 1:
+            params = [key + tuple(acc) for key, acc in items]
+        else:
+            params = [key + tuple(-value for value in acc) for key, acc in items]
         conn.exec_driver_sql(_rollup_upsert(table, paramstyle), params)
 
 
@@ -284,57 +291,74 @@ def write_batch(
     rejections: Sequence[Rejection] = (),
     now_us: int,
 ) -> BatchOutcome:
-    """Store one batch inside the caller's transaction; see the module docstring."""
+    """Store one batch of records inside the caller's transaction; see the module docstring."""
+    rows = [usage_row(item, source, now_us) for item in items]
+    return write_rows(
+        conn,
+        source=source,
+        rows=rows,
+        where=[(i.location, i.line) for i in items],
+        rejections=rejections,
+        now_us=now_us,
+    )
+
+
+def write_rows(
+    conn: Connection,
+    *,
+    source: str,
+    rows: Sequence[tuple[Any, ...]],
+    where: Sequence[tuple[str, int | None]],
+    rejections: Sequence[Rejection] = (),
+    now_us: int,
+) -> BatchOutcome:
+    """Store usage rows (``USAGE_COLUMNS`` order; ``where``: their file and line) once each."""
     outcome = BatchOutcome()
-    fresh: dict[str, tuple[PricedRecord, tuple[Any, ...]]] = {}
-    for item in items:
-        row = usage_row(item, source, now_us)
-        seen = fresh.get(item.record.id)
+    fresh: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    for index, row in enumerate(rows):
+        seen = fresh.get(row[1])
         if seen is None:
-            fresh[item.record.id] = (item, row)
+            fresh[row[1]] = (index, row)
         elif _content(seen[1]) == _content(row):
             outcome.duplicates += 1
         else:
-            outcome.conflicts.append(_conflict(item))
+            outcome.conflicts.append(_conflict(row, where[index]))
     if fresh and _insert_all_new(conn, [row for _, row in fresh.values()]):
-        rows = [row for _, row in fresh.values()]
-        add_to_rollups(conn, rows)
-        outcome.stored = len(rows)
-        for row in rows:
-            if row[17] is None:
-                outcome.unpriced += 1
-            else:
-                outcome.cost_nanos += row[17]
+        _stored(conn, [row for _, row in fresh.values()], outcome)
         fresh = {}
     if fresh:
         for rid, content in _stored_content(conn, source, list(fresh)).items():
-            item, row = fresh.pop(rid)
+            index, row = fresh.pop(rid)
             if content == _content(row):
                 outcome.duplicates += 1
             else:
-                outcome.conflicts.append(_conflict(item))
+                outcome.conflicts.append(_conflict(row, where[index]))
     if fresh:
-        rows = [row for _, row in fresh.values()]
-        inserted = _insert_new(conn, rows)
+        new = [row for _, row in fresh.values()]
+        inserted = _insert_new(conn, new)
         lost = [rid for rid in fresh if rid not in inserted]  # another writer won the race
         if lost:
             stored = _stored_content(conn, source, lost)
             for rid in lost:
-                item, row = fresh[rid]
+                index, row = fresh[rid]
                 if stored.get(rid) == _content(row):
                     outcome.duplicates += 1
                 else:
-                    outcome.conflicts.append(_conflict(item))
-            rows = [row for row in rows if row[1] in inserted]
-        add_to_rollups(conn, rows)
-        outcome.stored = len(rows)
-        for row in rows:
-            if row[17] is None:
-                outcome.unpriced += 1
-            else:
-                outcome.cost_nanos += row[17]
+                    outcome.conflicts.append(_conflict(row, where[index]))
+            new = [row for row in new if row[1] in inserted]
+        _stored(conn, new, outcome)
     write_dead_letters(conn, source=source, rejections=[*rejections, *outcome.conflicts], now_us=now_us)
     return outcome
+
+
+def _stored(conn: Connection, rows: list[tuple[Any, ...]], outcome: BatchOutcome) -> None:
+    add_to_rollups(conn, rows)
+    outcome.stored = len(rows)
+    for row in rows:
+        if row[17] is None:
+            outcome.unpriced += 1
+        else:
+            outcome.cost_nanos += row[17]
 
 
 def write_dead_letters(
