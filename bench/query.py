@@ -107,6 +107,7 @@ def main() -> None:
         load(db, args.records)
         print(f"loaded {args.records:,} records in {time.perf_counter() - t:.0f} s")
     engine = create_engine_for(f"sqlite:///{db}")
+    upgrade(engine)  # a database built by an older finops
     utc = ZoneInfo("UTC")
     query = SpendQuery(
         group_by=("flow",), start=datetime(2026, 11, 1, tzinfo=utc), end=datetime(2026, 12, 1, tzinfo=utc)
