@@ -91,8 +91,8 @@ def check(
         estimate = Decimal(estimate_usd)
     except InvalidOperation:
         raise UsageError(f"--estimate-usd takes a number of dollars, got {estimate_usd!r}") from None
-    if estimate < 0:
-        raise UsageError("--estimate-usd cannot be negative")
+    if not estimate.is_finite() or estimate < 0:
+        raise UsageError(f"--estimate-usd takes a non-negative number of dollars, got {estimate_usd!r}")
     tags = dict(_pair(t) for t in tag or [])
     err = Console(stderr=True, highlight=False)
     ledger = ledger_for(db)

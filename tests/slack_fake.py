@@ -223,6 +223,7 @@ class FakeSlack:
         self._names: dict[str, str] = {}  # channel id -> name
         self._last_ts = 0.0
         self._files: dict[str, dict[str, Any]] = {}
+        self._upload_script: deque[Behaviour] = deque()
         #: files shared with files_upload_v2: id, filename, title, channel (id), content (bytes)
         self.uploads: list[dict[str, Any]] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -261,6 +262,11 @@ class FakeSlack:
         with self._lock:
             found = [r for r in self.requests if r.method in ("chat.postMessage", "webhook")]
         return [r for r in found if channel is None or r.channel == channel]
+
+    def script_uploads(self, *behaviours: Behaviour) -> None:
+        """Answers for the next file uploads (files.getUploadURLExternal), then normal ones."""
+        with self._lock:
+            self._upload_script.extend(behaviours)
 
     def channel_id(self, channel: str) -> str:
         """The id the fake gives a channel name (ids are answered unchanged)."""
@@ -374,6 +380,13 @@ class FakeSlack:
         if method == "chat.postMessage":
             return self._post_message(params)
         if method == "files.getUploadURLExternal":
+            with self._lock:
+                behaviour = self._upload_script.popleft() if self._upload_script else None
+            if behaviour is not None:
+                self._queues.setdefault("__upload__", deque()).appendleft(behaviour)
+                scripted = self._scripted("__upload__")
+                if scripted is not None:
+                    return scripted
             return self._upload_url(params)
         if method == "files.completeUploadExternal":
             return self._complete_upload(params)

@@ -24,7 +24,7 @@ from finops.domain.budgets import Budget
 from finops.notify.slack import SlackSender
 from finops.storage.tables import alert_outbox, budget_breaches, usage_records
 from tests.conftest import make_ledger, write_jsonl
-from tests.slack_fake import TOKEN, FakeSlack, error, ratelimit, slow_answer
+from tests.slack_fake import TOKEN, FakeSlack, error, ratelimit, server_error, slow_answer
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
 NOW = datetime.now(UTC)
@@ -395,3 +395,34 @@ def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Led
     assert [m.kind for m in first] == ["cost_per_success"]
     assert "$1.50 per successful outcome" in (first[0].detail or "")  # $3 / 2 successes > $0.50
     assert evaluate_alerts(sqlite_ledger, budgets, now=NOW).new_alerts == []
+
+
+def test_a_month_exactly_at_its_cap_denies(sqlite_ledger: Ledger) -> None:
+    from finops.app.budgets import check_flow
+
+    budget = Budget(flow="m", owner="@o", daily_cap_usd=1000, monthly_cap_usd=6, on_breach="block")
+    spend(sqlite_ledger, "m", 6, prefix="m")
+    with sqlite_ledger.engine.connect() as conn:
+        assert check_flow(conn, [budget], flow="m", tags={}, now=NOW).decision == "deny"
+
+
+def test_a_report_whose_upload_is_retried_does_not_post_its_summary_twice(
+    sqlite_ledger: Ledger, slack: FakeSlack
+) -> None:
+    from pydantic import SecretStr
+
+    from finops.app.reports import post_report
+    from tests.report_fixture import sample_report
+
+    sqlite_ledger.settings = sqlite_ledger.settings.model_copy(
+        update={"slack_bot_token": SecretStr(TOKEN), "slack_base_url": slack.base_url}
+    )
+    slack.script_uploads(*[server_error(503)] * 4)  # the summary goes; the upload meets 5xx
+    first = post_report(
+        sqlite_ledger, sample_report(), filename="r.md", content="# report", channel="#finance"
+    )
+    assert "not posted yet" in first
+    with sqlite_ledger.engine.begin() as conn:  # the retry is due now
+        conn.execute(alert_outbox.update().values(next_attempt_us=0))
+    deliver(sqlite_ledger, sender(slack), now=datetime.now(UTC))
+    assert len(slack.posts("#finance")) == 1 and len(slack.uploads) == 1

@@ -222,3 +222,25 @@ def test_a_parser_process_stores_exactly_what_in_process_parsing_stores(tmp_path
         ledger.close()
     assert results[0] == results[1]
     assert results[0][:3] == (2998, 0, 3)
+
+
+def test_a_rejected_record_keeps_no_prompt_text_and_no_raw_user(ledger: Ledger, tmp_path: Path) -> None:
+    secret = usage(
+        1, user="alice@example.com", prompt="Patient John Doe, SSN 123-45-6789", cached_input_tokens=10**6
+    )
+    long_broken = '{"id": "x", "prompt": "' + "confidential " * 50
+    ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", [secret, long_broken])])
+    with ledger.engine.connect() as conn:
+        raws = [r for (r,) in conn.execute(select(dead_letters.c.raw))]
+    assert len(raws) == 2
+    kept = " ".join(raws)
+    assert "alice" not in kept and "John Doe" not in kept and kept.count("confidential") <= 12
+    assert '"id": "req-1"' in raws[0] and "characters not kept" in raws[0]
+
+
+def test_flow_filters_are_case_sensitive_on_every_database(ledger: Ledger, tmp_path: Path) -> None:
+    ingest_paths(
+        ledger, [write_jsonl(tmp_path / "u.jsonl", [usage(1, flow="Search"), usage(2, flow="search")])]
+    )
+    with ledger.engine.connect() as conn:
+        assert run_spend(conn, SpendQuery(flows=("search",))).total["records"] == 1

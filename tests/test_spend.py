@@ -141,3 +141,17 @@ def test_top_keeps_the_rest_in_others_and_filters_by_glob(loaded: tuple[Ledger, 
     assert top.others is not None and top.others_count == len(full.rows) - 3
     assert sum(r.sums["cost_nanos"] for r in top.rows) + top.others["cost_nanos"] == full.total["cost_nanos"]
     assert {r.keys["model"] for r in only.rows} == {"gpt-4o-2024-08-06", "gpt-4o-mini"}
+
+
+def test_a_dst_zone_with_utc_offset_at_both_ends_still_groups_by_local_day(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    london = ZoneInfo("Europe/London")  # GMT in January and December, BST in summer
+    records = [usage(1, ts="2026-06-01T23:30:00Z"), usage(2, ts="2026-06-30T23:30:00Z")]
+    ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    with ledger.engine.connect() as conn:
+        days = run_spend(conn, SpendQuery(group_by=("day",), start=start, end=end, tz=london))
+        months = run_spend(conn, SpendQuery(group_by=("month",), start=start, end=end, tz=london))
+    assert [r.keys["day"] for r in days.rows] == ["2026-06-02", "2026-07-01"]
+    assert [r.keys["month"] for r in months.rows] == ["2026-06", "2026-07"]

@@ -107,6 +107,10 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
             extra = {"top_models": found.models, "top_prompts": found.prompts}
         period = state.local_day.isoformat()
         with write_transaction(ledger.engine) as conn:
+            # Another replica may have recorded a breach since we read: lock the open breaches,
+            # then read the spend again, so a breach is never "resolved" on stale numbers.
+            still_open = outbox.open_breaches(conn, budget_key=budget.key, kind="threshold", period=period)
+            state = budget_state(conn, budget, now)
             for threshold in state.crossed:
                 message = _message(state, "threshold", threshold, **extra)
                 _breach(
@@ -121,9 +125,7 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
                     cap_nanos=state.cap_nanos,
                     now_us=now_us,
                 )
-            for recorded, breach_id in outbox.open_breaches(
-                conn, budget_key=budget.key, kind="threshold", period=period
-            ).items():
+            for recorded, breach_id in still_open.items():
                 if Decimal(recorded) not in state.crossed:  # dropped back, e.g. after a re-price
                     message = _message(state, "resolved", Decimal(recorded))
                     if outbox.resolve_breach(
@@ -288,18 +290,31 @@ def _recover(ledger: Ledger, sender: Sender, now_us: int, report: DeliveryReport
                     row.id,
                     status="ambiguous",
                     now_us=now_us,
+                    claimed_us=row.claimed_us,
                     error=f"interrupted mid-send and Slack could not be checked: {exc}",
                 )
             report.ambiguous += 1
             continue
         with write_transaction(ledger.engine) as conn:
-            if ts is not None:
+            if ts is not None and row.payload.get("type") == "report":  # the summary went; the file may not
+                outbox.finish(
+                    conn,
+                    row.id,
+                    status="pending",
+                    now_us=now_us,
+                    slack_ts=ts,
+                    next_attempt_us=now_us,
+                    claimed_us=row.claimed_us,
+                    error="summary found in Slack after an interrupted send; attaching the report again",
+                )
+            elif ts is not None:
                 outbox.finish(
                     conn,
                     row.id,
                     status="sent",
                     now_us=now_us,
                     slack_ts=ts,
+                    claimed_us=row.claimed_us,
                     error="found in Slack after an interrupted send",
                 )
             else:
@@ -309,6 +324,7 @@ def _recover(ledger: Ledger, sender: Sender, now_us: int, report: DeliveryReport
                     status="pending",
                     now_us=now_us,
                     next_attempt_us=now_us,
+                    claimed_us=row.claimed_us,
                     error="interrupted before Slack posted it; sending again",
                 )
         report.recovered += 1
@@ -339,7 +355,9 @@ def deliver(
                     status="pending",
                     now_us=done_us,
                     error=result.detail,
+                    slack_ts=result.slack_ts,  # a report's summary that went: not posted again
                     next_attempt_us=done_us + int(wait * 1_000_000),
+                    claimed_us=now_us,
                 )
             else:
                 outbox.finish(
@@ -349,6 +367,7 @@ def deliver(
                     now_us=done_us,
                     error=None if result.status == "sent" else result.detail,
                     slack_ts=result.slack_ts,
+                    claimed_us=now_us,
                 )
         if result.status == "sent":
             report.sent += 1
@@ -368,11 +387,15 @@ def deliver(
 def _send_report(sender: Sender, row: outbox.OutboxRow) -> Delivery:
     """A report: its summary message, then the full report as a file."""
     p = row.payload
-    summary = SlackMessage(text=p["summary"]["text"], blocks=tuple(p["summary"]["blocks"]))
-    sent = sender.send(row.channel, _tagged(summary, row.dedupe_key))
-    if sent.status != "sent":
-        return sent
-    return sender.upload(row.channel, filename=p["filename"], content=p["content"], title=p["title"])
+    summary_ts = row.slack_ts  # set once the summary went: a retry only attaches the file
+    if summary_ts is None:
+        summary = SlackMessage(text=p["summary"]["text"], blocks=tuple(p["summary"]["blocks"]))
+        sent = sender.send(row.channel, _tagged(summary, row.dedupe_key))
+        if sent.status != "sent":
+            return sent
+        summary_ts = sent.slack_ts or "sent"
+    uploaded = sender.upload(row.channel, filename=p["filename"], content=p["content"], title=p["title"])
+    return dataclasses.replace(uploaded, slack_ts=summary_ts)
 
 
 def _send_all(sender: Sender, row: outbox.OutboxRow) -> Delivery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ def _raw_filter(budget: Budget, start: datetime, end: datetime) -> list[object]:
         u.flow.like(like_pattern(budget.flow_pattern), escape="\\"),
     ]
     for key, value in budget.tag_filter.items():
-        conds.append(u.tags.like("%" + like_pattern(f'"{key}":"{value}"') + "%", escape="\\"))
+        needle = json.dumps({key: value}, ensure_ascii=False, separators=(",", ":"))[1:-1]
+        conds.append(u.tags.like("%" + like_pattern(needle) + "%", escape="\\"))
     return conds
 
 
@@ -137,7 +139,7 @@ def _blocked(state: BudgetState, estimate: int) -> str | None:
     if state.spend_nanos + estimate > state.cap_nanos:
         return f"budget {state.budget.key} would be exceeded by this request"
     m_cap, m_spend = state.month_cap_nanos, state.month_spend_nanos
-    if m_cap is not None and m_spend is not None and m_spend + estimate > m_cap:
+    if m_cap is not None and m_spend is not None and (m_spend >= m_cap or m_spend + estimate > m_cap):
         return f"budget {state.budget.key} is exhausted for {state.month_label}"
     return None
 

@@ -7,6 +7,8 @@ becomes a dead letter with file, line and reason and never stops the others.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import multiprocessing
 import os
@@ -119,9 +121,8 @@ def _accept(
         record = parse_usage(obj, user_key=user_key)
     except RecordError as exc:
         rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-        out.rejections.append(
-            Rejection(location, line, exc.reason, raw if isinstance(raw, str) else raw(), rid)
-        )
+        kept = _safe_raw(obj, user_key) if isinstance(obj, dict) else (raw if isinstance(raw, str) else raw())
+        out.rejections.append(Rejection(location, line, exc.reason, kept, rid))
         return
     text = record.prompt_text
     if text is not None:
@@ -140,6 +141,32 @@ def _accept(
     out.items.append(PricedRecord(record, cost, version, location, line))
 
 
+#: Fields that may carry prompt text: a dead letter keeps their size, never their words.
+_TEXT_FIELDS = ("prompt", "messages", "input", "output", "completion", "response")
+_LINE_PREFIX = 120
+
+
+def _safe_raw(obj: dict[str, Any], user_key: bytes) -> str:
+    """A rejected record as kept in the dead letters: prompt text dropped, ``user`` pseudonymised
+    (DESIGN.md §2 holds for rejected records too)."""
+    kept: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in _TEXT_FIELDS and value is not None:
+            kept[key] = f"[{len(str(value)):,} characters not kept]"
+        elif key == "user" and value is not None:
+            kept[key] = "hmac:" + hmac.new(user_key, str(value).encode(), hashlib.sha256).hexdigest()[:32]
+        else:
+            kept[key] = value
+    return json.dumps(kept, default=str, ensure_ascii=False)
+
+
+def _unparsed(text: str) -> str:
+    """A line that is not JSON cannot be cleaned field by field: keep its start only."""
+    if len(text) <= _LINE_PREFIX:
+        return text
+    return f"{text[:_LINE_PREFIX]}… [{len(text) - _LINE_PREFIX:,} more characters not kept]"
+
+
 def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Prepared:
     """Decode, validate and price JSONL lines: pure CPU, no database (runs in a worker too)."""
     out = Prepared()
@@ -149,7 +176,9 @@ def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Pr
             obj = loads(line.text)
         except orjson.JSONDecodeError as exc:
             out.read += 1
-            out.rejections.append(Rejection(line.path, line.number, f"invalid JSON: {exc}", line.text))
+            out.rejections.append(
+                Rejection(line.path, line.number, f"invalid JSON: {exc}", _unparsed(line.text))
+            )
             continue
         _accept(out, book, user_key, obj, line.path, line.number, line.text)
     return out
@@ -239,8 +268,7 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
     summary.conflicts += len(outcome.conflicts)
     for conflict in outcome.conflicts:
         summary.add_rejection(conflict)
-    if outcome.unpriced:
-        summary.unpriced_models.update(f"{row[4]}/{row[5]}" for row in rb.rows if row[17] is None)
+    summary.unpriced_models.update(outcome.unpriced_models)
 
 
 # A parser process gets the price book and key once; then lines go in and rows come out.

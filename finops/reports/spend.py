@@ -138,23 +138,41 @@ def _hour_ceil(t: datetime) -> int:
     return int(-(-s // 3600) * 3600)
 
 
+def _offsets(tz: ZoneInfo, start: datetime | None, end: datetime | None) -> set[timedelta] | None:
+    """Every UTC offset ``tz`` takes in [start, end), sampled daily (no zone changes twice a day);
+    None for an open range, where only a fixed-offset zone can be trusted."""
+    if start is None or end is None:
+        return None
+    seen: set[timedelta] = set()
+    t = start
+    while t < end:
+        seen.add(t.astimezone(tz).utcoffset() or timedelta(0))
+        t += timedelta(days=1)
+    seen.add((end - timedelta(microseconds=1)).astimezone(tz).utcoffset() or timedelta(0))
+    return seen
+
+
+_FIXED_UTC = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"}
+
+
 def _whole_hour_zone(tz: ZoneInfo, start: datetime | None, end: datetime | None) -> bool:
-    probes = [t for t in (start, end) if t is not None] or [datetime.now(UTC)]
-    for t in probes:
-        offset = t.astimezone(tz).utcoffset() or timedelta(0)
-        if offset.total_seconds() % 3600:
-            return False
-    return True
+    offsets = _offsets(tz, start, end)
+    if offsets is None:
+        probes = {(t or datetime.now(UTC)).astimezone(tz).utcoffset() or timedelta(0) for t in (start, end)}
+        offsets = probes
+    return all(not o.total_seconds() % 3600 for o in offsets)
 
 
 def _utc_days_suffice(query: SpendQuery) -> bool:
-    """Whether whole UTC days can answer: no hour grouping, and days/months are UTC days here."""
+    """Whether whole UTC days can answer: no hour grouping, and local days are UTC days throughout."""
     if "hour" in query.group_by:
         return False
     if not any(d in ("day", "month") for d in query.group_by):
         return True
-    probes = [t for t in (query.start, query.end) if t is not None] or [datetime.now(UTC)]
-    return all(not (t.astimezone(query.tz).utcoffset() or timedelta(0)) for t in probes)
+    if str(query.tz) in _FIXED_UTC:
+        return True
+    offsets = _offsets(query.tz, query.start, query.end)
+    return offsets is not None and offsets == {timedelta(0)}
 
 
 def _range(table: Table, column: str, lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:

@@ -120,12 +120,13 @@ def record_breach(
 
 
 def open_breaches(conn: Connection, *, budget_key: str, kind: str, period: str) -> dict[str, int]:
-    """Unresolved breaches of a budget's period: threshold -> breach id."""
+    """Unresolved breaches of a budget's period: threshold -> breach id, locked until commit
+    (PostgreSQL) so that the spend read after this call is at least as new as they are."""
     b = budget_breaches.c
     rows = conn.execute(
-        select(b.threshold, b.id).where(
-            b.budget_key == budget_key, b.kind == kind, b.period == period, b.resolved_us.is_(None)
-        )
+        select(b.threshold, b.id)
+        .where(b.budget_key == budget_key, b.kind == kind, b.period == period, b.resolved_us.is_(None))
+        .with_for_update()
     )
     return {threshold: int(bid) for threshold, bid in rows}
 
@@ -177,14 +178,22 @@ def finish(
     error: str | None = None,
     slack_ts: str | None = None,
     next_attempt_us: int | None = None,
-) -> None:
-    """Record how a delivery ended: sent, failed (permanent), ambiguous, or pending again."""
+    claimed_us: int | None = None,
+) -> bool:
+    """Record how a delivery ended: sent, failed (permanent), ambiguous, or pending again.
+
+    Only the claim that sent it may finish a row (status "sending", the same ``claimed_us``):
+    a deliverer that was too slow and lost its claim to recovery changes nothing. Returns
+    whether the row was updated.
+    """
     values: dict[str, Any] = {"status": status, "updated_us": now_us, "last_error": error}
     if slack_ts is not None:
         values["slack_ts"] = slack_ts
     if next_attempt_us is not None:
         values["next_attempt_us"] = next_attempt_us
-    conn.execute(update(alert_outbox).where(alert_outbox.c.id == row_id).values(**values))
+    o = alert_outbox.c
+    stmt = update(alert_outbox).where(o.id == row_id, o.status == "sending", o.claimed_us == claimed_us)
+    return bool(conn.execute(stmt.values(**values)).rowcount)
 
 
 def stale_claims(conn: Connection, *, older_than_us: int) -> list[OutboxRow]:

@@ -65,6 +65,8 @@ def create_engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # LIKE is case-sensitive on PostgreSQL; make SQLite agree (flow "Search" is not "search")
+            cursor.execute("PRAGMA case_sensitive_like=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,7 @@ class BatchOutcome:
     cost_nanos: int = 0
     unpriced: int = 0
     conflicts: list[Rejection] = field(default_factory=list)
+    unpriced_models: Counter[str] = field(default_factory=Counter)  # provider/model of stored unpriced rows
 
 
 def _tags_json(tags: Any) -> str:
@@ -357,6 +359,7 @@ def _stored(conn: Connection, rows: list[tuple[Any, ...]], outcome: BatchOutcome
     for row in rows:
         if row[17] is None:
             outcome.unpriced += 1
+            outcome.unpriced_models[f"{row[4]}/{row[5]}"] += 1
         else:
             outcome.cost_nanos += row[17]
 
