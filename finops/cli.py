@@ -81,6 +81,7 @@ def _root(
 class Kind(StrEnum):
     usage = "usage"
     outcomes = "outcomes"
+    otlp = "otlp"
 
 
 # --------------------------------------------------------------------------- ingest
@@ -94,7 +95,10 @@ def ingest(
     batch_size: Annotated[int | None, typer.Option(help="Records per transaction.", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     kind: Annotated[
-        Kind, typer.Option("--kind", help="usage records (default) or outcomes (DESIGN.md §5).")
+        Kind,
+        typer.Option(
+            "--kind", help="usage records (default), outcomes (DESIGN.md §5), or otlp trace exports."
+        ),
     ] = Kind.usage,
     db: DbOpt = None,
 ) -> None:
@@ -106,6 +110,18 @@ def ingest(
     ledger = ledger_for(db)
     err = Console(stderr=True, highlight=False)
     files = expand_paths(paths)
+    if kind is Kind.otlp:
+        from finops.app.ingest import ingest_otlp_paths
+
+        summary = ingest_otlp_paths(ledger, files, source=source, batch_size=batch_size)
+        print_ingest_summary(summary, files=len(files), console=out())
+        out().print(
+            f"{summary.skipped:,} spans were not LLM calls (no gen_ai.usage attributes)", markup=False
+        )
+        ledger.close()
+        if strict and summary.rejected:
+            raise typer.Exit(3)
+        return
     if kind is Kind.outcomes:
         from finops.app.outcomes import ingest_outcome_paths
 

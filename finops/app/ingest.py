@@ -74,6 +74,7 @@ class IngestSummary:
     cost_nanos: int = 0
     linked: int = 0  # outcomes: usage records linked
     notes: set[str] = field(default_factory=set)  # e.g. token counts are estimates
+    skipped: int = 0  # OTLP spans that are not LLM calls
     unpriced_models: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[Rejection] = field(default_factory=list)
@@ -382,3 +383,49 @@ def ingest_paths(
     return ingest_lines(
         ledger, lines(), source=source, batch_size=batch_size, summary=summary, workers=workers
     )
+
+
+def ingest_otlp_paths(
+    ledger: Ledger, paths: Sequence[Path], *, source: str = DEFAULT_SOURCE, batch_size: int | None = None
+) -> IngestSummary:
+    """OTLP/JSON trace exports (one ExportTraceServiceRequest a line, as OpenTelemetry's file
+    exporter writes them): GenAI spans become usage records; other spans are skipped."""
+    from finops.ingest.otlp import span_records
+
+    summary = IngestSummary()
+    size = batch_size or ledger.settings.ingest_batch_size
+    batch = Prepared()
+    for path in expand_paths(paths):
+        for line in read_lines(path):
+            try:
+                request = orjson.loads(line.text)
+            except orjson.JSONDecodeError as exc:
+                batch.read += 1
+                batch.rejections.append(
+                    Rejection(line.path, line.number, f"invalid JSON: {exc}", _unparsed(line.text))
+                )
+                continue
+            if not isinstance(request, dict):
+                batch.read += 1
+                batch.rejections.append(
+                    Rejection(line.path, line.number, "not an ExportTraceServiceRequest", "")
+                )
+                continue
+            for where, record in span_records(request):
+                if record is None:
+                    summary.skipped += 1
+                    continue
+                _accept(
+                    batch,
+                    ledger.book,
+                    ledger.user_key,
+                    record,
+                    f"{line.path}:{line.number} {where}",
+                    line.number,
+                    _dumper(record),
+                )
+                if len(batch.items) + len(batch.rejections) >= size:
+                    write_prepared(ledger, source, batch, summary)
+                    batch = Prepared()
+    write_prepared(ledger, source, batch, summary)
+    return summary
