@@ -58,7 +58,7 @@ class PromptLine:
 
     prompt: str
     cost_nanos: int
-    share: float  # of the month's priced spend, 0..1
+    share: float  # fraction of the month's total, 0..1 (a ratio, never an amount)
     calls: int
     avg_input_tokens: int
     avg_output_tokens: int
