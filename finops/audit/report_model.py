@@ -58,7 +58,7 @@ class PromptLine:
 
     prompt: str
     cost_nanos: int
-    share: float  # fraction of the month's total, 0..1 (a ratio, never an amount)
+    share: float  # fraction of the month's total, 0..1 (a ratio of two exact sums)
     calls: int
     avg_input_tokens: int
     avg_output_tokens: int
