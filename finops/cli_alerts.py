@@ -240,6 +240,7 @@ def alerts_run(
         f"{len(report.resolved)} resolved; "
         f"delivered {delivered.sent}, failed {delivered.failed}, retrying {delivered.retrying}, "
         f"ambiguous {delivered.ambiguous}"
+        + (f"; {delivered.recovered} interrupted sends checked in Slack" if delivered.recovered else "")
     )
     for problem in delivered.problems:
         err.print(f"alert not delivered: {problem}", markup=False)

@@ -51,6 +51,7 @@ __all__ = [
     "ingest_paths",
     "prepare_lines",
     "prepare_objects",
+    "unparsed_line",
     "write_prepared",
 ]
 
@@ -161,7 +162,7 @@ def _safe_raw(obj: dict[str, Any], user_key: bytes) -> str:
     return json.dumps(kept, default=str, ensure_ascii=False)
 
 
-def _unparsed(text: str) -> str:
+def unparsed_line(text: str) -> str:
     """A line that is not JSON cannot be cleaned field by field: keep its start only."""
     if len(text) <= _LINE_PREFIX:
         return text
@@ -178,7 +179,7 @@ def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Pr
         except orjson.JSONDecodeError as exc:
             out.read += 1
             out.rejections.append(
-                Rejection(line.path, line.number, f"invalid JSON: {exc}", _unparsed(line.text))
+                Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
             )
             continue
         _accept(out, book, user_key, obj, line.path, line.number, line.text)
@@ -402,7 +403,7 @@ def ingest_otlp_paths(
             except orjson.JSONDecodeError as exc:
                 batch.read += 1
                 batch.rejections.append(
-                    Rejection(line.path, line.number, f"invalid JSON: {exc}", _unparsed(line.text))
+                    Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
                 )
                 continue
             if not isinstance(request, dict):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from finops.app.ingest import IngestSummary, chunked
+from finops.app.ingest import IngestSummary, chunked, unparsed_line
 from finops.app.ledger import Ledger
 from finops.domain.outcomes import Outcome, parse_outcome
 from finops.domain.usage import RecordError
@@ -28,7 +28,9 @@ def _write(ledger: Ledger, source: str, lines: Sequence[Line], summary: IngestSu
         try:
             items.append((parse_outcome(orjson.loads(line.text)), line.path, line.number))
         except orjson.JSONDecodeError as exc:
-            rejections.append(Rejection(line.path, line.number, f"invalid JSON: {exc}", line.text))
+            rejections.append(
+                Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+            )
         except RecordError as exc:
             rejections.append(Rejection(line.path, line.number, exc.reason, line.text))
     now = time.time_ns() // 1000
