@@ -170,6 +170,6 @@ def test_prices_unpriced_then_override_then_reprice(
 
 def test_db_commands(db: Path) -> None:
     code, out, _ = finops("db", "upgrade")
-    assert code == 0 and "empty -> 0003_outcomes_prompts" in out
-    assert "already at 0003_outcomes_prompts" in finops("db", "upgrade")[1]
+    assert code == 0 and "empty -> 0004_daemon" in out
+    assert "already at 0004_daemon" in finops("db", "upgrade")[1]
     assert "up to date" in finops("db", "current")[1]

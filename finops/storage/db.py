@@ -109,7 +109,7 @@ def head_revision(engine: Engine) -> str:
 
 
 #: The newest migration (alembic/versions); tests/test_migrations.py keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0003_outcomes_prompts"
+SCHEMA_HEAD = "0004_daemon"
 
 
 def current_revision(engine: Engine) -> str | None:

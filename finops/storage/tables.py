@@ -38,12 +38,16 @@ __all__ = [
     "metadata",
     "outcome_links",
     "outcomes",
+    "poller_cursors",
     "price_entries",
     "price_versions",
     "prompt_rollups_daily",
     "prompts",
+    "provider_costs",
+    "provider_usage",
     "rollups_daily",
     "rollups_hourly",
+    "schedule_runs",
     "usage_records",
 ]
 
@@ -341,4 +345,68 @@ prompts = Table(
     Column("preview", Text, nullable=True),  # redacted, only when the operator opted in
     Column("prompt_tokens", BigInteger, nullable=True),  # counted with tiktoken, or estimated
     Column("tokens_estimated", Integer, nullable=True),
+)
+
+# --- issue 5: the daemon -------------------------------------------------------------------
+
+#: What a provider's usage API reported, one row per bucket and group (model, project, key, tier).
+#: Kept beside the ledger, never in it: a bucket sums calls the ledger may already hold one by one.
+provider_usage = Table(
+    "provider_usage",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("provider", String(64), nullable=False),  # openai | anthropic
+    Column("bucket_start_us", BigInteger, nullable=False),
+    Column("bucket_end_us", BigInteger, nullable=False),
+    Column("group_key", String(512), nullable=False),  # canonical "k=v|k=v" of the group-by values
+    Column("model", String(200), nullable=True),
+    Column("project", String(256), nullable=True),
+    Column("service_tier", String(16), nullable=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),  # inclusive, as DESIGN.md §2 counts
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("fetched_us", BigInteger, nullable=False),
+    UniqueConstraint("provider", "bucket_start_us", "group_key", name="uq_provider_usage_key"),
+)
+
+#: What a provider's cost API billed, one row per bucket (a UTC day) and line item.
+provider_costs = Table(
+    "provider_costs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("provider", String(64), nullable=False),
+    Column("bucket_start_us", BigInteger, nullable=False),
+    Column("bucket_end_us", BigInteger, nullable=False),
+    Column("group_key", String(512), nullable=False),
+    Column("line_item", String(256), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("project", String(256), nullable=True),
+    Column("amount_nanos", BigInteger, nullable=False),  # converted exactly from the provider's decimal
+    Column("currency", String(8), nullable=False),
+    Column("fetched_us", BigInteger, nullable=False),
+    UniqueConstraint("provider", "bucket_start_us", "group_key", name="uq_provider_costs_key"),
+)
+
+#: Where each poller is up to: a restart neither skips nor repeats a bucket.
+poller_cursors = Table(
+    "poller_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("cursor", Text, nullable=False),  # JSON, the poller's own shape
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+#: One row per scheduled job and period: a replica claims it before running, so a job runs once.
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("period", String(32), primary_key=True),  # e.g. 2026-11-22, 2026-11
+    Column("owner", String(128), nullable=False),  # host:pid of the replica that claimed it
+    Column("claimed_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("result", Text, nullable=True),
 )
