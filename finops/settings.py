@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -59,6 +60,88 @@ class Settings(BaseSettings):
         default=None, description="Slack Web API base URL (tests, proxies); default Slack's own."
     )
     slack_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # --- the daemon (`finops run`) -----------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(default=8787, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")
+    ingest_tokens: SecretStr | None = Field(
+        default=None,
+        description="Bearer tokens per source: `source=token` pairs, comma-separated. The source of "
+        "every record sent with a token is the token's source, never the payload's.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    max_batch_records: int = Field(default=10_000, ge=1, le=1_000_000, description="Most records a request.")
+    cycle_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between daemon cycles (budgets, alerts, schedules)."
+    )
+    schedule_tz: str = Field(default="UTC", description="IANA zone of the digest and report schedules.")
+    digest_time: str = Field(
+        default="09:00", pattern=r"^\d{2}:\d{2}$", description="Local time of the daily digest (HH:MM)."
+    )
+    digest_channel: str | None = Field(
+        default=None, description="Slack channel of the scheduled digest and monthly report (unset: off)."
+    )
+    retention_days: int = Field(
+        default=90, ge=2, description="Raw usage records older than this are deleted; rollups are kept."
+    )
+    prompt_preview_retention_days: int = Field(
+        default=30, ge=1, description="Redacted prompt previews not seen for this long are deleted."
+    )
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="Daemon log lines.")
+
+    # --- provider usage pollers and reconciliation --------------------------------------------
+    openai_admin_key: SecretStr | None = Field(
+        default=None, description="OpenAI admin key (sk-admin-...): enables the usage and cost poller."
+    )
+    openai_base_url: str = Field(default="https://api.openai.com", description="OpenAI API base URL.")
+    anthropic_admin_key: SecretStr | None = Field(
+        default=None, description="Anthropic admin key (sk-ant-admin...): enables the usage and cost poller."
+    )
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com", description="Anthropic API base URL."
+    )
+    poll_interval_s: float = Field(
+        default=900.0, ge=1, description="Seconds between provider usage polls (their data lags minutes)."
+    )
+    poll_start_days: int = Field(
+        default=35, ge=1, le=400, description="How far back the first poll of a provider starts."
+    )
+    reconcile_threshold_pct: Decimal = Field(
+        default=Decimal("5"), ge=0, description="Alert when a provider day drifts more than this percent..."
+    )
+    reconcile_min_usd: Decimal = Field(
+        default=Decimal("1"), ge=0, description="...and by more than this many dollars."
+    )
+    reconcile_channel: str | None = Field(
+        default=None, description="Slack channel of reconciliation alerts (default: slack_default_channel)."
+    )
+
+    def source_tokens(self) -> dict[str, str]:
+        """FINOPS_INGEST_TOKENS as token -> source; a malformed pair is an error that names it."""
+        raw = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
+        tokens: dict[str, str] = {}
+        for index, pair in enumerate(p.strip() for p in raw.split(",")):
+            if not pair:
+                continue
+            source, sep, token = pair.partition("=")
+            source, token = source.strip(), token.strip()
+            if not sep or not source or not token:
+                raise ValueError(
+                    f"FINOPS_INGEST_TOKENS pair {index + 1} is not `source=token` "
+                    "(write e.g. `support-app=3f9c...,gateway=81aa...`)"
+                )
+            if len(token) < 16:
+                raise ValueError(
+                    f"FINOPS_INGEST_TOKENS: the token of {source!r} is shorter than 16 characters"
+                )
+            if token in tokens:
+                raise ValueError(
+                    f"FINOPS_INGEST_TOKENS: two sources share one token ({tokens[token]!r}, {source!r})"
+                )
+            tokens[token] = source
+        return tokens
 
     @field_validator("database_url")
     @classmethod
