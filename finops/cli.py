@@ -190,28 +190,22 @@ def spend(
     db: DbOpt = None,
 ) -> None:
     """How much was spent, grouped as you ask. JSON and CSV are exact; tables round to the cent."""
-    from finops.domain.providers import canonical_provider
     from finops.reports.render import render_csv, render_json, render_table
-    from finops.reports.spend import SpendQuery, run_spend
+    from finops.reports.spend import run_spend
+    from finops.reports.spend_request import spend_query
 
     tzinfo = zone(tz)
     start, end = period(since=since, until=until, month=month, today=today, tz=tzinfo)
-    tags = {}
-    for item in tag or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--tag takes KEY=VALUE, got {item!r}")
-        tags[key] = value
     try:
-        query = SpendQuery(
-            group_by=tuple(d.strip() for d in by.split(",") if d.strip()),
+        query = spend_query(
+            by=by,
             start=start,
             end=end,
             tz=tzinfo,
-            flows=tuple(flow or ()),
-            models=tuple(m.lower() for m in model or ()),
-            providers=tuple(canonical_provider(p) for p in provider or ()),
-            tags=tags,
+            flows=flow or (),
+            models=model or (),
+            providers=provider or (),
+            tags=tag or (),
             top=top,
         )
     except ValueError as exc:

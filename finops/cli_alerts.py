@@ -247,17 +247,9 @@ def alerts_run(
 
 
 def _sender(settings: Settings) -> Any:
-    from finops.notify.slack import SlackSender
+    from finops.notify.slack import sender_for
 
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    webhook = settings.slack_webhook_url.get_secret_value() if settings.slack_webhook_url else None
-    return SlackSender(
-        token=token,
-        webhook_url=webhook,
-        base_url=settings.slack_base_url,
-        default_channel=settings.slack_default_channel,
-        timeout_s=settings.slack_timeout_s,
-    )
+    return sender_for(settings)
 
 
 @alerts_app.command("list")

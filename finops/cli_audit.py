@@ -289,39 +289,23 @@ def digest(
     db: DbOpt = None,
 ) -> None:
     """Per flow (top 5): spend against cap, cost per success, change vs the period before."""
-    from finops.app.budgets import budgets_in_force
-    from finops.audit.digest import digest_lines, digest_message
+    from finops.app.digests import build_digest, queue_digest
 
     ledger = ledger_for(db)
     tzinfo = zone(tz)
-    found = budgets_in_force(ledger, ledger.settings.budgets_dir)
     today = datetime.now(UTC).astimezone(tzinfo).date()
-    with ledger.engine.connect() as conn:
-        label, lines = digest_lines(conn, found.budgets, period=period.value, today=today, tz=tzinfo)
-    message = digest_message(period.value, label, lines)
     if not post_slack:
+        label, message = build_digest(ledger, period=period.value, today=today, tz=tzinfo)
         typer.echo(
             json.dumps({"text": message.text, "blocks": list(message.blocks)}, indent=2, ensure_ascii=False)
         )
         ledger.close()
         return
-    import time
-
     from finops.app.alerts import deliver
-    from finops.cli_alerts import _sender
-    from finops.storage.alerts import enqueue
-    from finops.storage.db import write_transaction
+    from finops.notify.slack import sender_for
 
-    now_us = time.time_ns() // 1000
-    with write_transaction(ledger.engine) as conn:  # once per period, whatever the number of replicas
-        enqueue(
-            conn,
-            dedupe_key=f"digest:{period.value}:{label}",
-            channel=channel or ledger.settings.slack_default_channel,
-            payload={"type": "message", "text": message.text, "blocks": list(message.blocks)},
-            now_us=now_us,
-        )
-    result = deliver(ledger, _sender(ledger.settings))
+    label, _ = queue_digest(ledger, period=period.value, today=today, tz=tzinfo, channel=channel)
+    result = deliver(ledger, sender_for(ledger.settings))
     ledger.close()
     typer.echo(f"digest {label}: delivered {result.sent}, failed {result.failed}, retrying {result.retrying}")
     for problem in result.problems:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -53,36 +53,25 @@ def ledger_for(db: str | None, *, create: bool = True) -> Ledger:
 
 
 def zone(name: str) -> ZoneInfo:
+    from finops.reports.spend_request import resolve_zone
+
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
+        return resolve_zone(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def period(
     *, since: str | None, until: str | None, month: str | None, today: bool, tz: ZoneInfo
 ) -> tuple[datetime | None, datetime | None]:
-    from finops.domain.periods import month_range, parse_instant
+    from finops.reports.spend_request import resolve_period
 
-    now = datetime.now(UTC)
-    if len([given for given in (since, month, today) if given]) > 1:
-        raise UsageError("use one of --since, --month, --today")
     try:
-        if month:
-            if until:
-                raise UsageError("--month already ends the period; drop --until")
-            return month_range(month, tz)
-        start = (
-            parse_instant("today", now=now, tz=tz)
-            if today
-            else (parse_instant(since, now=now, tz=tz) if since else None)
+        return resolve_period(
+            since=since, until=until, month=month, today=today, tz=tz, now=datetime.now(UTC)
         )
-        end = parse_instant(until, now=now, tz=tz) if until else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if start and end and start >= end:
-        raise UsageError("--since must be before --until")
-    return start, end
 
 
 def date_arg(text: str, option: str) -> date:

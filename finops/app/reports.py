@@ -9,18 +9,27 @@ from finops.app.alerts import deliver
 from finops.app.ledger import Ledger
 from finops.audit.report_model import MonthlyReport
 from finops.audit.report_slack import report_summary_message
+from finops.notify.slack import sender_for
 from finops.storage import alerts as outbox
 from finops.storage.db import write_transaction
 
-__all__ = ["post_report"]
+__all__ = ["post_report", "queue_report"]
 
 
-def post_report(
-    ledger: Ledger, report: MonthlyReport, *, filename: str, content: str, channel: str | None
-) -> str:
-    """Queue the summary and the file, then deliver; returns a line saying what happened."""
-    from finops.cli_alerts import _sender  # the one place Slack settings become a sender
+def queue_report(
+    ledger: Ledger,
+    report: MonthlyReport,
+    *,
+    filename: str,
+    content: str,
+    channel: str | None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Queue the summary and the file in the outbox; ``False`` when ``dedupe_key`` was queued before.
 
+    On demand, every call posts (the key carries the time); the daemon's schedule passes one key
+    per month, so replicas and restarts post a month's report once.
+    """
     summary = report_summary_message(report)
     digest = hashlib.sha256(content.encode()).hexdigest()[:12]
     payload = {
@@ -32,14 +41,21 @@ def post_report(
     }
     now_us = time.time_ns() // 1000
     with write_transaction(ledger.engine) as conn:
-        outbox.enqueue(
+        return outbox.enqueue(
             conn,
-            dedupe_key=f"report:{report.month}:{digest}:{now_us}",
+            dedupe_key=dedupe_key or f"report:{report.month}:{digest}:{now_us}",
             channel=channel or ledger.settings.slack_default_channel,
             payload=payload,
             now_us=now_us,
         )
-    result = deliver(ledger, _sender(ledger.settings))
+
+
+def post_report(
+    ledger: Ledger, report: MonthlyReport, *, filename: str, content: str, channel: str | None
+) -> str:
+    """Queue the summary and the file, then deliver; returns a line saying what happened."""
+    queue_report(ledger, report, filename=filename, content=content, channel=channel)
+    result = deliver(ledger, sender_for(ledger.settings))
     if result.sent:
         return f"posted the {report.month} report to Slack"
     problems = "; ".join(result.problems) or "it will be retried by `finops alerts run`"

@@ -34,8 +34,9 @@ from finops.notify.transport import (
     retry_after,
     scrubbing_logger,
 )
+from finops.settings import Settings
 
-__all__ = ["Delivery", "SlackSender"]
+__all__ = ["Delivery", "SlackSender", "sender_for"]
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _TOKEN_HELP = "create a new bot token (xoxb-…) with the chat:write scope and set FINOPS_SLACK_BOT_TOKEN"  # noqa: S105
@@ -419,3 +420,16 @@ class SlackSender:
                     f"channel {channel} not found by conversations.list (the app needs "
                     "channels:read and groups:read, and must be in private channels)"
                 )
+
+
+def sender_for(settings: Settings) -> SlackSender:
+    """The one place Slack settings become a sender (bot token, else webhook)."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    webhook = settings.slack_webhook_url.get_secret_value() if settings.slack_webhook_url else None
+    return SlackSender(
+        token=token,
+        webhook_url=webhook,
+        base_url=settings.slack_base_url,
+        default_channel=settings.slack_default_channel,
+        timeout_s=settings.slack_timeout_s,
+    )

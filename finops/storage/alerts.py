@@ -65,9 +65,9 @@ def _row(r: Any) -> OutboxRow:
 
 def enqueue(
     conn: Connection, *, dedupe_key: str, channel: str | None, payload: dict[str, Any], now_us: int
-) -> None:
-    """Queue a message for delivery once per ``dedupe_key``."""
-    conn.execute(
+) -> bool:
+    """Queue a message for delivery once per ``dedupe_key``; ``False`` if it was queued before."""
+    result = conn.execute(
         dialect_insert(conn, alert_outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         {
             "dedupe_key": dedupe_key,
@@ -80,6 +80,7 @@ def enqueue(
             "updated_us": now_us,
         },
     )
+    return result.rowcount == 1
 
 
 def record_breach(
