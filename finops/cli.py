@@ -21,6 +21,7 @@ from finops.cli_audit import register as register_audit_commands
 from finops.cli_budgets import budgets_app
 from finops.cli_common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
 from finops.cli_prices import prices_app, reprice
+from finops.cli_run import register as register_run_command
 from finops.errors import FinopsError, UsageError
 
 __all__ = ["app", "main"]
@@ -61,6 +62,7 @@ app.command()(reprice)
 app.add_typer(budgets_app, name="budgets")
 register_alert_commands(app, budgets_app)
 register_audit_commands(app)
+register_run_command(app)
 
 
 def _version(value: bool) -> None:
@@ -82,6 +84,8 @@ class Kind(StrEnum):
     usage = "usage"
     outcomes = "outcomes"
     otlp = "otlp"
+    litellm = "litellm"
+    litellm_spendlogs = "litellm-spendlogs"
 
 
 # --------------------------------------------------------------------------- ingest
@@ -97,7 +101,9 @@ def ingest(
     kind: Annotated[
         Kind,
         typer.Option(
-            "--kind", help="usage records (default), outcomes (DESIGN.md §5), or otlp trace exports."
+            "--kind",
+            help="usage records (default), outcomes (DESIGN.md §5), otlp trace exports, litellm "
+            "(StandardLoggingPayload objects or arrays) or litellm-spendlogs (LiteLLM_SpendLogs rows).",
         ),
     ] = Kind.usage,
     db: DbOpt = None,
@@ -110,14 +116,18 @@ def ingest(
     ledger = ledger_for(db)
     err = Console(stderr=True, highlight=False)
     files = expand_paths(paths)
-    if kind is Kind.otlp:
-        from finops.app.ingest import ingest_otlp_paths
+    if kind in (Kind.otlp, Kind.litellm, Kind.litellm_spendlogs):
+        from finops.app.ingest import ingest_litellm_paths, ingest_otlp_paths
 
-        summary = ingest_otlp_paths(ledger, files, source=source, batch_size=batch_size)
+        if kind is Kind.otlp:
+            summary = ingest_otlp_paths(ledger, files, source=source, batch_size=batch_size)
+            skipped = "spans were not LLM calls (no gen_ai.usage attributes)"
+        else:
+            log_kind = "standard" if kind is Kind.litellm else "spendlogs"
+            summary = ingest_litellm_paths(ledger, files, kind=log_kind, source=source, batch_size=batch_size)
+            skipped = "log entries were not billed LLM calls (LiteLLM cache hits, other call types)"
         print_ingest_summary(summary, files=len(files), console=out())
-        out().print(
-            f"{summary.skipped:,} spans were not LLM calls (no gen_ai.usage attributes)", markup=False
-        )
+        out().print(f"{summary.skipped:,} {skipped}", markup=False)
         ledger.close()
         if strict and summary.rejected:
             raise typer.Exit(3)

@@ -18,9 +18,10 @@ from rich.table import Table
 
 from finops.app.ledger import Ledger
 from finops.cli_common import ledger_for
-from finops.domain.budgets import Budget, BudgetState
+from finops.domain.budgets import Budget
 from finops.domain.money import format_usd
 from finops.errors import UsageError
+from finops.reports.budget_docs import check_document, state_document
 from finops.settings import Settings
 
 __all__ = ["alerts_app", "check", "register"]
@@ -49,34 +50,6 @@ def _budgets(ledger: Ledger, directory: Path | None, err: Console) -> list[Budge
     return list(found.budgets)
 
 
-def _state_doc(state: BudgetState) -> dict[str, Any]:
-    b = state.budget
-    doc: dict[str, Any] = {
-        "budget": b.key,
-        "owner": b.owner,
-        "timezone": b.timezone,
-        "day": state.local_day.isoformat(),
-        "spend_usd": format_usd(state.spend_nanos),
-        "cap_usd": format_usd(state.cap_nanos),
-        "remaining_usd": format_usd(state.remaining_nanos),
-        "percent": f"{state.fraction * 100:.1f}",
-        "state": state.state,
-        "on_breach": b.on_breach,
-        "projected_end_of_day_usd": format_usd(state.projection.end_of_period_nanos),
-        "cap_hit_at": state.projection.cap_hit_at.astimezone(b.zone).isoformat()
-        if state.projection.cap_hit_at
-        else None,
-        "thresholds_crossed": [str(t) for t in state.crossed],
-    }
-    if state.month_cap_nanos is not None:
-        doc["month"] = {
-            "month": state.month_label,
-            "spend_usd": format_usd(state.month_spend_nanos or 0),
-            "cap_usd": format_usd(state.month_cap_nanos),
-        }
-    return doc
-
-
 def check(
     flow: Annotated[str, typer.Argument(help="The flow about to spend.")],
     estimate_usd: Annotated[str, typer.Option("--estimate-usd", help="What the next call may cost.")] = "0",
@@ -100,21 +73,7 @@ def check(
     with ledger.engine.connect() as conn:
         result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
     ledger.close()
-    tight = result.tightest
-    doc: dict[str, Any] = {
-        "decision": result.decision,
-        "flow": flow,
-        "reason": result.reason,
-        "estimate_usd": format_usd(result.estimate_nanos),
-    }
-    if tight is not None:
-        doc.update(
-            spend_usd=format_usd(tight.spend_nanos),
-            cap_usd=format_usd(tight.cap_nanos),
-            remaining_usd=format_usd(tight.remaining_nanos),
-            budget=tight.budget.key,
-        )
-    doc["budgets"] = [_state_doc(s) for s in result.states]
+    doc = check_document(result)
     typer.echo(json.dumps(doc, indent=2))
     if result.decision == "deny":
         raise typer.Exit(DENY_EXIT)
@@ -150,7 +109,7 @@ def status(
             json.dumps(
                 [
                     {
-                        **_state_doc(s),
+                        **state_document(s),
                         "top_models": [{"model": m, "cost_usd": format_usd(c)} for m, c in d.models],
                         "top_prompts": [{"prompt": p, "cost_usd": format_usd(c)} for p, c in d.prompts],
                     }

@@ -6,9 +6,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///finops.db"
 
@@ -152,3 +157,29 @@ class Settings(BaseSettings):
                 f"got {value.split(':', 1)[0]!r}"
             )
         return value
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Settings from FINOPS_* variables, then ``.env``, then a TOML ``config`` file (the same names,
+    lower case, without the prefix: ``database_url = "..."``). Variables win over the file."""
+    if config is None:
+        return Settings()
+    if not config.is_file():
+        raise ValueError(f"config file {config} does not exist")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            toml = TomlConfigSettingsSource(settings_cls)
+            return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
+    return FileSettings()

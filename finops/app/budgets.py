@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -172,6 +172,10 @@ class BudgetsInForce:
     budgets: tuple[Budget, ...]
     messages: tuple[str, ...]
     broken: bool
+    #: each broken file's errors ("file:line: what is wrong"), to tell its owner
+    errors_by_file: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: each broken file's last good budgets still in force (empty: none was ever read)
+    kept_by_file: Mapping[str, tuple[Budget, ...]] = field(default_factory=dict)
 
 
 def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
@@ -203,7 +207,17 @@ def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
             messages.append(f"{name}: broken, so its last good version (read {saved}) stays in force")
         else:
             messages.append(f"{name}: broken and never read while valid: its budgets are NOT enforced")
-    return BudgetsInForce(tuple(budgets), tuple(messages), bool(broken))
+    errors: dict[str, list[str]] = {name: [] for name in broken}
+    for problem in found.errors:
+        if problem.file in errors:
+            errors[problem.file].append(str(problem))
+    return BudgetsInForce(
+        tuple(budgets),
+        tuple(messages),
+        bool(broken),
+        {name: tuple(items) for name, items in errors.items()},
+        {name: tuple(kept[name][0]) if name in kept else () for name in broken},
+    )
 
 
 def successes(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:

@@ -47,7 +47,9 @@ __all__ = [
     "Prepared",
     "chunked",
     "ingest_lines",
+    "ingest_litellm_paths",
     "ingest_objects",
+    "ingest_otlp_paths",
     "ingest_paths",
     "prepare_lines",
     "prepare_objects",
@@ -79,11 +81,12 @@ class IngestSummary:
     unpriced_models: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[Rejection] = field(default_factory=list)
+    example_limit: int = 10  # the HTTP API keeps them all: each rejected record gets its reason
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejected += 1
         self.reasons[_kind(rejection.reason)] += 1
-        if len(self.examples) < 10:
+        if len(self.examples) < self.example_limit:
             self.examples.append(rejection)
 
 
@@ -268,8 +271,8 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
     summary.cost_nanos += outcome.cost_nanos
     summary.unpriced += outcome.unpriced
     summary.conflicts += len(outcome.conflicts)
-    for conflict in outcome.conflicts:
-        summary.add_rejection(conflict)
+    for rejection in [*outcome.too_old, *outcome.conflicts]:
+        summary.add_rejection(rejection)
     summary.unpriced_models.update(outcome.unpriced_models)
 
 
@@ -393,26 +396,74 @@ def ingest_otlp_paths(
     exporter writes them): GenAI spans become usage records; other spans are skipped."""
     from finops.ingest.otlp import span_records
 
+    return _ingest_mapped(
+        ledger,
+        paths,
+        source=source,
+        batch_size=batch_size,
+        records=span_records,
+        shapes=(dict,),
+        wrong_shape="not an ExportTraceServiceRequest",
+    )
+
+
+def ingest_litellm_paths(
+    ledger: Ledger,
+    paths: Sequence[Path],
+    *,
+    kind: str,
+    source: str = DEFAULT_SOURCE,
+    batch_size: int | None = None,
+) -> IngestSummary:
+    """LiteLLM's logs, one JSON object or array a line: ``kind`` ``standard`` for
+    StandardLoggingPayload (its logging callbacks), ``spendlogs`` for LiteLLM_SpendLogs rows.
+    Cache hits and calls that are not token-priced are skipped. Raises ``IngestError`` for
+    another kind."""
+    from finops.ingest.litellm_logs import KINDS, litellm_objects
+
+    if kind not in KINDS:
+        raise IngestError(f"unknown LiteLLM log kind {kind!r}: use one of {', '.join(KINDS)}")
+    return _ingest_mapped(
+        ledger,
+        paths,
+        source=source,
+        batch_size=batch_size,
+        records=lambda obj: litellm_objects(obj, kind),
+        shapes=(dict, list),
+        wrong_shape="not a LiteLLM log object or a JSON array of them",
+    )
+
+
+def _ingest_mapped(
+    ledger: Ledger,
+    paths: Sequence[Path],
+    *,
+    source: str,
+    batch_size: int | None,
+    records: Callable[[Any], Iterable[tuple[str, Any]]],
+    shapes: tuple[type, ...],
+    wrong_shape: str,
+) -> IngestSummary:
+    """Lines of another tool's JSON -> ``records`` maps each to canonical records (``None``:
+    skipped) -> validated, priced and stored like any usage record, in batches."""
     summary = IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
     batch = Prepared()
     for path in expand_paths(paths):
         for line in read_lines(path):
             try:
-                request = orjson.loads(line.text)
+                decoded = orjson.loads(line.text)
             except orjson.JSONDecodeError as exc:
                 batch.read += 1
                 batch.rejections.append(
                     Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
                 )
                 continue
-            if not isinstance(request, dict):
+            if not isinstance(decoded, shapes):
                 batch.read += 1
-                batch.rejections.append(
-                    Rejection(line.path, line.number, "not an ExportTraceServiceRequest", "")
-                )
+                batch.rejections.append(Rejection(line.path, line.number, wrong_shape, ""))
                 continue
-            for where, record in span_records(request):
+            for where, record in records(decoded):
                 if record is None:
                     summary.skipped += 1
                     continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -17,7 +19,28 @@ from finops.storage.db import write_transaction
 from finops.storage.ledger import Rejection, write_dead_letters
 from finops.storage.outcomes import write_outcomes
 
-__all__ = ["ingest_outcome_paths"]
+__all__ = ["ingest_outcome_objects", "ingest_outcome_paths"]
+
+
+def _store(
+    ledger: Ledger,
+    source: str,
+    items: list[tuple[Outcome, str, int | None]],
+    rejections: list[Rejection],
+    summary: IngestSummary,
+) -> None:
+    now = time.time_ns() // 1000
+    with write_transaction(ledger.engine) as conn:
+        batch = write_outcomes(conn, source=source, items=items, now_us=now)
+        write_dead_letters(
+            conn, source=f"{source}:outcomes", rejections=[*rejections, *batch.conflicts], now_us=now
+        )
+    summary.stored += batch.stored
+    summary.duplicates += batch.duplicates
+    summary.conflicts += len(batch.conflicts)
+    summary.linked += batch.linked
+    for rejection in [*rejections, *batch.conflicts]:
+        summary.add_rejection(rejection)
 
 
 def _write(ledger: Ledger, source: str, lines: Sequence[Line], summary: IngestSummary) -> None:
@@ -33,18 +56,24 @@ def _write(ledger: Ledger, source: str, lines: Sequence[Line], summary: IngestSu
             )
         except RecordError as exc:
             rejections.append(Rejection(line.path, line.number, exc.reason, line.text))
-    now = time.time_ns() // 1000
-    with write_transaction(ledger.engine) as conn:
-        batch = write_outcomes(conn, source=source, items=items, now_us=now)
-        write_dead_letters(
-            conn, source=f"{source}:outcomes", rejections=[*rejections, *batch.conflicts], now_us=now
-        )
-    summary.stored += batch.stored
-    summary.duplicates += batch.duplicates
-    summary.conflicts += len(batch.conflicts)
-    summary.linked += batch.linked
-    for rejection in [*rejections, *batch.conflicts]:
-        summary.add_rejection(rejection)
+    _store(ledger, source, items, rejections, summary)
+
+
+def ingest_outcome_objects(
+    ledger: Ledger, objects: Sequence[Any], *, source: str, location: str, summary: IngestSummary
+) -> IngestSummary:
+    """Already-decoded outcomes (an HTTP batch) in one transaction; ``line`` is the index in the batch."""
+    items: list[tuple[Outcome, str, int | None]] = []
+    rejections: list[Rejection] = []
+    for index, obj in enumerate(objects):
+        summary.read += 1
+        try:
+            items.append((parse_outcome(obj), location, index))
+        except RecordError as exc:
+            rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+            rejections.append(Rejection(location, index, exc.reason, json.dumps(obj, default=str), rid))
+    _store(ledger, source, items, rejections, summary)
+    return summary
 
 
 def ingest_outcome_lines(

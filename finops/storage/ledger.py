@@ -24,6 +24,7 @@ from sqlalchemy import Connection, case, delete, func, insert, select
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.usage import UsageRecord
+from finops.storage.retention import final_before_us
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
     CONTENT_COLUMNS,
@@ -98,6 +99,7 @@ class BatchOutcome:
     cost_nanos: int = 0
     unpriced: int = 0
     conflicts: list[Rejection] = field(default_factory=list)
+    too_old: list[Rejection] = field(default_factory=list)  # before the retention watermark
     unpriced_models: Counter[str] = field(default_factory=Counter)  # provider/model of stored unpriced rows
 
 
@@ -155,6 +157,20 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
         rows = conn.execute(select(*cols).where(t.source == source, t.record_id.in_(chunk)))
         found.update({row[0]: tuple(row) for row in rows})
     return found
+
+
+def _too_old(row: tuple[Any, ...], where: tuple[str, int | None], final_us: int) -> Rejection:
+    rid = row[1]
+    ts = (_EPOCH + timedelta(microseconds=row[2])).isoformat()
+    final = (_EPOCH + timedelta(microseconds=final_us)).isoformat()
+    return Rejection(
+        location=where[0],
+        line=where[1],
+        record_id=rid,
+        reason=f"too old: usage before {final} is final (raw records past FINOPS_RETENTION_DAYS are "
+        "deleted and their totals closed), so this record was not stored",
+        raw=json.dumps({"id": rid, "ts": ts, "model": row[5]}),
+    )
 
 
 def _conflict(row: tuple[Any, ...], where: tuple[str, int | None]) -> Rejection:
@@ -314,10 +330,18 @@ def write_rows(
     rejections: Sequence[Rejection] = (),
     now_us: int,
 ) -> BatchOutcome:
-    """Store usage rows (``USAGE_COLUMNS`` order; ``where``: their file and line) once each."""
+    """Store usage rows (``USAGE_COLUMNS`` order; ``where``: their file and line) once each.
+
+    A row older than the retention watermark is refused: its raw record may have been stored
+    and deleted already, and its rollups are closed (storage/retention.py).
+    """
     outcome = BatchOutcome()
     fresh: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    final = final_before_us(conn)
     for index, row in enumerate(rows):
+        if row[2] < final:
+            outcome.too_old.append(_too_old(row, where[index], final))
+            continue
         seen = fresh.get(row[1])
         if seen is None:
             fresh[row[1]] = (index, row)
@@ -349,7 +373,9 @@ def write_rows(
                     outcome.conflicts.append(_conflict(row, where[index]))
             new = [row for row in new if row[1] in inserted]
         _stored(conn, new, outcome)
-    write_dead_letters(conn, source=source, rejections=[*rejections, *outcome.conflicts], now_us=now_us)
+    write_dead_letters(
+        conn, source=source, rejections=[*rejections, *outcome.too_old, *outcome.conflicts], now_us=now_us
+    )
     return outcome
 
 

@@ -1,0 +1,31 @@
+"""The retention job: keep raw usage for FINOPS_RETENTION_DAYS, previews for their own horizon."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from finops.app.ledger import Ledger
+from finops.storage.db import write_transaction
+from finops.storage.retention import RetentionResult, apply_retention
+
+__all__ = ["run_retention"]
+
+_DAY_US = 86_400_000_000
+
+
+def run_retention(ledger: Ledger, *, now: datetime) -> RetentionResult:
+    """Close and delete raw usage before the start of the UTC day ``retention_days`` ago.
+
+    Whole UTC days, so a daily rollup is never half raw, half deleted.
+    """
+    settings = ledger.settings
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    usage_before = today - timedelta(days=settings.retention_days)
+    preview_before = today - timedelta(days=settings.prompt_preview_retention_days)
+    with write_transaction(ledger.engine) as conn:
+        return apply_retention(
+            conn,
+            usage_before_us=int(usage_before.timestamp()) * 1_000_000,
+            preview_before_day=int(preview_before.timestamp()),
+            dead_letters_before_us=int(usage_before.timestamp()) * 1_000_000,
+        )
