@@ -67,20 +67,20 @@ def enqueue(
     conn: Connection, *, dedupe_key: str, channel: str | None, payload: dict[str, Any], now_us: int
 ) -> bool:
     """Queue a message for delivery once per ``dedupe_key``; ``False`` if it was queued before."""
-    result = conn.execute(
-        dialect_insert(conn, alert_outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-        {
-            "dedupe_key": dedupe_key,
-            "channel": channel,
-            "payload": json.dumps(payload, default=str),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_us": now_us,
-            "created_us": now_us,
-            "updated_us": now_us,
-        },
+    stmt = dialect_insert(conn, alert_outbox).values(
+        dedupe_key=dedupe_key,
+        channel=channel,
+        payload=json.dumps(payload, default=str),
+        status="pending",
+        attempts=0,
+        next_attempt_us=now_us,
+        created_us=now_us,
+        updated_us=now_us,
     )
-    return result.rowcount == 1
+    inserted = conn.execute(  # RETURNING: rowcount of an INSERT .. ON CONFLICT is -1 on psycopg
+        stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(alert_outbox.c.id)
+    ).first()
+    return inserted is not None
 
 
 def record_breach(

@@ -16,11 +16,11 @@ __all__ = ["claim_run", "finish_run", "last_runs"]
 
 def claim_run(conn: Connection, *, job: str, period: str, owner: str, now_us: int, stale_us: int) -> bool:
     """``True`` if this caller now owns the run of ``job`` for ``period``."""
-    inserted = conn.execute(
-        dialect_insert(conn, schedule_runs).on_conflict_do_nothing(index_elements=["job", "period"]),
-        {"job": job, "period": period, "owner": owner, "claimed_us": now_us},
-    )
-    if inserted.rowcount == 1:
+    stmt = dialect_insert(conn, schedule_runs).values(job=job, period=period, owner=owner, claimed_us=now_us)
+    inserted = conn.execute(  # RETURNING: rowcount of an INSERT .. ON CONFLICT is -1 on psycopg
+        stmt.on_conflict_do_nothing(index_elements=["job", "period"]).returning(schedule_runs.c.job)
+    ).first()
+    if inserted is not None:
         return True
     s = schedule_runs.c
     taken = conn.execute(

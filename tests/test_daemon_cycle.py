@@ -1,0 +1,191 @@
+"""The daemon's cycle in process: budgets re-read, alerts after ingest, schedules once, retention."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from finops.app.daemon import Daemon
+from finops.app.ledger import Ledger
+from finops.app.retention import run_retention
+from finops.cli import app
+from finops.errors import ConfigError
+from finops.settings import Settings
+from finops.storage.tables import alert_outbox, prompts, schedule_runs, usage_records
+from tests.conftest import usage
+from tests.slack_fake import TOKEN, FakeSlack
+from tests.slack_fake import slack as slack_fixture  # noqa: F401  (the `slack` fixture)
+
+GOOD = """\
+budgets:
+  - flow: support-gpt-en
+    owner: "@dana"
+    slack_channel: "#support-costs"
+    daily_cap_usd: 0.05
+    thresholds: [0.5, 1.0]
+"""
+
+
+def _settings(db_url: str, budgets: Path, slack: FakeSlack | None = None, **more: Any) -> Settings:
+    base: dict[str, Any] = {"database_url": db_url, "budgets_dir": budgets, "cycle_s": 0.2}
+    if slack is not None:
+        base.update(slack_bot_token=SecretStr(TOKEN), slack_base_url=slack.base_url, slack_timeout_s=2.0)
+    return Settings(**{**base, **more})
+
+
+@pytest.fixture
+def budgets(tmp_path: Path) -> Path:
+    folder = tmp_path / "budgets"
+    folder.mkdir()
+    (folder / "support.yaml").write_text(GOOD)
+    return folder
+
+
+def _count(ledger: Ledger, table: Any, *where: Any) -> int:
+    with ledger.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+def test_a_batch_over_the_cap_alerts_the_owner_in_the_next_cycle(
+    db_url: str, budgets: Path, slack: FakeSlack
+) -> None:
+    daemon = Daemon(_settings(db_url, budgets, slack))
+    daemon.start()
+    try:
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
+        batch = [usage(i, flow="support-gpt-en", ts=now, tags={}) for i in range(40)]
+        result = daemon.service.usage(batch, source="app")
+        assert result.stored == 40
+        for _ in range(200):  # the ingest wakes the cycle; no need to wait for FINOPS_CYCLE_S
+            if len(slack.posts("#support-costs")) >= 2:
+                break
+            threading.Event().wait(0.05)
+        daemon.cycle()  # and more cycles send nothing again
+        texts = [p.text or "" for p in slack.posts("#support-costs")]
+        assert len(texts) == 2 and all("support-gpt-en" in t for t in texts)  # 50% and 100%, once each
+    finally:
+        daemon.shutdown()
+
+
+def test_a_broken_edit_keeps_the_last_good_budgets_and_tells_the_owner_once(
+    db_url: str, budgets: Path, slack: FakeSlack
+) -> None:
+    daemon = Daemon(_settings(db_url, budgets, slack, slack_default_channel="#finops"))
+    try:
+        daemon.cycle()
+        assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]
+        (budgets / "support.yaml").write_text(GOOD.replace("daily_cap_usd: 0.05", "daily_cap_usd: lots"))
+        daemon.cycle()
+        assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]  # still enforced
+        daemon.cycle()
+        told = slack.posts("#support-costs")
+        assert len(told) == 1  # once per broken version of the file
+        text = told[0].text or ""
+        assert "@dana" in text and "support.yaml:5" in text and "last good version" in text
+        (budgets / "support.yaml").write_text(GOOD.replace("0.05", "7"))
+        daemon.cycle()
+        assert daemon.budgets.budgets[0].daily_cap_usd == 7
+        assert daemon.budgets.current.errors_by_file == {}
+    finally:
+        daemon.shutdown()
+
+
+def test_two_replicas_post_the_digest_and_the_monthly_report_once(
+    db_url: str, budgets: Path, slack: FakeSlack
+) -> None:
+    settings = _settings(
+        db_url,
+        budgets,
+        slack,
+        digest_channel="#finops-digest",
+        schedule_tz="Europe/Berlin",
+        digest_time="08:30",
+    )
+    replicas = [Daemon(settings), Daemon(settings)]
+    try:
+        replicas[0].service.usage([usage(1, ts="2026-11-30T12:00:00Z")], source="app")
+        before = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin: not yet
+        for r in replicas:
+            assert {job for job, _, _ in r.cycle(before).jobs} <= {"retention"}
+        assert slack.posts("#finops-digest") == []
+        due = datetime(2026, 12, 1, 7, 45, tzinfo=UTC)  # 08:45 in Berlin, on the 1st
+        reports = []
+        threads = [threading.Thread(target=lambda r=r: reports.append(r.cycle(due))) for r in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ran = sorted(job for report in reports for job, _, _ in report.jobs)
+        assert ran.count("daily-digest") == 1 and ran.count("monthly-report") == 1
+        for r in replicas:
+            r.cycle(due)
+        posts = slack.posts("#finops-digest")
+        assert len([p for p in posts if "2026-11-30" in (p.text or "")]) == 1
+        assert len(slack.uploads) == 1 and slack.uploads[0]["filename"] == "finops-report-2026-11.html"
+        with replicas[0].ledger.engine.connect() as conn:
+            runs = {(r.job, r.period) for r in conn.execute(select(schedule_runs))}
+        assert {("daily-digest", "2026-12-01"), ("monthly-report", "2026-11")} <= runs
+    finally:
+        for r in replicas:
+            r.shutdown()
+
+
+def test_retention_deletes_old_raw_records_keeps_totals_and_refuses_late_ones(
+    db_url: str, budgets: Path, tmp_path: Path
+) -> None:
+    daemon = Daemon(_settings(db_url, budgets, retention_days=30, prompt_preview=True))
+    try:
+        words = ("alpha", "beta", "gamma", "delta", "epsilon")
+        old = [usage(i, ts="2026-09-01T10:00:00Z", prompt=f"old prompt {words[i]}") for i in range(5)]
+        new = [usage(100 + i, ts="2026-11-20T10:00:00Z") for i in range(3)]
+        assert daemon.service.usage([*old, *new], source="app").stored == 8
+        runner = CliRunner()
+        args = ["spend", "--db", db_url, "--format", "json", "--since", "2026-08-01", "--by", "flow"]
+        before = runner.invoke(app, args).stdout
+        result = run_retention(daemon.ledger, now=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+        assert result.usage_deleted == 5
+        assert result.previews_cleared == 5
+        assert _count(daemon.ledger, usage_records) == 3
+        assert _count(daemon.ledger, prompts, prompts.c.preview.is_not(None)) == 0
+        assert runner.invoke(app, args).stdout == before  # totals come from the rollups, unchanged
+        late = daemon.service.usage([old[0]], source="app")  # re-sent: it must not count twice
+        assert late.stored == 0 and "too old" in late.rejections[0]["reason"]
+        again = run_retention(daemon.ledger, now=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+        assert again.usage_deleted == 0
+    finally:
+        daemon.shutdown()
+
+
+def test_outbox_pending_and_errors_show_in_metrics(db_url: str, budgets: Path) -> None:
+    daemon = Daemon(_settings(db_url, budgets))  # no Slack: alerts wait in the outbox
+    try:
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
+        daemon.service.usage(
+            [usage(i, flow="support-gpt-en", ts=now, tags={}) for i in range(40)], source="a"
+        )
+        report = daemon.cycle()
+        assert report.new_alerts == 2 and report.errors == []
+        assert _count(daemon.ledger, alert_outbox, alert_outbox.c.status == "pending") == 2
+        assert b"finops_outbox_pending 2.0" in daemon.metrics.render()
+    finally:
+        daemon.shutdown()
+
+
+def test_tokens_must_be_well_formed_and_required_off_loopback(sqlite_url: str, budgets: Path) -> None:
+    with pytest.raises(ConfigError, match="source=token"):
+        Daemon(_settings(sqlite_url, budgets, ingest_tokens=SecretStr("just-a-token-without-source")))
+    with pytest.raises(ConfigError, match=r"listen on 127\.0\.0\.1"):
+        Daemon(_settings(sqlite_url, budgets, host="0.0.0.0"))
+
+
+def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--once", "--db", sqlite_url, "--budgets", str(budgets)])
+    assert result.exit_code == 0, result.output
+    assert "1 budgets: 0 new alerts" in result.stdout and "retention" in result.stdout
