@@ -13,7 +13,7 @@ from prometheus_client import (
 
 __all__ = ["Metrics"]
 
-disable_created_metrics()  # *_created series double the output and nobody graphs them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output and nobody graphs them
 
 
 class Metrics:

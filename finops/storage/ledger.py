@@ -20,7 +20,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, case, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.usage import UsageRecord
@@ -152,9 +165,16 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
     found: dict[str, tuple[Any, ...]] = {}
     t = usage_records.c
     cols = [t[c] for c in CONTENT_COLUMNS]
+    postgres = conn.dialect.name == "postgresql"
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        rows = conn.execute(select(*cols).where(t.source == source, t.record_id.in_(chunk)))
+        # PostgreSQL: one array parameter; an IN list of thousands makes a query psycopg parses slowly
+        match = (
+            t.record_id == any_(bindparam("ids", list(chunk), type_=postgresql.ARRAY(String)))
+            if postgres
+            else t.record_id.in_(chunk)
+        )
+        rows = conn.execute(select(*cols).where(t.source == source, match))
         found.update({row[0]: tuple(row) for row in rows})
     return found
 
@@ -292,13 +312,23 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return {row[1] for row in rows}
-    stmt = (
-        dialect_insert(conn, usage_records)
-        .on_conflict_do_nothing(index_elements=["source", "record_id"])
-        .returning(usage_records.c.record_id)
+    columns = list(zip(*rows, strict=True))  # one array per column: a short query, whatever the batch
+    return {rid for (rid,) in conn.exec_driver_sql(_PG_INSERT, tuple(list(c) for c in columns))}
+
+
+def _pg_insert() -> str:
+    types = [
+        "bigint" if isinstance(usage_records.c[name].type, BigInteger | Integer) else "text"
+        for name in USAGE_COLUMNS
+    ]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    return (
+        f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id"
     )
-    params = [dict(zip(USAGE_COLUMNS, row, strict=True)) for row in rows]
-    return {rid for (rid,) in conn.execute(stmt, params)}
+
+
+_PG_INSERT = _pg_insert()
 
 
 def write_batch(
@@ -352,7 +382,7 @@ def write_rows(
     if fresh and _insert_all_new(conn, [row for _, row in fresh.values()]):
         _stored(conn, [row for _, row in fresh.values()], outcome)
         fresh = {}
-    if fresh:
+    if fresh and conn.dialect.name == "sqlite":  # PostgreSQL: insert first, look up only the ids that lost
         for rid, content in _stored_content(conn, source, list(fresh)).items():
             index, row = fresh.pop(rid)
             if content == _content(row):

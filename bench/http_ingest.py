@@ -1,0 +1,180 @@
+"""Sustained HTTP ingest into the daemon (batches of 500), against JSONL ingest of the same records.
+
+For each database (SQLite file, PostgreSQL when FINOPS_TEST_POSTGRES_URL is set), in this run:
+- baseline: `ingest_paths` of the records as a JSONL file into a fresh database (what
+  `finops ingest FILE` does);
+- finops run: the real daemon (`python -m finops run`) on a free port, fresh database; client
+  threads POST pre-encoded batches of 500 to /v1/usage over keep-alive connections; every answer
+  must be 200 with all 500 stored. Records/s over the whole load, and per-request p50/p99.
+The ratio HTTP/JSONL is the figure (target >= 0.5). The clients share the machine's two cores.
+
+    python bench/http_ingest.py [--records 200000] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import orjson
+from _data import write_jsonl
+from sqlalchemy import create_engine, text
+
+from finops.app.ingest import ingest_paths
+from finops.app.ledger import Ledger
+from finops.settings import Settings
+
+BATCH = 500
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def jsonl_rate(path: Path, url: str) -> tuple[float, int]:
+    ledger = Ledger.open(Settings(database_url=url))
+    start = time.perf_counter()
+    summary = ingest_paths(ledger, [path])
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    assert summary.rejected == 0, summary.reasons
+    return elapsed, summary.stored
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_rate(path: Path, url: str, clients: int, tmp: Path) -> tuple[float, int, list[float]]:
+    bodies = []
+    with path.open("rb") as f:
+        lines = f.read().splitlines()
+    for i in range(0, len(lines), BATCH):
+        bodies.append(b"[" + b",".join(lines[i : i + BATCH]) + b"]")
+    port = _free_port()
+    env = {**os.environ, "FINOPS_INGEST_TOKENS": f"bench={TOKEN}", "FINOPS_LOG_FORMAT": "json"}
+    with (tmp / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finops", "run", "--port", str(port), "--db", url, "--budgets", str(tmp)],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    stored = [0]
+
+    def worker() -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                started = time.perf_counter()
+                answer = client.post("/v1/usage", content=body)
+                took = time.perf_counter() - started
+                assert answer.status_code == 200, answer.text[:500]
+                doc = orjson.loads(answer.content)
+                with lock:
+                    latencies.append(took)
+                    stored[0] += doc["stored"]
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    return elapsed, stored[0], sorted(latencies)
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * p))] * 1000
+
+
+def fresh_postgres(admin_url: str) -> tuple[str, str]:
+    name = f"finops_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def drop_postgres(admin_url: str, name: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--data", type=Path, default=Path(__file__).parent / "data")
+    args = ap.parse_args()
+    path = write_jsonl(args.data / f"usage-{args.records}.jsonl", args.records)
+    targets: list[tuple[str, str | None]] = [("sqlite", None)]
+    admin = os.environ.get("FINOPS_TEST_POSTGRES_URL")
+    if admin:
+        targets.append(("postgresql", admin))
+    print(f"records: {args.records:,} in batches of {BATCH}; {args.clients} client threads")
+    for label, admin_url in targets:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            made: list[str] = []
+
+            def database(
+                kind: str, tmp: Path = tmp, admin_url: str | None = admin_url, made: list[str] = made
+            ) -> str:
+                if admin_url is None:
+                    return f"sqlite:///{tmp / kind}.db"
+                url, name = fresh_postgres(admin_url)
+                made.append(name)
+                return url
+
+            try:
+                file_s, file_n = jsonl_rate(path, database("file"))
+                http_s, http_n, lat = http_rate(path, database("http"), args.clients, tmp)
+            finally:
+                for name in made:
+                    assert admin_url is not None
+                    drop_postgres(admin_url, name)
+        assert file_n == http_n == args.records, (file_n, http_n)
+        file_rate, http_rate_ = file_n / file_s, http_n / http_s
+        print(f"{label}:")
+        print(f"  JSONL ingest (baseline): {file_rate:>9,.0f} records/s ({file_s:.1f} s)")
+        print(f"  HTTP POST /v1/usage:     {http_rate_:>9,.0f} records/s ({http_s:.1f} s)")
+        print(
+            f"  request latency: p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms ({len(lat)} requests)"
+        )
+        print(f"  ratio HTTP/JSONL: {http_rate_ / file_rate:.2f}   (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
