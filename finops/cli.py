@@ -21,6 +21,7 @@ from finops.cli_audit import register as register_audit_commands
 from finops.cli_budgets import budgets_app
 from finops.cli_common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
 from finops.cli_prices import prices_app, reprice
+from finops.cli_reconcile import register as register_reconcile_commands
 from finops.cli_run import register as register_run_command
 from finops.errors import FinopsError, UsageError
 
@@ -62,6 +63,7 @@ app.command()(reprice)
 app.add_typer(budgets_app, name="budgets")
 register_alert_commands(app, budgets_app)
 register_audit_commands(app)
+register_reconcile_commands(app)
 register_run_command(app)
 
 
