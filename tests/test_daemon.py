@@ -256,3 +256,21 @@ def test_sigkill_then_restart_keeps_every_acknowledged_record_once(tmp_path: Pat
     total = _spend(db_url)["totals"]["records"]
     assert total == 40 * 250  # the rollups agree: nothing counted twice
     proc.stop()
+
+
+def test_litellm_logging_payloads_over_http(daemon: DaemonProcess) -> None:
+    from tests.test_litellm_logs import payload
+
+    first, second = payload(id="chatcmpl-1"), payload(id="chatcmpl-2", cache_hit=True)
+    with daemon.client() as client:
+        answer = client.post("/v1/litellm", json=[first, second])
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["stored"], answer.json()["skipped"]) == (1, 1)  # a cache hit costs nothing
+        again = client.post(
+            "/v1/litellm", content=json.dumps(first), headers={"Content-Type": "application/x-ndjson"}
+        )
+        assert again.json()["duplicates"] == 1
+        wrong = client.post("/v1/litellm", params={"kind": "csv"}, json=[first])
+        assert wrong.status_code == 400 and "standard, spendlogs" in wrong.json()["error"]
+    flows = {row["flow"]: row for row in _spend(daemon.db_url, "--by", "flow")["rows"]}
+    assert flows["support-gpt-en"]["records"] == 1 and flows["support-gpt-en"]["reasoning_tokens"] == 320

@@ -173,6 +173,32 @@ async def post_traces(request: Request) -> Response:
     return _json(doc)
 
 
+async def post_litellm(request: Request) -> Response:
+    """LiteLLM's generic logging callback (``StandardLoggingPayload``: one, an array, or NDJSON), or
+    ``?kind=spendlogs`` for rows of its ``LiteLLM_SpendLogs`` table."""
+    from finops.ingest.litellm_logs import KINDS, litellm_objects
+
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    kind = request.query_params.get("kind", "standard")
+    if kind not in KINDS:
+        return _error(400, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    body = await _body(state, request)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media in _NDJSON:
+        payload: Any = [
+            _decode(line, "NDJSON, one LiteLLM payload a line") for line in body.splitlines() if line
+        ]
+    else:
+        payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
+    items = list(litellm_objects(payload, kind))
+    limit = state.service.ledger.settings.max_batch_records
+    if len(items) > limit:
+        return _error(413, f"{len(items):,} payloads in one request; at most {limit:,}")
+    result = await run_in_threadpool(state.service.mapped, items, source=source)
+    return _batch_answer(state, "usage", result)
+
+
 def _estimate(text_value: str | None) -> Decimal:
     if text_value is None:
         return Decimal(0)
@@ -311,6 +337,7 @@ def create_app(state: ApiState, *, extra_routes: list[Route] | None = None) -> S
         Route("/v1/usage", _instrumented("usage", post_usage), methods=["POST"]),
         Route("/v1/outcomes", _instrumented("outcomes", post_outcomes), methods=["POST"]),
         Route("/v1/traces", _instrumented("traces", post_traces), methods=["POST"]),
+        Route("/v1/litellm", _instrumented("litellm", post_litellm), methods=["POST"]),
         Route("/v1/budgets/{flow:path}/check", _instrumented("check", get_check), methods=["GET"]),
         Route("/v1/spend", _instrumented("spend", get_spend), methods=["GET"]),
         Route("/healthz", _instrumented("healthz", get_health), methods=["GET"]),

@@ -114,7 +114,7 @@ class IngestService:
         self._write(source, batch, summary)
         return BatchResult.of(summary)
 
-    def mapped(self, items: Sequence[tuple[str, dict[str, Any] | None]], *, source: str) -> BatchResult:
+    def mapped(self, items: Sequence[tuple[str, Any]], *, source: str) -> BatchResult:
         """Records mapped from another format (OTLP spans, LiteLLM logs): ``None`` items are skipped."""
         summary = self._summary()
         batch = Prepared()
