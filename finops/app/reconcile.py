@@ -26,7 +26,7 @@ from finops.notify.blockkit import context, fit, header, section
 from finops.storage.alerts import enqueue
 from finops.storage.db import write_transaction
 from finops.storage.provider_reports import read_cursor
-from finops.storage.tables import alert_outbox, provider_costs, provider_usage, rollups_daily
+from finops.storage.tables import provider_costs, provider_usage, rollups_daily
 
 __all__ = ["ReconcileReport", "Totals", "alert_drift", "drift_message", "reconcile_month"]
 
@@ -198,15 +198,12 @@ def alert_drift(ledger: Ledger, month: str | None = None, *, now: datetime) -> l
                     drift, threshold_pct=settings.reconcile_threshold_pct, min_nanos=min_nanos
                 ):
                     continue
-                key = f"reconcile:{drift.provider}:{drift.day}"
-                if _queued(conn, key):
-                    continue
-                enqueue(
-                    conn, dedupe_key=key, channel=channel, payload=drift_message(drift, label), now_us=now_us
-                )
-                queued.append(drift)
+                if enqueue(
+                    conn,
+                    dedupe_key=f"reconcile:{drift.provider}:{drift.day}",
+                    channel=channel,
+                    payload=drift_message(drift, label),
+                    now_us=now_us,
+                ):
+                    queued.append(drift)
     return queued
-
-
-def _queued(conn: Connection, key: str) -> bool:
-    return conn.execute(select(alert_outbox.c.id).where(alert_outbox.c.dedupe_key == key)).first() is not None
