@@ -34,7 +34,7 @@ def run(
     """Run the daemon: HTTP ingest and checks, budget alerts, digests and reports, provider polls."""
     from finops.app.daemon import Daemon
     from finops.app.logs import configure_logging
-    from finops.app.pollers_wiring import configured_pollers
+    from finops.app.pollers_wiring import configured_pollers, reconcile_job
     from finops.app.serve import run_once, serve
     from finops.settings import load_settings
 
@@ -57,7 +57,10 @@ def run(
         update["database_url"] = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
     settings = settings.model_copy(update=update)
     configure_logging(settings.log_format)
-    daemon = Daemon(settings, pollers=configured_pollers(settings))
+    reconcile = reconcile_job(settings)
+    daemon = Daemon(
+        settings, pollers=configured_pollers(settings), extra_jobs=(reconcile,) if reconcile else ()
+    )
     if once:
         polled, report = run_once(daemon)
         for line in polled:

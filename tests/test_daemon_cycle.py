@@ -18,10 +18,13 @@ from finops.app.retention import run_retention
 from finops.cli import app
 from finops.errors import ConfigError
 from finops.settings import Settings
-from finops.storage.tables import alert_outbox, prompts, schedule_runs, usage_records
+from finops.storage.tables import alert_outbox, prompts, provider_usage, schedule_runs, usage_records
 from tests.conftest import usage
+from tests.provider_fakes import OPENAI_KEY, FakeProvider, openai_fake
 from tests.slack_fake import TOKEN, FakeSlack
 from tests.slack_fake import slack as slack_fixture  # noqa: F401  (the `slack` fixture)
+
+__all__ = ["openai_fake"]  # a fixture, used by name
 
 GOOD = """\
 budgets:
@@ -189,3 +192,31 @@ def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_pat
     result = CliRunner().invoke(app, ["run", "--once", "--db", sqlite_url, "--budgets", str(budgets)])
     assert result.exit_code == 0, result.output
     assert "1 budgets: 0 new alerts" in result.stdout and "retention" in result.stdout
+
+
+def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(
+    sqlite_url: str, budgets: Path, openai_fake: FakeProvider
+) -> None:
+    from finops.app.pollers_wiring import configured_pollers
+
+    today = datetime.now(UTC).date()
+    openai_fake.add_usage(
+        today, model="gpt-4o-2024-08-06", project_id="p", input_tokens=1000, output_tokens=10
+    )
+    openai_fake.add_cost(today, "0.5", line_item="gpt-4o-2024-08-06, input", project_id="p")
+    settings = _settings(
+        sqlite_url, budgets, openai_admin_key=SecretStr(OPENAI_KEY), openai_base_url=openai_fake.base_url
+    )
+    assert set(configured_pollers(settings)) == {"openai"}
+    replicas = [Daemon(settings, pollers=configured_pollers(settings)) for _ in range(2)]
+    try:
+        now = datetime.now(UTC)
+        lines = [line for r in replicas for line in r.poll(now)]
+        assert "1 bucket" in lines[0] or "bucket(s)" in lines[0]
+        assert lines[1] == "openai: polled by another replica this interval"
+        with replicas[0].ledger.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(provider_usage)) == 1
+        assert b"finops_provider_poll_last_success_timestamp_seconds" in replicas[0].metrics.render()
+    finally:
+        for r in replicas:
+            r.shutdown()

@@ -76,6 +76,7 @@ class Daemon:
         sender: Sender | None = None,
         pollers: dict[str, Poller] | None = None,
         jobs: list[Job] | None = None,
+        extra_jobs: tuple[Job, ...] = (),
     ) -> None:
         self.settings = settings
         self.ledger = Ledger.open(settings)
@@ -87,7 +88,7 @@ class Daemon:
         self.service = IngestService(self.ledger, self.budgets, on_ingest=self.wake.set)
         self._sender = sender
         self._pollers = pollers if pollers is not None else {}
-        self._jobs = jobs if jobs is not None else default_jobs(self.ledger)
+        self._jobs = jobs if jobs is not None else default_jobs(self.ledger, extra=extra_jobs)
         self._owner = owner_id()
         self._prices_seen: tuple[Any, ...] | None = None
         self._threads: list[threading.Thread] = []
