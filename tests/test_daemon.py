@@ -127,12 +127,18 @@ def test_tokens_are_required_and_name_the_source(daemon: DaemonProcess) -> None:
 
 def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
     """Send bytes as they are (a lying Content-Length, chunked) and read the answer."""
+    chunks: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            sock.sendall(head + body)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server answered and closed before reading it all: that is the point
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
     return b"".join(chunks)
 
 
@@ -146,14 +152,14 @@ def test_the_body_limit_holds_whatever_the_headers_say(tmp_path: Path, db_url: s
         declared = _raw_request(
             proc.port,
             b"POST /v1/usage HTTP/1.1\r\nHost: x\r\n" + auth + f"Content-Length: {len(big)}\r\n\r\n".encode(),
-            big,
+            b"",  # refused on the header alone: the body is never read
         )
         assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
         assert b"FINOPS_MAX_BODY_BYTES" in declared
         chunked_body = b"".join(
             f"{len(big[i : i + 8192]):x}\r\n".encode() + big[i : i + 8192] + b"\r\n"
-            for i in range(0, len(big), 8192)
-        )
+            for i in range(0, 81920, 8192)
+        )  # just past the limit, with no Content-Length to go by
         chunked = _raw_request(
             proc.port,
             b"POST /v1/usage HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n",
