@@ -280,3 +280,43 @@ def test_litellm_logging_payloads_over_http(daemon: DaemonProcess) -> None:
         assert wrong.status_code == 400 and "standard, spendlogs" in wrong.json()["error"]
     flows = {row["flow"]: row for row in _spend(daemon.db_url, "--by", "flow")["rows"]}
     assert flows["support-gpt-en"]["records"] == 1 and flows["support-gpt-en"]["reasoning_tokens"] == 320
+
+
+def _as_protobuf(export: dict[str, Any]) -> bytes:
+    """The OTLP/JSON export as the protobuf an exporter on its default protocol sends."""
+    import base64
+    import copy
+
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    doc = copy.deepcopy(export)
+    for resource_spans in doc["resourceSpans"]:
+        for scope in resource_spans["scopeSpans"]:
+            for span in scope["spans"]:
+                for name in ("traceId", "spanId"):  # hex in OTLP/JSON, base64 in protobuf's JSON mapping
+                    span[name] = base64.b64encode(bytes.fromhex(span[name])).decode()
+    return bytes(ParseDict(doc, ExportTraceServiceRequest()).SerializeToString())
+
+
+def test_otlp_protobuf_and_json_of_the_same_spans_are_stored_once(daemon: DaemonProcess) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    with daemon.client() as client:
+        answer = client.post(
+            "/v1/traces", content=_as_protobuf(EXPORT), headers={"Content-Type": "application/x-protobuf"}
+        )
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/x-protobuf"
+        response = ExportTraceServiceResponse()
+        response.ParseFromString(answer.content)
+        assert not response.HasField("partial_success")
+        again = client.post("/v1/traces", json=EXPORT)  # the same spans as OTLP/JSON: duplicates
+        assert again.status_code == 200
+        garbage = client.post(
+            "/v1/traces", content=b"\xff\x00junk", headers={"Content-Type": "application/x-protobuf"}
+        )
+        assert garbage.status_code == 400 and "ExportTraceServiceRequest" in garbage.json()["error"]
+    stored = _stored(daemon.db_url)
+    assert len(stored) == 2 and all(n == 1 for n in stored.values())
+    assert ("app", "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7") in stored
+    assert _spend(daemon.db_url)["totals"]["records"] == 2

@@ -144,20 +144,23 @@ async def post_outcomes(request: Request) -> Response:
 
 
 async def post_traces(request: Request) -> Response:
-    """OTLP/HTTP with JSON encoding; the answer is an ``ExportTraceServiceResponse``."""
+    """OTLP/HTTP, JSON or protobuf; the answer is an ``ExportTraceServiceResponse`` in the same encoding."""
     from finops.ingest.otlp import span_records
 
     state: ApiState = request.app.state.api
     source = _source(state, request)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "application/x-protobuf":
-        return _error(
-            415,
-            "OTLP protobuf is not supported: set the exporter's protocol to http/json "
-            "(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)",
-        )
+    protobuf = media == "application/x-protobuf"
     body = await _body(state, request)
-    payload = _decode(body, "an OTLP/JSON ExportTraceServiceRequest")
+    if protobuf:
+        from finops.ingest.otlp_proto import decode_export_request
+
+        try:
+            payload: Any = decode_export_request(body)
+        except ValueError as exc:
+            return _error(400, str(exc))
+    else:
+        payload = _decode(body, "an OTLP/JSON ExportTraceServiceRequest")
     if not isinstance(payload, dict):
         return _error(400, "the body is not an OTLP/JSON ExportTraceServiceRequest (a JSON object)")
     items = list(span_records(payload))
@@ -166,9 +169,14 @@ async def post_traces(request: Request) -> Response:
         return _error(413, f"{len(items):,} spans in one request; at most {limit:,}")
     result = await run_in_threadpool(state.service.mapped, items, source=source)
     _batch_answer(state, "usage", result)  # metrics
+    reasons = "; ".join(f"{r['id'] or r['index']}: {r['reason']}" for r in result.rejections[:20])
+    if protobuf:
+        from finops.ingest.otlp_proto import encode_export_response
+
+        answer = encode_export_response(result.rejected, reasons)
+        return Response(answer, 200, media_type="application/x-protobuf")
     doc: dict[str, Any] = {}
     if result.rejected:
-        reasons = "; ".join(f"{r['id'] or r['index']}: {r['reason']}" for r in result.rejections[:20])
         doc["partialSuccess"] = {"rejectedSpans": result.rejected, "errorMessage": reasons}
     return _json(doc)
 

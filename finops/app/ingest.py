@@ -52,6 +52,7 @@ __all__ = [
     "ingest_otlp_paths",
     "ingest_paths",
     "prepare_lines",
+    "prepare_mapped",
     "prepare_objects",
     "unparsed_line",
     "write_prepared",
@@ -200,6 +201,21 @@ def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], lo
     for index, obj in enumerate(objects):
         _accept(out, book, user_key, obj, location, index, _dumper(obj))
     return out
+
+
+def prepare_mapped(
+    book: PriceBook, user_key: bytes, items: Iterable[tuple[str, Any]]
+) -> tuple[Prepared, int]:
+    """Records mapped from another format (OTLP spans, LiteLLM logs) as ``(where, record)``;
+    ``None`` records are not LLM calls and are skipped. Returns the batch and the number skipped."""
+    out = Prepared()
+    skipped = 0
+    for where, record in items:
+        if record is None:
+            skipped += 1
+            continue
+        _accept(out, book, user_key, record, where, out.read, _dumper(record))
+    return out, skipped
 
 
 def _prompt_rows(ledger: Ledger, seen: dict[str, tuple[int, str, str]]) -> list[dict[str, Any]]:

@@ -18,9 +18,8 @@ from finops.app.budgets import CheckResult, check_flow
 from finops.app.ingest import (
     IngestSummary,
     Prepared,
-    _accept,
-    _dumper,
     prepare_lines,
+    prepare_mapped,
     prepare_objects,
     write_prepared,
 )
@@ -117,15 +116,7 @@ class IngestService:
     def mapped(self, items: Sequence[tuple[str, Any]], *, source: str) -> BatchResult:
         """Records mapped from another format (OTLP spans, LiteLLM logs): ``None`` items are skipped."""
         summary = self._summary()
-        batch = Prepared()
-        skipped = 0
-        index = 0
-        for where, record in items:
-            if record is None:
-                skipped += 1
-                continue
-            _accept(batch, self.ledger.book, self.ledger.user_key, record, where, index, _dumper(record))
-            index += 1
+        batch, skipped = prepare_mapped(self.ledger.book, self.ledger.user_key, items)
         self._write(source, batch, summary)
         return BatchResult.of(summary, skipped=skipped)
 
