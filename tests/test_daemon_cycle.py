@@ -135,6 +135,9 @@ def test_two_replicas_post_the_digest_and_the_monthly_report_once(
         with replicas[0].ledger.engine.connect() as conn:
             runs = {(r.job, r.period) for r in conn.execute(select(schedule_runs))}
         assert {("daily-digest", "2026-12-01"), ("monthly-report", "2026-11")} <= runs
+        later = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # days later: the November report is not sent again
+        assert "monthly-report" not in {job for job, _, _ in replicas[1].cycle(later).jobs}
+        assert len(slack.uploads) == 1
     finally:
         for r in replicas:
             r.shutdown()
@@ -197,7 +200,7 @@ def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_pat
 def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(
     sqlite_url: str, budgets: Path, openai_fake: FakeProvider
 ) -> None:
-    from finops.app.pollers_wiring import configured_pollers
+    from finops.app.pollers_wiring import configured_pollers, reconcile_job
 
     today = datetime.now(UTC).date()
     openai_fake.add_usage(
@@ -217,6 +220,29 @@ def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(
         with replicas[0].ledger.engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(provider_usage)) == 1
         assert b"finops_provider_poll_last_success_timestamp_seconds" in replicas[0].metrics.render()
+        job = reconcile_job(settings)
+        assert job is not None and job.due(now) == now.date().isoformat()
+        assert job.run(replicas[0].ledger, now, job.due(now) or "").endswith("alerted")
     finally:
         for r in replicas:
             r.shutdown()
+
+
+def test_a_daemon_down_on_the_first_posts_the_monthly_report_when_it_is_back(
+    sqlite_url: str, budgets: Path, slack: FakeSlack
+) -> None:
+    settings = _settings(sqlite_url, budgets, slack, digest_channel="#finops-digest")
+    daemon = Daemon(settings)
+    try:
+        report = daemon.cycle(datetime(2026, 11, 3, 15, 0, tzinfo=UTC))  # a new install: October was empty
+        assert (
+            "monthly-report",
+            "2026-10",
+            "report 2026-10: no usage that month, nothing posted",
+        ) in report.jobs
+        daemon.service.usage([usage(1, ts="2026-11-30T12:00:00Z")], source="app")
+        report = daemon.cycle(datetime(2026, 12, 3, 15, 0, tzinfo=UTC))
+        assert ("monthly-report", "2026-11") in {(job, period) for job, period, _ in report.jobs}
+        assert [u["filename"] for u in slack.uploads] == ["finops-report-2026-11.html"]
+    finally:
+        daemon.shutdown()

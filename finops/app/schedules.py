@@ -68,10 +68,12 @@ def default_jobs(ledger: Ledger, *, extra: tuple[Job, ...] = ()) -> list[Job]:
             return _local(now, tz).date().isoformat() if _after(now, tz, settings.digest_time) else None
 
         def report_due(now: datetime) -> str | None:
+            """The previous month's report, from the 1st at the digest time: a daemon that was down
+            on the 1st posts it when it comes back (the claim keeps it to once a month)."""
             local = _local(now, tz)
-            if local.day == 1 and _after(now, tz, settings.digest_time):
-                return _previous_month(local.date())
-            return None
+            if local.day == 1 and not _after(now, tz, settings.digest_time):
+                return None
+            return _previous_month(local.date())
 
         def digest(ledger: Ledger, now: datetime, period: str) -> str:
             from finops.app.digests import queue_digest
@@ -86,6 +88,8 @@ def default_jobs(ledger: Ledger, *, extra: tuple[Job, ...] = ()) -> list[Job]:
             from finops.audit.monthly import build_monthly_report
             from finops.audit.render_html import render_html
 
+            if not _has_usage(ledger, period, tz):  # e.g. the month before a new install
+                return f"report {period}: no usage that month, nothing posted"
             built = build_monthly_report(ledger, month=period, tz=tz)
             queued = queue_report(
                 ledger,
@@ -99,6 +103,19 @@ def default_jobs(ledger: Ledger, *, extra: tuple[Job, ...] = ()) -> list[Job]:
 
         jobs += [Job("daily-digest", digest_due, digest), Job("monthly-report", report_due, report)]
     return [*jobs, *extra]
+
+
+def _has_usage(ledger: Ledger, month: str, tz: ZoneInfo) -> bool:
+    from sqlalchemy import select
+
+    from finops.domain.periods import month_range
+    from finops.storage.tables import rollups_hourly
+
+    start, end = month_range(month, tz)
+    h = rollups_hourly.c.hour
+    stmt = select(h).where(h >= int(start.timestamp()), h < int(end.timestamp())).limit(1)
+    with ledger.engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
 
 
 def _retention(ledger: Ledger, now: datetime, period: str) -> str:
