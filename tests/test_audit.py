@@ -118,6 +118,21 @@ def test_outcomes_arriving_before_their_usage_are_linked_later(sqlite_ledger: Le
     assert [(o.flow, o.successes) for o in report.outcomes] == [("chat", 1)]
 
 
+def test_an_outcome_linked_in_part_gains_the_rest_of_its_usage_later(
+    sqlite_ledger: Ledger, tmp_path: Path
+) -> None:
+    ingest_objects(sqlite_ledger, [call("r1", "2026-10-19", "p", "chat", inp=10)], source="a")
+    both = [{"id": "o-2", "ts": "2026-10-20T00:00:00Z", "status": "success", "request_ids": ["r1", "r2"]}]
+    assert ingest_outcome_paths(sqlite_ledger, [write_jsonl(tmp_path / "o.jsonl", both)]).linked == 1
+    ingest_objects(sqlite_ledger, [call("r2", "2026-10-19", "p", "chat", inp=10)], source="a")
+    build_monthly_report(sqlite_ledger, month="2026-10")  # links what arrived since
+    with sqlite_ledger.engine.connect() as conn:
+        assert conn.scalar(select(outcomes.c.linked)) == 2
+    build_monthly_report(sqlite_ledger, month="2026-10")  # and does not link twice
+    with sqlite_ledger.engine.connect() as conn:
+        assert conn.scalar(select(outcomes.c.linked)) == 2
+
+
 def test_the_same_outcome_twice_counts_once_and_a_changed_status_is_a_conflict(
     sqlite_ledger: Ledger, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 
 from finops.domain.outcomes import Outcome
 from finops.storage.ledger import Rejection
@@ -154,15 +154,19 @@ def link_outcome(
 
 
 def relink_unlinked(conn: Connection, *, since_us: int, until_us: int) -> int:
-    """Try again to link outcomes of a period that found no usage (it may have arrived since)."""
+    """Try again to link outcomes of a period whose usage was missing, all or part of it (it may
+    have arrived since); returns the outcomes that gained links."""
     o = outcomes.c
-    rows = list(
-        conn.execute(
-            select(o.id, o.request_ids, o.trace_id, o.session_id).where(
-                o.linked == 0, o.ts_us >= since_us, o.ts_us < until_us
-            )
+    rows = conn.execute(
+        select(o.id, o.request_ids, o.trace_id, o.session_id, o.linked).where(
+            or_(o.linked == 0, o.request_ids != "[]"), o.ts_us >= since_us, o.ts_us < until_us
         )
     )
-    return sum(
-        link_outcome(conn, int(r.id), json.loads(r.request_ids), r.trace_id, r.session_id) > 0 for r in rows
-    )
+    gained = 0
+    for r in list(rows):
+        ids = json.loads(r.request_ids)
+        if r.linked and r.linked >= len(ids):  # every request id found already
+            continue
+        if link_outcome(conn, int(r.id), ids, r.trace_id, r.session_id) > r.linked:
+            gained += 1
+    return gained
