@@ -246,3 +246,19 @@ def test_a_daemon_down_on_the_first_posts_the_monthly_report_when_it_is_back(
         assert [u["filename"] for u in slack.uploads] == ["finops-report-2026-11.html"]
     finally:
         daemon.shutdown()
+
+
+def test_settings_from_a_toml_file_and_variables_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finops.settings import load_settings
+
+    config = tmp_path / "finops.toml"
+    config.write_text('port = 9100\nretention_days = 30\ningest_tokens = "app=0123456789abcdef0"\n')
+    monkeypatch.setenv("FINOPS_PORT", "9200")
+    settings = load_settings(config)
+    assert (settings.port, settings.retention_days) == (9200, 30)
+    assert settings.source_tokens() == {"0123456789abcdef0": "app"}
+    missing = CliRunner().invoke(app, ["run", "--once", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 1 and "nope.toml does not exist" in missing.stderr
+    config.write_text("retention_days = 1\n")
+    invalid = CliRunner().invoke(app, ["run", "--once", "--config", str(config)])
+    assert invalid.exit_code == 1 and "retention_days" in invalid.stderr
