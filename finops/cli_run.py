@@ -36,7 +36,7 @@ def run(
     from finops.app.logs import configure_logging
     from finops.app.pollers_wiring import configured_pollers, reconcile_job
     from finops.app.serve import run_once, serve
-    from finops.settings import load_settings
+    from finops.settings import Settings, load_settings
 
     try:
         settings = load_settings(config)
@@ -55,7 +55,10 @@ def run(
         update["log_format"] = log_format
     if db:
         update["database_url"] = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-    settings = settings.model_copy(update=update)
+    try:  # validated like the variables: --port 99999 is an error, not a crash later
+        settings = Settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError(f"settings: {exc}") from None
     configure_logging(settings.log_format)
     reconcile = reconcile_job(settings)
     daemon = Daemon(

@@ -83,13 +83,18 @@ class Settings(BaseSettings):
     )
     schedule_tz: str = Field(default="UTC", description="IANA zone of the digest and report schedules.")
     digest_time: str = Field(
-        default="09:00", pattern=r"^\d{2}:\d{2}$", description="Local time of the daily digest (HH:MM)."
+        default="09:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time of the daily digest (HH:MM, 00:00-23:59).",
     )
     digest_channel: str | None = Field(
         default=None, description="Slack channel of the scheduled digest and monthly report (unset: off)."
     )
     retention_days: int = Field(
-        default=90, ge=2, description="Raw usage records older than this are deleted; rollups are kept."
+        default=90,
+        ge=35,
+        description="Raw usage records older than this are deleted; rollups are kept. At least 35, so "
+        "last month's raw records are all there when its report is built.",
     )
     prompt_preview_retention_days: int = Field(
         default=30, ge=1, description="Redacted prompt previews not seen for this long are deleted."
@@ -147,6 +152,17 @@ class Settings(BaseSettings):
                 )
             tokens[token] = source
         return tokens
+
+    @field_validator("schedule_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

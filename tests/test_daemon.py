@@ -320,3 +320,36 @@ def test_otlp_protobuf_and_json_of_the_same_spans_are_stored_once(daemon: Daemon
     assert len(stored) == 2 and all(n == 1 for n in stored.values())
     assert ("app", "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7") in stored
     assert _spend(daemon.db_url)["totals"]["records"] == 2
+
+
+def test_bodies_are_read_as_senders_write_them_and_bad_ones_get_json_errors(daemon: DaemonProcess) -> None:
+    with daemon.client() as client:
+        members = gzip.compress(json.dumps(usage(1)).encode() + b"\n") + gzip.compress(
+            json.dumps(usage(2)).encode() + b"\n"
+        )  # two gzip members, as `cat a.gz b.gz` makes
+        both = client.post(
+            "/v1/usage",
+            content=members,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"},
+        )
+        assert both.json()["stored"] == 2
+        junk = client.post(
+            "/v1/usage",
+            content=gzip.compress(json.dumps(usage(3)).encode()) + b"junk",
+            headers={"Content-Encoding": "gzip"},
+        )
+        assert junk.status_code == 400 and "gzip" in junk.json()["error"]
+        separator = {**usage(4), "flow": "support\u2028gpt"}  # a raw U+2028 inside a JSON string
+        line = json.dumps(separator, ensure_ascii=False).encode()
+        one = client.post("/v1/usage", content=line, headers={"Content-Type": "application/x-ndjson"})
+        assert one.json()["stored"] == 1 and one.json()["rejected"] == 0
+        malformed = client.post("/v1/traces", json={"resourceSpans": "x"})
+        assert malformed.status_code == 400 and "ExportTraceServiceRequest" in malformed.json()["error"]
+        huge = client.get("/v1/budgets/support/check", params={"estimate_usd": "1e999999999"})
+        assert huge.status_code == 400 and "estimate_usd" in huge.json()["error"]
+        from tests.test_litellm_logs import payload
+
+        bad_line = "\n".join([json.dumps(payload(id="l-1")), "{nope"])
+        lite = client.post("/v1/litellm", content=bad_line, headers={"Content-Type": "application/x-ndjson"})
+        assert lite.status_code == 200 and lite.json()["stored"] == 1
+        assert lite.json()["rejections"][0]["reason"].startswith("invalid JSON")

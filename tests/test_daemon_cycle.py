@@ -146,7 +146,7 @@ def test_two_replicas_post_the_digest_and_the_monthly_report_once(
 def test_retention_deletes_old_raw_records_keeps_totals_and_refuses_late_ones(
     db_url: str, budgets: Path, tmp_path: Path
 ) -> None:
-    daemon = Daemon(_settings(db_url, budgets, retention_days=30, prompt_preview=True))
+    daemon = Daemon(_settings(db_url, budgets, retention_days=40, prompt_preview=True))
     try:
         words = ("alpha", "beta", "gamma", "delta", "epsilon")
         old = [usage(i, ts="2026-09-01T10:00:00Z", prompt=f"old prompt {words[i]}") for i in range(5)]
@@ -252,13 +252,55 @@ def test_settings_from_a_toml_file_and_variables_win(tmp_path: Path, monkeypatch
     from finops.settings import load_settings
 
     config = tmp_path / "finops.toml"
-    config.write_text('port = 9100\nretention_days = 30\ningest_tokens = "app=0123456789abcdef0"\n')
+    config.write_text('port = 9100\nretention_days = 40\ningest_tokens = "app=0123456789abcdef0"\n')
     monkeypatch.setenv("FINOPS_PORT", "9200")
     settings = load_settings(config)
-    assert (settings.port, settings.retention_days) == (9200, 30)
+    assert (settings.port, settings.retention_days) == (9200, 40)
     assert settings.source_tokens() == {"0123456789abcdef0": "app"}
     missing = CliRunner().invoke(app, ["run", "--once", "--config", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 1 and "nope.toml does not exist" in missing.stderr
     config.write_text("retention_days = 1\n")
     invalid = CliRunner().invoke(app, ["run", "--once", "--config", str(config)])
     assert invalid.exit_code == 1 and "retention_days" in invalid.stderr
+
+
+def test_settings_mistakes_are_config_errors(sqlite_url: str, budgets: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="digest_time"):
+        _settings(sqlite_url, budgets, digest_time="24:30")
+    with pytest.raises(ValidationError, match="unknown time zone 'Europe/Berln'"):
+        _settings(sqlite_url, budgets, schedule_tz="Europe/Berln")
+    port = CliRunner().invoke(app, ["run", "--once", "--db", sqlite_url, "--port", "99999"])
+    assert port.exit_code == 1 and "port" in port.stderr
+
+
+def test_shutdown_does_not_wait_for_a_slow_slack_to_drain_the_outbox(
+    sqlite_url: str, budgets: Path, slack: FakeSlack
+) -> None:
+    from finops.storage.alerts import enqueue
+    from finops.storage.db import write_transaction
+    from tests.slack_fake import slow
+
+    daemon = Daemon(_settings(sqlite_url, budgets, slack))
+    with write_transaction(daemon.ledger.engine) as conn:
+        for i in range(6):
+            enqueue(
+                conn,
+                dedupe_key=f"m{i}",
+                channel="#slow",
+                payload={"type": "message", "text": f"m{i}", "blocks": []},
+                now_us=0,
+            )
+    slack.always(slow(1.0))
+    daemon.start()
+    for _ in range(200):  # until the first send is under way
+        if slack.requests:
+            break
+        threading.Event().wait(0.02)
+    daemon.shutdown()
+    with daemon.ledger.engine.connect() as conn:
+        pending = conn.scalar(
+            select(func.count()).select_from(alert_outbox).where(alert_outbox.c.status == "pending")
+        )
+    assert pending is not None and pending >= 3  # left for the next start, not sent during shutdown

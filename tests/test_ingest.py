@@ -79,6 +79,15 @@ def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(
     assert row.reason.startswith("conflict: id 'req-1' was already stored with different content")
 
 
+def test_copies_of_a_conflicting_record_in_one_batch_are_conflicts_too(ledger: Ledger) -> None:
+    from finops.app.ingest import ingest_objects
+
+    ingest_objects(ledger, [usage(1), usage(2)], source="default")
+    changed = {**usage(1), "output_tokens": 7}
+    summary = ingest_objects(ledger, [changed, changed, usage(2), usage(2), usage(3)], source="default")
+    assert (summary.stored, summary.duplicates, summary.conflicts) == (1, 2, 2)
+
+
 def test_a_repriced_duplicate_is_not_a_conflict(ledger: Ledger, tmp_path: Path) -> None:
     """Content is what the sender said; the price finops computed is not part of it."""
     record = usage(5, ts="2026-11-05T10:00:00+01:00")

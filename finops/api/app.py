@@ -7,6 +7,7 @@ success: a retried batch is safe), or rejected with its reason and kept as a dea
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,12 +26,16 @@ from finops import __version__
 from finops.api.auth import TokenTable
 from finops.api.body import BodyError, read_body
 from finops.api.metrics import Metrics
+from finops.app.ingest import unparsed_line
 from finops.app.service import BatchResult, IngestService
 from finops.reports.budget_docs import check_document
 from finops.reports.render import spend_document
 from finops.reports.spend_request import resolve_period, resolve_zone, spend_query
+from finops.storage.ledger import Rejection
 
 __all__ = ["ApiState", "create_app"]
+
+log = logging.getLogger("finops.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 _NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
@@ -115,22 +120,37 @@ def _records(payload: Any, limit: int, what: str) -> list[Any]:
     return items
 
 
+def _lines(body: bytes) -> list[str]:
+    """NDJSON lines: split on newline bytes only (U+2028 may appear raw inside a JSON string)."""
+    return [line.decode("utf-8", "replace").removesuffix("\r") for line in body.split(b"\n")]
+
+
+def _media(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 # --------------------------------------------------------------------------- routes
+# Decoding and mapping run in the thread pool with the database work: a large body never
+# stalls the event loop (and with it /healthz and every other request).
+
+
 async def post_usage(request: Request) -> Response:
     state: ApiState = request.app.state.api
     source = _source(state, request)
     body = await _body(state, request)
     limit = state.service.ledger.settings.max_batch_records
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media in _NDJSON:
-        lines = body.decode("utf-8", "replace").splitlines()
-        if len(lines) > limit:
-            raise _Refused(_error(413, f"{len(lines):,} lines in one request; at most {limit:,}"))
-        result = await run_in_threadpool(state.service.usage_lines, lines, source=source)
-    else:
+    service = state.service
+
+    def work() -> BatchResult:
+        if _media(request) in _NDJSON:
+            lines = _lines(body)
+            if len(lines) > limit:
+                raise _Refused(_error(413, f"{len(lines):,} lines in one request; at most {limit:,}"))
+            return service.usage_lines(lines, source=source)
         items = _records(_decode(body, "a usage record or a JSON array of them"), limit, "records")
-        result = await run_in_threadpool(state.service.usage, items, source=source)
-    return _batch_answer(state, "usage", result)
+        return service.usage(items, source=source)
+
+    return _batch_answer(state, "usage", await run_in_threadpool(work))
 
 
 async def post_outcomes(request: Request) -> Response:
@@ -138,36 +158,56 @@ async def post_outcomes(request: Request) -> Response:
     source = _source(state, request)
     body = await _body(state, request)
     limit = state.service.ledger.settings.max_batch_records
-    items = _records(_decode(body, "an outcome or a JSON array of them"), limit, "outcomes")
-    result = await run_in_threadpool(state.service.outcomes, items, source=source)
-    return _batch_answer(state, "outcome", result)
+    service = state.service
+
+    def work() -> BatchResult:
+        items = _records(_decode(body, "an outcome or a JSON array of them"), limit, "outcomes")
+        return service.outcomes(items, source=source)
+
+    return _batch_answer(state, "outcome", await run_in_threadpool(work))
+
+
+def _span_items(body: bytes, protobuf: bool, limit: int) -> list[tuple[str, Any]]:
+    from finops.ingest.otlp import span_records
+
+    if protobuf:
+        from finops.ingest.otlp_proto import count_spans, decode_export_request
+
+        try:
+            spans = count_spans(body)
+            if spans > limit:
+                raise _Refused(_error(413, f"{spans:,} spans in one request; at most {limit:,}"))
+            payload: Any = decode_export_request(body)
+        except ValueError as exc:
+            raise _Refused(_error(400, str(exc))) from None
+    else:
+        payload = _decode(body, "an OTLP/JSON ExportTraceServiceRequest")
+    if not isinstance(payload, dict):
+        raise _Refused(_error(400, "the body is not an OTLP ExportTraceServiceRequest (a JSON object)"))
+    try:
+        items = list(span_records(payload))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise _Refused(
+            _error(400, f"the body is not an OTLP ExportTraceServiceRequest: resourceSpans[...] {exc}")
+        ) from None
+    if len(items) > limit:
+        raise _Refused(_error(413, f"{len(items):,} spans in one request; at most {limit:,}"))
+    return items
 
 
 async def post_traces(request: Request) -> Response:
     """OTLP/HTTP, JSON or protobuf; the answer is an ``ExportTraceServiceResponse`` in the same encoding."""
-    from finops.ingest.otlp import span_records
-
     state: ApiState = request.app.state.api
     source = _source(state, request)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    protobuf = media == "application/x-protobuf"
+    protobuf = _media(request) == "application/x-protobuf"
     body = await _body(state, request)
-    if protobuf:
-        from finops.ingest.otlp_proto import decode_export_request
-
-        try:
-            payload: Any = decode_export_request(body)
-        except ValueError as exc:
-            return _error(400, str(exc))
-    else:
-        payload = _decode(body, "an OTLP/JSON ExportTraceServiceRequest")
-    if not isinstance(payload, dict):
-        return _error(400, "the body is not an OTLP/JSON ExportTraceServiceRequest (a JSON object)")
-    items = list(span_records(payload))
     limit = state.service.ledger.settings.max_batch_records
-    if len(items) > limit:
-        return _error(413, f"{len(items):,} spans in one request; at most {limit:,}")
-    result = await run_in_threadpool(state.service.mapped, items, source=source)
+    service = state.service
+
+    def work() -> BatchResult:
+        return service.mapped(_span_items(body, protobuf, limit), source=source)
+
+    result = await run_in_threadpool(work)
     _batch_answer(state, "usage", result)  # metrics
     reasons = "; ".join(f"{r['id'] or r['index']}: {r['reason']}" for r in result.rejections[:20])
     if protobuf:
@@ -192,19 +232,29 @@ async def post_litellm(request: Request) -> Response:
     if kind not in KINDS:
         return _error(400, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     body = await _body(state, request)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media in _NDJSON:
-        payload: Any = [
-            _decode(line, "NDJSON, one LiteLLM payload a line") for line in body.splitlines() if line
-        ]
-    else:
-        payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
-    items = list(litellm_objects(payload, kind))
     limit = state.service.ledger.settings.max_batch_records
-    if len(items) > limit:
-        return _error(413, f"{len(items):,} payloads in one request; at most {limit:,}")
-    result = await run_in_threadpool(state.service.mapped, items, source=source)
-    return _batch_answer(state, "usage", result)
+    service = state.service
+    ndjson = _media(request) in _NDJSON
+
+    def work() -> BatchResult:
+        bad: list[Rejection] = []
+        if ndjson:  # a line that is not JSON is rejected alone, as on /v1/usage
+            payload: list[Any] = []
+            for number, line in enumerate(_lines(body), 1):
+                if not line.strip():
+                    continue
+                try:
+                    payload.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    bad.append(Rejection("http", number, f"invalid JSON: {exc}", unparsed_line(line)))
+        else:
+            payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
+        items = list(litellm_objects(payload, kind))
+        if len(items) > limit:
+            raise _Refused(_error(413, f"{len(items):,} payloads in one request; at most {limit:,}"))
+        return service.mapped(items, source=source, rejections=bad)
+
+    return _batch_answer(state, "usage", await run_in_threadpool(work))
 
 
 def _estimate(text_value: str | None) -> Decimal:
@@ -214,8 +264,10 @@ def _estimate(text_value: str | None) -> Decimal:
         value = Decimal(text_value)
     except InvalidOperation:
         raise _Refused(_error(400, f"estimate_usd takes a number of dollars, got {text_value!r}")) from None
-    if not value.is_finite() or value < 0:
-        raise _Refused(_error(400, f"estimate_usd takes a non-negative number, got {text_value!r}"))
+    if not value.is_finite() or value < 0 or value > 1_000_000:
+        raise _Refused(
+            _error(400, f"estimate_usd takes a number of dollars from 0 to 1000000, got {text_value!r}")
+        )
     return value
 
 
@@ -333,6 +385,9 @@ def _instrumented(name: str, handler: Handler) -> Handler:
             response = await handler(request)
         except _Refused as refused:
             response = refused.response
+        except Exception as exc:  # a bug: JSON like every other answer, counted, and in the log
+            log.exception("request failed", extra={"route": name})
+            response = _error(500, f"internal error ({type(exc).__name__}); the daemon's log has the details")
         state.metrics.requests.labels(name, str(response.status_code)).inc()
         state.metrics.latency.labels(name).observe(time.perf_counter() - started)
         return response

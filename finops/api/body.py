@@ -41,29 +41,36 @@ async def read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise BodyError(415, f"Content-Encoding {encoding!r} is not supported: send identity or gzip")
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    gzip = encoding == "gzip"
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
     parts: list[bytes] = []
     received = produced = 0
+
+    def inflate_chunk(data: bytes) -> None:
+        """Decompress ``data``; a new gzip member may start where one ends (as gzip(1) writes them)."""
+        nonlocal inflate, produced
+        while data:
+            assert inflate is not None
+            try:
+                out = inflate.decompress(data, limit + 1 - produced)
+            except zlib.error as exc:
+                raise BodyError(400, f"body is not valid gzip: {exc}") from None
+            produced += len(out)
+            if produced > limit or inflate.unconsumed_tail:
+                raise _too_large(limit)
+            parts.append(out)
+            data = inflate.unused_data if inflate.eof else b""
+            if data:
+                inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
             raise _too_large(limit)
-        if inflate is None:
+        if gzip:
+            inflate_chunk(chunk)
+        else:
             parts.append(chunk)
-            continue
-        try:
-            out = inflate.decompress(chunk, limit + 1 - produced)
-        except zlib.error as exc:
-            raise BodyError(400, f"body is not valid gzip: {exc}") from None
-        produced += len(out)
-        if produced > limit or inflate.unconsumed_tail:
-            raise _too_large(limit)
-        parts.append(out)
-    if inflate is not None:
-        if not inflate.eof and received:
-            raise BodyError(400, "body is not valid gzip: it ends too early")
-        tail = inflate.flush()
-        if produced + len(tail) > limit:
-            raise _too_large(limit)
-        parts.append(tail)
+    if inflate is not None and received and not inflate.eof:
+        raise BodyError(400, "body is not valid gzip: it ends too early")
     return b"".join(parts)

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -331,15 +331,26 @@ def _recover(ledger: Ledger, sender: Sender, now_us: int, report: DeliveryReport
 
 
 def deliver(
-    ledger: Ledger, sender: Sender, *, now: datetime | None = None, limit: int = 200
+    ledger: Ledger,
+    sender: Sender,
+    *,
+    now: datetime | None = None,
+    limit: int = 200,
+    stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
-    """Send every due outbox row once; failures are recorded and never block the others."""
+    """Send every due outbox row once; failures are recorded and never block the others.
+
+    ``stop`` is asked before each row: a daemon shutting down leaves the rest pending (they are
+    in the database; the next start sends them) instead of waiting on a slow Slack.
+    """
     report = DeliveryReport()
     now_us = _us(now or datetime.now(UTC))
     _recover(ledger, sender, now_us, report)
     with ledger.engine.connect() as conn:
         rows = outbox.due_rows(conn, now_us=now_us, limit=limit)
     for row in rows:
+        if stop():
+            break
         with write_transaction(ledger.engine) as conn:
             if not outbox.claim(conn, row.id, now_us=now_us):
                 continue  # another deliverer has it

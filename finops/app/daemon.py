@@ -38,6 +38,8 @@ Poller = Callable[[Ledger, datetime], str]
 
 #: After an HTTP batch, wait this long for more before evaluating (one evaluation per burst).
 _COALESCE_S = 0.5
+#: At shutdown, how long the last cycle waits for one still running.
+_FINAL_WAIT_S = 5.0
 
 
 @dataclass
@@ -134,43 +136,56 @@ class Daemon:
             log.info("price book reloaded", extra={"imported_entries": row[0]})
         self._prices_seen = seen
 
-    def cycle(self, now: datetime | None = None) -> CycleReport:
-        """One pass: budgets, alerts, delivery, scheduled jobs. Safe to call from any thread."""
-        with self._cycle_lock:
-            started = time.perf_counter()
-            now = now or datetime.now(UTC)
-            report = CycleReport()
-            self._step(report, "prices", self._reload_prices_if_changed)
-            self._step(report, "budgets", self.budgets.refresh)
-            found = self.budgets.current
-            report.budgets = len(found.budgets)
-            self.metrics.budgets.set(len(found.budgets))
-            self.metrics.broken_budget_files.set(len(found.errors_by_file))
+    def cycle(self, now: datetime | None = None, *, final: bool = False) -> CycleReport:
+        """One pass: budgets, alerts, delivery, scheduled jobs. Safe to call from any thread.
 
-            def evaluate() -> None:
-                if found.budgets:
-                    result = evaluate_alerts(self.ledger, found.budgets, now=now)
-                    report.new_alerts, report.resolved = len(result.new_alerts), len(result.resolved)
+        ``final`` (at shutdown): budgets are evaluated, so breaches of what was just stored are
+        recorded with their alerts in the outbox; sending and scheduled jobs wait for the next start.
+        """
+        if not self._cycle_lock.acquire(timeout=_FINAL_WAIT_S if final else -1):
+            log.warning("last cycle skipped: the previous one is still running (a slow Slack?)")
+            return CycleReport(errors=["skipped: the previous cycle is still running"])
+        try:
+            return self._cycle(now, final)
+        finally:
+            self._cycle_lock.release()
 
-            self._step(report, "evaluate", evaluate)
+    def _cycle(self, now: datetime | None, final: bool) -> CycleReport:
+        started = time.perf_counter()
+        now = now or datetime.now(UTC)
+        report = CycleReport()
+        self._step(report, "prices", self._reload_prices_if_changed)
+        self._step(report, "budgets", self.budgets.refresh)
+        found = self.budgets.current
+        report.budgets = len(found.budgets)
+        self.metrics.budgets.set(len(found.budgets))
+        self.metrics.broken_budget_files.set(len(found.errors_by_file))
+
+        def evaluate() -> None:
+            if found.budgets:
+                result = evaluate_alerts(self.ledger, found.budgets, now=now)
+                report.new_alerts, report.resolved = len(result.new_alerts), len(result.resolved)
+
+        self._step(report, "evaluate", evaluate)
+        if not final:
             self._step(report, "schedules", lambda: report.jobs.extend(self._run_jobs(now)))
             self._step(report, "deliver", lambda: self._deliver(report))
-            self.metrics.cycles.inc()
-            self.metrics.cycle_seconds.observe(time.perf_counter() - started)
-            self.last_cycle_us = time.time_ns() // 1000
-            if report.new_alerts or report.sent or report.failed or report.errors:
-                log.info(
-                    "cycle",
-                    extra={
-                        "budgets": report.budgets,
-                        "new_alerts": report.new_alerts,
-                        "resolved": report.resolved,
-                        "sent": report.sent,
-                        "failed": report.failed,
-                        "errors": report.errors,
-                    },
-                )
-            return report
+        self.metrics.cycles.inc()
+        self.metrics.cycle_seconds.observe(time.perf_counter() - started)
+        self.last_cycle_us = time.time_ns() // 1000
+        if report.new_alerts or report.sent or report.failed or report.errors:
+            log.info(
+                "cycle",
+                extra={
+                    "budgets": report.budgets,
+                    "new_alerts": report.new_alerts,
+                    "resolved": report.resolved,
+                    "sent": report.sent,
+                    "failed": report.failed,
+                    "errors": report.errors,
+                },
+            )
+        return report
 
     def _run_jobs(self, now: datetime) -> list[tuple[str, str, str]]:
         return run_due(self.ledger, self._jobs, now=now, owner=self._owner)
@@ -178,7 +193,7 @@ class Daemon:
     def _deliver(self, report: CycleReport) -> None:
         sender = self._slack()
         if sender is not None:
-            result = deliver(self.ledger, sender)
+            result = deliver(self.ledger, sender, stop=self.stop.is_set)
             report.sent, report.failed = result.sent, result.failed
             self.metrics.alerts_sent.inc(result.sent)
             self.metrics.alerts_failed.inc(result.failed)
@@ -234,12 +249,12 @@ class Daemon:
             thread.start()
             self._threads.append(thread)
 
-    def shutdown(self, timeout_s: float = 30.0) -> None:
+    def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop the loops, run a last cycle (alerts for what was just stored), close the database."""
         self.stop.set()
         self.wake.set()
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(timeout_s)  # a send in flight stays claimed; the next start checks Slack for it
         self._threads = []
-        self.cycle()
+        self.cycle(final=True)
         self.ledger.close()

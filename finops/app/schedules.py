@@ -123,8 +123,9 @@ def _retention(ledger: Ledger, now: datetime, period: str) -> str:
 
     result = run_retention(ledger, now=now)
     final = datetime.fromtimestamp(result.final_before_us / 1e6, UTC).date().isoformat()
+    closed = f"usage before {final} final" if result.final_before_us else "no usage old enough yet"
     return (
-        f"usage before {final} final: {result.usage_deleted} raw records deleted, "
+        f"{closed}: {result.usage_deleted} raw records deleted, "
         f"{result.dead_letters_deleted} dead letters, {result.previews_cleared} prompt previews"
     )
 

@@ -113,10 +113,15 @@ class IngestService:
         self._write(source, batch, summary)
         return BatchResult.of(summary)
 
-    def mapped(self, items: Sequence[tuple[str, Any]], *, source: str) -> BatchResult:
-        """Records mapped from another format (OTLP spans, LiteLLM logs): ``None`` items are skipped."""
+    def mapped(
+        self, items: Sequence[tuple[str, Any]], *, source: str, rejections: Sequence[Rejection] = ()
+    ) -> BatchResult:
+        """Records mapped from another format (OTLP spans, LiteLLM logs): ``None`` items are skipped;
+        ``rejections``: parts of the body that could not even be decoded (kept as dead letters)."""
         summary = self._summary()
         batch, skipped = prepare_mapped(self.ledger.book, self.ledger.user_key, items)
+        batch.read += len(rejections)
+        batch.rejections.extend(rejections)
         self._write(source, batch, summary)
         return BatchResult.of(summary, skipped=skipped)
 

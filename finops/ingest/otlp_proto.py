@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-__all__ = ["decode_export_request", "encode_export_response"]
+__all__ = ["count_spans", "decode_export_request", "encode_export_response"]
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
@@ -28,13 +28,25 @@ def _hex(value: Any) -> Any:
     return base64.b64decode(value).hex() if isinstance(value, str) else value
 
 
-def decode_export_request(body: bytes) -> dict[str, Any]:
-    """Raises ``ValueError`` with the reason when the body is not an ExportTraceServiceRequest."""
+def _parse(body: bytes) -> ExportTraceServiceRequest:
     message = ExportTraceServiceRequest()
     try:
         message.ParseFromString(body)
     except DecodeError as exc:
         raise ValueError(f"not a protobuf ExportTraceServiceRequest: {exc}") from None
+    return message
+
+
+def count_spans(body: bytes) -> int:
+    """Spans in a request, counted before anything is built from them (a body of millions of
+    empty spans is refused before it costs gigabytes as dicts)."""
+    message = _parse(body)
+    return sum(len(scope.spans) for rs in message.resource_spans for scope in rs.scope_spans)
+
+
+def decode_export_request(body: bytes) -> dict[str, Any]:
+    """Raises ``ValueError`` with the reason when the body is not an ExportTraceServiceRequest."""
+    message = _parse(body)
     doc: dict[str, Any] = MessageToDict(message, use_integers_for_enums=True)
     for resource_spans in doc.get("resourceSpans", []):
         for scope in resource_spans.get("scopeSpans", []):

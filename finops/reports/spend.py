@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Table, and_, case, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from finops.storage.retention import final_before_us
 from finops.storage.sql import like_pattern
 from finops.storage.tables import ROLLUP_SUMS, rollups_daily, rollups_hourly, usage_records
 
@@ -192,8 +193,20 @@ def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[A
     end_us = int(query.end.timestamp() * 1_000_000) if query.end else None
     by_time = any(d in ("day", "month") for d in query.group_by)
     if by_time and not _whole_hour_zone(query.tz, query.start, query.end):
-        conds = [*base, *_range(usage_records, "ts_us", start_us, end_us)]
-        return _aggregate(conn, usage_records, dims, conds, quarter_hours=True)
+        # Local days that do not start on a UTC hour need the raw records; before the retention
+        # watermark only hourly rollups are left, and each hour counts for the day it starts in.
+        final_us = final_before_us(conn)
+        rows_: list[tuple[Any, ...]] = []
+        if final_us and (start_us is None or start_us < final_us):
+            lo = _hour_floor(query.start) if query.start else None
+            hi = min(final_us // 1_000_000, _hour_ceil(query.end)) if query.end else final_us // 1_000_000
+            hourly_ = [*_filters(rollups_hourly, query), *_range(rollups_hourly, "hour", lo, hi)]
+            rows_.extend(_aggregate(conn, rollups_hourly, dims, hourly_))
+            start_us = max(start_us or 0, final_us)
+        if end_us is None or start_us is None or start_us < end_us:
+            conds = [*base, *_range(usage_records, "ts_us", start_us, end_us)]
+            rows_.extend(_aggregate(conn, usage_records, dims, conds, quarter_hours=True))
+        return rows_
     h_lo = _hour_ceil(query.start) if query.start else None
     h_hi = _hour_floor(query.end) if query.end else None
     if h_lo is not None and h_hi is not None and h_lo > h_hi:  # the whole range is inside one hour

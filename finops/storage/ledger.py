@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.usage import UsageRecord
-from finops.storage.retention import final_before_us
+from finops.storage.retention import final_before_us, hold_retention_lock
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
     CONTENT_COLUMNS,
@@ -312,7 +312,8 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return {row[1] for row in rows}
-    columns = list(zip(*rows, strict=True))  # one array per column: a short query, whatever the batch
+    # In id order: two batches sharing ids lock them in the same order and never deadlock.
+    columns = list(zip(*sorted(rows, key=lambda r: r[1]), strict=True))  # one array a column
     return {rid for (rid,) in conn.exec_driver_sql(_PG_INSERT, tuple(list(c) for c in columns))}
 
 
@@ -367,6 +368,9 @@ def write_rows(
     """
     outcome = BatchOutcome()
     fresh: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    copies: dict[str, list[int]] = {}  # later rows of the batch equal to a fresh one
+    refused: set[str] = set()  # fresh ids whose stored record differs: their copies are conflicts too
+    hold_retention_lock(conn, shared=True)  # retention cannot move the watermark under this batch
     final = final_before_us(conn)
     for index, row in enumerate(rows):
         if row[2] < final:
@@ -376,7 +380,7 @@ def write_rows(
         if seen is None:
             fresh[row[1]] = (index, row)
         elif _content(seen[1]) == _content(row):
-            outcome.duplicates += 1
+            copies.setdefault(row[1], []).append(index)
         else:
             outcome.conflicts.append(_conflict(row, where[index]))
     if fresh and _insert_all_new(conn, [row for _, row in fresh.values()]):
@@ -389,6 +393,7 @@ def write_rows(
                 outcome.duplicates += 1
             else:
                 outcome.conflicts.append(_conflict(row, where[index]))
+                refused.add(rid)
     if fresh:
         new = [row for _, row in fresh.values()]
         inserted = _insert_new(conn, new)
@@ -401,8 +406,14 @@ def write_rows(
                     outcome.duplicates += 1
                 else:
                     outcome.conflicts.append(_conflict(row, where[index]))
+                    refused.add(rid)
             new = [row for row in new if row[1] in inserted]
         _stored(conn, new, outcome)
+    for rid, indexes in copies.items():
+        if rid in refused:
+            outcome.conflicts.extend(_conflict(rows[i], where[i]) for i in indexes)
+        else:
+            outcome.duplicates += len(indexes)
     write_dead_letters(
         conn, source=source, rejections=[*rejections, *outcome.too_old, *outcome.conflicts], now_us=now_us
     )
@@ -474,8 +485,12 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
 def rebuild_rollups(conn: Connection) -> int:
     """Recompute the hourly and daily rollups from the raw records (repair, or after a bulk load).
 
-    Replaces both tables' content inside the caller's transaction; returns the hourly row count.
+    Only from the retention watermark on: before it the raw records were deleted and the
+    rollups are all that is left, so they are kept as they are. Replaces the rows inside the
+    caller's transaction; returns the hourly row count.
     """
+    final_us = final_before_us(conn)
+    from_hour = final_us // 1_000_000  # whole UTC days: also a day and an hour boundary
     u = usage_records.c
     priced = u.cost_nanos.is_not(None)
     sums = (
@@ -492,26 +507,31 @@ def rebuild_rollups(conn: Connection) -> int:
         func.sum(case((priced, 0), else_=u.requests)),
     )
     keys = [u[k] for k in ROLLUP_KEYS[1:]]
-    conn.execute(delete(rollups_hourly))
-    conn.execute(delete(rollups_daily))
-    hourly = select(u.hour, *keys, *sums).group_by(u.hour, *keys)
+    recent = u.hour >= from_hour
+    conn.execute(delete(rollups_hourly).where(rollups_hourly.c.hour >= from_hour))
+    conn.execute(delete(rollups_daily).where(rollups_daily.c.day >= from_hour))
+    hourly = select(u.hour, *keys, *sums).where(recent).group_by(u.hour, *keys)
     conn.execute(insert(rollups_hourly).from_select([*ROLLUP_KEYS, *ROLLUP_SUMS], hourly))
     day = (u.hour // 86400 * 86400).label("day")
-    daily = select(day, *keys, *sums).group_by(day, *keys)
+    daily = select(day, *keys, *sums).where(recent).group_by(day, *keys)
     conn.execute(insert(rollups_daily).from_select([*ROLLUP_DAILY_KEYS, *ROLLUP_SUMS], daily))
-    conn.execute(delete(prompt_rollups_daily))
+    conn.execute(delete(prompt_rollups_daily).where(prompt_rollups_daily.c.day >= from_hour))
     prompt = func.coalesce(u.prompt_id, "").label("prompt_id")
     pkeys = [day, prompt, u.flow, u.provider, u.model]
-    per_prompt = select(
-        *pkeys,
-        func.count(),
-        func.sum(u.requests),
-        func.sum(u.input_tokens),
-        func.sum(u.cached_input_tokens),
-        func.sum(u.output_tokens),
-        func.coalesce(func.sum(u.cost_nanos), 0),
-        func.sum(case((priced, 0), else_=1)),
-    ).group_by(*pkeys)
+    per_prompt = (
+        select(
+            *pkeys,
+            func.count(),
+            func.sum(u.requests),
+            func.sum(u.input_tokens),
+            func.sum(u.cached_input_tokens),
+            func.sum(u.output_tokens),
+            func.coalesce(func.sum(u.cost_nanos), 0),
+            func.sum(case((priced, 0), else_=1)),
+        )
+        .where(recent)
+        .group_by(*pkeys)
+    )
     conn.execute(insert(prompt_rollups_daily).from_select([*PROMPT_KEYS, *PROMPT_SUMS], per_prompt))
     return int(conn.scalar(select(func.count()).select_from(rollups_hourly)) or 0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, exists, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
 
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
@@ -21,9 +21,20 @@ from finops.storage.tables import (
     usage_records,
 )
 
-__all__ = ["FINAL_KEY", "RetentionResult", "apply_retention", "final_before_us"]
+__all__ = ["FINAL_KEY", "RetentionResult", "apply_retention", "final_before_us", "hold_retention_lock"]
 
 FINAL_KEY = "usage_final_before_us"
+#: PostgreSQL advisory lock: writers hold it shared, retention exclusive (SQLite: BEGIN IMMEDIATE
+#: already lets one writer at a time in).
+_LOCK_KEY = 0x66696E6F7073  # "finops"
+
+
+def hold_retention_lock(conn: Connection, *, shared: bool) -> None:
+    """Until the transaction ends: a batch and retention never overlap, so a record whose raw row
+    retention is deleting cannot be stored again under the old watermark (and counted twice)."""
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(text(f"SELECT {fn}(:key)"), {"key": _LOCK_KEY})
 
 
 def final_before_us(conn: Connection) -> int:
@@ -51,6 +62,9 @@ def _set_final(conn: Connection, cutoff_us: int) -> int:
     return cutoff_us
 
 
+_DAY_US = 86_400_000_000
+
+
 def apply_retention(
     conn: Connection,
     *,
@@ -64,8 +78,14 @@ def apply_retention(
 
     Run in one write transaction: the watermark and the deletes commit together.
     """
-    final = _set_final(conn, usage_before_us)
+    hold_retention_lock(conn, shared=False)
     u = usage_records.c
+    # The watermark moves only past days that had raw records: on a new or quiet database,
+    # older history can still be loaded; once it is deleted, it is closed.
+    newest = conn.scalar(select(func.max(u.ts_us)).where(u.ts_us < usage_before_us))
+    final = final_before_us(conn)
+    if newest is not None:
+        final = _set_final(conn, min(usage_before_us, (newest // _DAY_US + 1) * _DAY_US))
     old_ids = select(u.id).where(u.ts_us < final).limit(batch)
     deleted = links = 0
     while True:

@@ -1,0 +1,102 @@
+"""Retention: raw records deleted, totals kept, the watermark closed and honoured by every writer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from finops.app.budget_watch import BudgetWatch
+from finops.app.ledger import Ledger
+from finops.app.retention import run_retention
+from finops.app.service import IngestService
+from finops.reports.spend import SpendQuery, run_spend
+from finops.storage.db import write_transaction
+from finops.storage.ledger import rebuild_rollups
+from finops.storage.retention import apply_retention, final_before_us
+from finops.storage.tables import usage_records
+from tests.conftest import make_ledger, usage
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+OLD = [usage(i, ts=f"2026-07-{10 + i:02d}T18:45:00Z") for i in range(5)]  # 00:15 the next day in Kolkata
+NEW = [usage(100 + i, ts="2026-11-20T10:00:00Z") for i in range(3)]
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path) -> Iterator[IngestService]:
+    ledger = make_ledger(db_url, retention_days=40)
+    yield IngestService(ledger, BudgetWatch(ledger, tmp_path))
+    ledger.close()
+
+
+def _spend(ledger: Ledger, by: tuple[str, ...], tz: str = "UTC") -> list[tuple[tuple[str, ...], int, int]]:
+    query = SpendQuery(group_by=by, start=datetime(2026, 6, 1, tzinfo=UTC), end=NOW, tz=ZoneInfo(tz))
+    with ledger.engine.connect() as conn:
+        result = run_spend(conn, query)
+    return sorted((tuple(r.keys.values()), r.sums["records"], r.sums["cost_nanos"]) for r in result.rows)
+
+
+def _raw(ledger: Ledger) -> int:
+    with ledger.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(usage_records)) or 0)
+
+
+def test_totals_survive_retention_by_flow_by_day_and_in_a_half_hour_zone(service: IngestService) -> None:
+    ledger = service.ledger
+    assert service.usage([*OLD, *NEW], source="app").stored == 8
+    views = [
+        (("flow",), "UTC"),
+        (("day",), "UTC"),
+        (("month", "flow"), "Europe/Berlin"),
+        (("month",), "Asia/Kolkata"),
+    ]
+    before = [_spend(ledger, by, tz) for by, tz in views]
+    result = run_retention(ledger, now=NOW)
+    assert result.usage_deleted == 5 and _raw(ledger) == 3
+    assert [_spend(ledger, by, tz) for by, tz in views] == before
+    with write_transaction(ledger.engine) as conn:  # a repair must not wipe what only the rollups hold
+        rebuild_rollups(conn)
+    assert [_spend(ledger, by, tz) for by, tz in views] == before
+
+
+def test_the_watermark_moves_only_past_days_that_had_records(service: IngestService) -> None:
+    ledger = service.ledger
+    assert run_retention(ledger, now=NOW).final_before_us == 0  # a new database closes nothing
+    assert service.usage(OLD[:1], source="app").stored == 1  # so history can still be loaded
+    final = run_retention(ledger, now=NOW).final_before_us
+    assert final == int(datetime(2026, 7, 11, tzinfo=UTC).timestamp()) * 1_000_000  # the day after it
+    late = service.usage(OLD[1:2], source="app")  # 2026-07-11: after the watermark, still accepted
+    assert late.stored == 1
+    refused = service.usage(OLD[:1], source="app")  # 2026-07-10: closed, and deleted: refused
+    assert refused.stored == 0 and "too old" in refused.rejections[0]["reason"]
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_batch_waits_for_retention_and_then_sees_its_watermark(service: IngestService) -> None:
+    """PostgreSQL runs writers concurrently: without a lock, a record retention is deleting
+    could be stored again under the old watermark and counted twice."""
+    ledger = service.ledger
+    assert service.usage(OLD[:1], source="app").stored == 1
+    answers: list[object] = []
+    with write_transaction(ledger.engine) as conn:
+        apply_retention(
+            conn,
+            usage_before_us=int(NOW.timestamp()) * 1_000_000,
+            preview_before_day=0,
+            dead_letters_before_us=0,
+        )
+        retry = threading.Thread(target=lambda: answers.append(service.usage(OLD[:1], source="app")))
+        retry.start()
+        retry.join(1.0)
+        assert retry.is_alive(), "the retried batch must wait for retention to commit"
+    retry.join(30)
+    (answer,) = answers
+    assert answer.stored == 0 and "too old" in answer.rejections[0]["reason"]  # type: ignore[attr-defined]
+    with ledger.engine.connect() as conn:
+        assert final_before_us(conn) > 0
+    assert _spend(ledger, ("flow",))[0][1] == 1  # counted once
