@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from finops.app.daemon import Daemon
 from finops.app.ledger import Ledger
+from finops.app.parse_pool import BodyProblem
 from finops.app.retention import run_retention
 from finops.cli import app
 from finops.errors import ConfigError
@@ -304,3 +305,35 @@ def test_shutdown_does_not_wait_for_a_slow_slack_to_drain_the_outbox(
             select(func.count()).select_from(alert_outbox).where(alert_outbox.c.status == "pending")
         )
     assert pending is not None and pending >= 3  # left for the next start, not sent during shutdown
+
+
+def test_a_new_price_reaches_the_parser_process(sqlite_url: str, budgets: Path, tmp_path: Path) -> None:
+    """Large bodies are priced in a parser process; a price added while the daemon runs applies
+    to the next batch (the parser restarts with the new book)."""
+    import json
+
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text("prices: []\n")
+    daemon = Daemon(_settings(sqlite_url, budgets, price_overrides=overrides, ingest_workers=1))
+    daemon.start()
+    try:
+
+        def batch(start: int) -> bytes:
+            records = [
+                usage(start + i, provider="self_hosted", model="acme-llama-70b-internal", prompt="x" * 100)
+                for i in range(200)
+            ]
+            return json.dumps(records).encode()  # over 32 KiB: parsed in the parser process
+
+        first = daemon.service.usage_body(batch(0), ndjson=False, source="app")
+        assert not isinstance(first, BodyProblem) and (first.stored, first.unpriced) == (200, 200)
+        overrides.write_text(
+            "prices:\n  - provider: self_hosted\n    model: acme-llama-70b-internal\n"
+            "    effective_from: 2026-01-01\n    standard: {input: 0.20, output: 0.60}\n"
+        )
+        daemon.cycle()  # sees the changed file and reloads the book
+        second = daemon.service.usage_body(batch(1000), ndjson=False, source="app")
+        assert not isinstance(second, BodyProblem) and (second.stored, second.unpriced) == (200, 0)
+        assert second.notes == [] or all("estimate" not in n for n in second.notes)
+    finally:
+        daemon.shutdown()

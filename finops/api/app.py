@@ -27,6 +27,7 @@ from finops.api.auth import TokenTable
 from finops.api.body import BodyError, read_body
 from finops.api.metrics import Metrics
 from finops.app.ingest import unparsed_line
+from finops.app.parse_pool import BodyProblem
 from finops.app.service import BatchResult, IngestService
 from finops.reports.budget_docs import check_document
 from finops.reports.render import spend_document
@@ -138,19 +139,11 @@ async def post_usage(request: Request) -> Response:
     state: ApiState = request.app.state.api
     source = _source(state, request)
     body = await _body(state, request)
-    limit = state.service.ledger.settings.max_batch_records
-    service = state.service
-
-    def work() -> BatchResult:
-        if _media(request) in _NDJSON:
-            lines = _lines(body)
-            if len(lines) > limit:
-                raise _Refused(_error(413, f"{len(lines):,} lines in one request; at most {limit:,}"))
-            return service.usage_lines(lines, source=source)
-        items = _records(_decode(body, "a usage record or a JSON array of them"), limit, "records")
-        return service.usage(items, source=source)
-
-    return _batch_answer(state, "usage", await run_in_threadpool(work))
+    ndjson = _media(request) in _NDJSON
+    result = await run_in_threadpool(state.service.usage_body, body, ndjson=ndjson, source=source)
+    if isinstance(result, BodyProblem):
+        return _error(result.status, result.message)
+    return _batch_answer(state, "usage", result)
 
 
 async def post_outcomes(request: Request) -> Response:

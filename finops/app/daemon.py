@@ -123,17 +123,21 @@ class Daemon:
             self.metrics.cycle_errors.labels(name).inc()
             report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
-    def _reload_prices_if_changed(self) -> None:
+    def _prices_fingerprint(self) -> tuple[Any, ...]:
         with self.ledger.engine.connect() as conn:
             row = conn.execute(
                 select(func.count(), func.min(price_entries.c.key), func.max(price_entries.c.key))
             ).one()
         overrides = self.settings.price_overrides
-        mtime = overrides.stat().st_mtime_ns if overrides is not None and overrides.exists() else None
-        seen = (*row, mtime)
+        stat = overrides.stat() if overrides is not None and overrides.exists() else None
+        return (*row, stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
+
+    def _reload_prices_if_changed(self) -> None:
+        """`finops prices import` or an edited override file apply without a restart."""
+        seen = self._prices_fingerprint()
         if self._prices_seen is not None and seen != self._prices_seen:
             self.ledger.reload_prices()
-            log.info("price book reloaded", extra={"imported_entries": row[0]})
+            log.info("price book reloaded", extra={"imported_entries": seen[0]})
         self._prices_seen = seen
 
     def cycle(self, now: datetime | None = None, *, final: bool = False) -> CycleReport:
@@ -239,8 +243,10 @@ class Daemon:
             self.stop.wait(self.settings.poll_interval_s)
 
     def start(self) -> None:
-        """Read budgets, then start the cycle and poll threads."""
+        """Read budgets, warm up ingest, then start the cycle and poll threads."""
         self.budgets.refresh()
+        self._prices_seen = self._prices_fingerprint()  # the book about to be loaded
+        self.service.start()
         loops = [("finops-cycle", self._cycle_loop)]
         if self._pollers:
             loops.append(("finops-poll", self._poll_loop))
@@ -257,4 +263,5 @@ class Daemon:
             thread.join(timeout_s)  # a send in flight stays claimed; the next start checks Slack for it
         self._threads = []
         self.cycle(final=True)
+        self.service.close()
         self.ledger.close()

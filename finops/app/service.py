@@ -18,14 +18,13 @@ from finops.app.budgets import CheckResult, check_flow
 from finops.app.ingest import (
     IngestSummary,
     Prepared,
-    prepare_lines,
     prepare_mapped,
     prepare_objects,
     write_prepared,
 )
 from finops.app.ledger import Ledger
 from finops.app.outcomes import ingest_outcome_objects
-from finops.ingest.jsonl import Line
+from finops.app.parse_pool import BodyProblem, ParsePool
 from finops.reports.spend import SpendQuery, SpendResult, run_spend
 from finops.storage.ledger import Rejection
 
@@ -87,6 +86,7 @@ class IngestService:
         self._on_ingest = on_ingest
         sqlite = ledger.engine.dialect.name == "sqlite"
         self._writers = threading.BoundedSemaphore(1 if sqlite else 4)
+        self._parsers = ParsePool(ledger.settings.ingest_workers)
 
     def _summary(self) -> IngestSummary:
         return IngestSummary(example_limit=self.ledger.settings.max_batch_records)
@@ -104,14 +104,31 @@ class IngestService:
         self._write(source, batch, summary)
         return BatchResult.of(summary)
 
-    def usage_lines(self, lines: Sequence[str], *, source: str) -> BatchResult:
-        """NDJSON: a line that is not JSON is rejected alone; ``index`` is its line number from 1."""
-        summary = self._summary()
-        batch = prepare_lines(
-            self.ledger.book, self.ledger.user_key, [Line("http", n, t) for n, t in enumerate(lines, 1) if t]
+    def usage_body(self, body: bytes, *, ndjson: bool, source: str) -> BatchResult | BodyProblem:
+        """A posted body of usage, parsed in the parser process when it is large."""
+        rows = self._parsers.parse(
+            self.ledger.book,
+            self.ledger.user_key,
+            body,
+            ndjson=ndjson,
+            limit=self.ledger.settings.max_batch_records,
+            source=source,
         )
-        self._write(source, batch, summary)
+        if isinstance(rows, BodyProblem):
+            return rows
+        summary = self._summary()
+        with self._writers:
+            write_prepared(self.ledger, source, rows, summary)
+        if summary.stored:
+            self._on_ingest()
         return BatchResult.of(summary)
+
+    def start(self) -> None:
+        """Load the price book and start the parser process before the first request."""
+        self._parsers.start(self.ledger.book, self.ledger.user_key)
+
+    def close(self) -> None:
+        self._parsers.close()
 
     def mapped(
         self, items: Sequence[tuple[str, Any]], *, source: str, rejections: Sequence[Rejection] = ()
