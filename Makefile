@@ -7,7 +7,7 @@ export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken)
 # PostgreSQL tests use this database server; unset it to skip them (they say so).
 export FINOPS_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install demo test lint check bench clean
+.PHONY: install demo run test lint check bench clean
 
 $(BIN)/finops: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(BIN)/finops           ## create .venv and install finops with its dev
 
 demo: install                    ## a month of sample usage in ./finops.db, then the spend tables
 	$(BIN)/finops demo
+
+run: install                     ## the daemon on 127.0.0.1:8787 with ./finops.db and ./budgets (Ctrl-C stops it)
+	$(BIN)/finops run --log-format text
 
 test: install                    ## the test suite (SQLite always; PostgreSQL when reachable)
 	$(BIN)/pytest
@@ -35,6 +38,7 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/http_ingest.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 
 clean:

@@ -233,7 +233,8 @@ class Daemon:
             if self.stop.is_set():
                 break
             if woken:
-                self.stop.wait(_COALESCE_S)  # let a burst of batches land first
+                if self.stop.wait(_COALESCE_S):  # let a burst of batches land first
+                    break  # stopping: the last cycle (shutdown) evaluates what landed
                 self.wake.clear()
             self.cycle()
 
