@@ -7,6 +7,8 @@ For each database (SQLite file, PostgreSQL when FINOPS_TEST_POSTGRES_URL is set)
   threads POST pre-encoded batches of 500 to /v1/usage over keep-alive connections; every answer
   must be 200 with all 500 stored. Records/s over the whole load, and per-request p50/p99.
 The ratio HTTP/JSONL is the figure (target >= 0.5). The clients share the machine's two cores.
+Then, on the loaded database with 40 budgets: GET /v1/budgets/{flow}/check, one client, p50/p99,
+against `check_flow` called in this process on the same database (the HTTP and daemon overhead).
 
     python bench/http_ingest.py [--records 200000] [--clients 4]
 """
@@ -24,15 +26,18 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 import orjson
-from _data import write_jsonl
+from _data import FLOWS, write_jsonl
 from sqlalchemy import create_engine, text
 
+from finops.app.budgets import budgets_in_force, check_flow
 from finops.app.ingest import ingest_paths
 from finops.app.ledger import Ledger
 from finops.settings import Settings
@@ -57,7 +62,61 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_rate(path: Path, url: str, clients: int, tmp: Path) -> tuple[float, int, list[float]]:
+def write_budgets(folder: Path) -> None:
+    lines = ["budgets:"]
+    for i, flow in enumerate(FLOWS):
+        lines += [
+            f"  - flow: {flow}",
+            '    owner: "@owner"',
+            f"    daily_cap_usd: {5 if i % 2 else 500}",
+            "    timezone: Europe/Berlin",
+            f"    on_breach: {'block' if i % 2 else 'alert'}",
+        ]
+    (folder / "bench.yaml").write_text("\n".join(lines) + "\n")
+
+
+def check_latency(port: int, calls: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    times = []
+    try:
+        for i in range(calls):
+            started = time.perf_counter()
+            conn.request(
+                "GET", f"/v1/budgets/{FLOWS[i % len(FLOWS)]}/check?estimate_usd=0.01", headers=headers
+            )
+            answer = conn.getresponse()
+            body = answer.read()
+            times.append(time.perf_counter() - started)
+            assert answer.status == 200 and b'"decision"' in body, body[:300]
+    finally:
+        conn.close()
+    return sorted(times)
+
+
+def check_in_process(url: str, budgets: Path, calls: int) -> list[float]:
+    ledger = Ledger.open(Settings(database_url=url))
+    found = budgets_in_force(ledger, budgets).budgets
+    times = []
+    with ledger.engine.connect() as conn:
+        for i in range(calls):
+            started = time.perf_counter()
+            check_flow(
+                conn,
+                found,
+                flow=FLOWS[i % len(FLOWS)],
+                tags={},
+                now=datetime.now(UTC),
+                estimate_usd=Decimal("0.01"),
+            )
+            times.append(time.perf_counter() - started)
+    ledger.close()
+    return sorted(times)
+
+
+def http_rate(
+    path: Path, url: str, clients: int, tmp: Path, checks: int
+) -> tuple[float, int, list[float], list[float]]:
     bodies = []
     with path.open("rb") as f:
         lines = f.read().splitlines()
@@ -115,9 +174,10 @@ def http_rate(path: Path, url: str, clients: int, tmp: Path) -> tuple[float, int
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    check_times = check_latency(port, checks)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
-    return elapsed, stored[0], sorted(latencies)
+    return elapsed, stored[0], sorted(latencies), check_times
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -144,6 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--checks", type=int, default=1000, help="budget checks over HTTP after the load")
     ap.add_argument("--data", type=Path, default=Path(__file__).parent / "data")
     args = ap.parse_args()
     path = write_jsonl(args.data / f"usage-{args.records}.jsonl", args.records)
@@ -168,7 +229,10 @@ def main() -> None:
 
             try:
                 file_s, file_n = jsonl_rate(path, database("file"))
-                http_s, http_n, lat = http_rate(path, database("http"), args.clients, tmp)
+                write_budgets(tmp)
+                http_db = database("http")
+                http_s, http_n, lat, checks = http_rate(path, http_db, args.clients, tmp, args.checks)
+                direct = check_in_process(http_db, tmp, args.checks)
             finally:
                 for name in made:
                     assert admin_url is not None
@@ -182,6 +246,11 @@ def main() -> None:
             f"  request latency: p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms ({len(lat)} requests)"
         )
         print(f"  ratio HTTP/JSONL: {http_rate_ / file_rate:.2f}   (target >= 0.5)")
+        print(
+            f"  budget check over HTTP: p50 {_pct(checks, 0.5):.2f} ms, p99 {_pct(checks, 0.99):.2f} ms "
+            f"({len(checks)} calls); check_flow in process: p50 {_pct(direct, 0.5):.2f} ms, "
+            f"p99 {_pct(direct, 0.99):.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
     max_batch_records: int = Field(default=10_000, ge=1, le=1_000_000, description="Most records a request.")
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Connections and requests served at once; more get 503 (bounds memory: each "
+        "request may hold up to max_body_bytes).",
+    )
     cycle_s: float = Field(
         default=10.0, gt=0, le=3600, description="Seconds between daemon cycles (budgets, alerts, schedules)."
     )

@@ -85,6 +85,7 @@ def serve(daemon: Daemon, *, access_log: bool = False) -> int:
         lifespan="on",
         timeout_graceful_shutdown=20,
         timeout_keep_alive=30,
+        limit_concurrency=settings.max_connections,
         http="httptools",
         loop="uvloop" if _has_uvloop() else "asyncio",
         server_header=False,
