@@ -6,12 +6,12 @@ that safe (their Slack messages have outbox dedupe keys, retention is idempotent
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, update
 
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import schedule_runs
 
-__all__ = ["claim_run", "finish_run", "last_runs"]
+__all__ = ["claim_run", "finish_run"]
 
 
 def claim_run(conn: Connection, *, job: str, period: str, owner: str, now_us: int, stale_us: int) -> bool:
@@ -40,9 +40,3 @@ def finish_run(conn: Connection, *, job: str, period: str, owner: str, now_us: i
         .where(and_(s.job == job, s.period == period, s.owner == owner))
         .values(finished_us=now_us, result=result[:2000])
     )
-
-
-def last_runs(conn: Connection, limit: int = 20) -> list[dict[str, object]]:
-    s = schedule_runs.c
-    rows = conn.execute(select(schedule_runs).order_by(s.claimed_us.desc()).limit(limit))
-    return [dict(r._mapping) for r in rows]
