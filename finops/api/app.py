@@ -29,6 +29,7 @@ from finops.api.metrics import Metrics
 from finops.app.ingest import unparsed_line
 from finops.app.parse_pool import BodyProblem
 from finops.app.service import BatchResult, IngestService
+from finops.ingest.jsonl import ndjson_lines
 from finops.reports.budget_docs import check_document
 from finops.reports.render import spend_document
 from finops.reports.spend_request import resolve_period, resolve_zone, spend_query
@@ -119,11 +120,6 @@ def _records(payload: Any, limit: int, what: str) -> list[Any]:
             _error(413, f"{len(items):,} {what} in one request; at most {limit:,} (FINOPS_MAX_BATCH_RECORDS)")
         )
     return items
-
-
-def _lines(body: bytes) -> list[str]:
-    """NDJSON lines: split on newline bytes only (U+2028 may appear raw inside a JSON string)."""
-    return [line.decode("utf-8", "replace").removesuffix("\r") for line in body.split(b"\n")]
 
 
 def _media(request: Request) -> str:
@@ -233,7 +229,7 @@ async def post_litellm(request: Request) -> Response:
         bad: list[Rejection] = []
         if ndjson:  # a line that is not JSON is rejected alone, as on /v1/usage
             payload: list[Any] = []
-            for number, line in enumerate(_lines(body), 1):
+            for number, line in enumerate(ndjson_lines(body), 1):
                 if not line.strip():
                     continue
                 try:

@@ -20,7 +20,7 @@ import orjson
 
 from finops.app.ingest import RowBatch, prepare_lines, prepare_objects, to_rows
 from finops.domain.pricing import PriceBook
-from finops.ingest.jsonl import Line
+from finops.ingest.jsonl import Line, ndjson_lines
 
 __all__ = ["BodyProblem", "ParsePool", "parse_usage_body"]
 
@@ -43,8 +43,7 @@ def parse_usage_body(
 ) -> RowBatch | BodyProblem:
     """A JSON record, a JSON array of records, or NDJSON lines (each rejected alone when broken)."""
     if ndjson:
-        texts = [line.decode("utf-8", "replace").removesuffix("\r") for line in body.split(b"\n")]
-        lines = [Line("http", n, t) for n, t in enumerate(texts, 1) if t]
+        lines = [Line("http", n, t) for n, t in enumerate(ndjson_lines(body), 1) if t]
         if len(lines) > limit:
             return BodyProblem(413, f"{len(lines):,} lines in one request; at most {limit:,}")
         return to_rows(prepare_lines(book, user_key, lines), source)

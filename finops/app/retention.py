@@ -10,8 +10,6 @@ from finops.storage.retention import RetentionResult, apply_retention
 
 __all__ = ["run_retention"]
 
-_DAY_US = 86_400_000_000
-
 
 def run_retention(ledger: Ledger, *, now: datetime) -> RetentionResult:
     """Close and delete raw usage before the start of the UTC day ``retention_days`` ago.

@@ -18,6 +18,7 @@ from finops.app.budgets import CheckResult, check_flow
 from finops.app.ingest import (
     IngestSummary,
     Prepared,
+    RowBatch,
     prepare_mapped,
     prepare_objects,
     write_prepared,
@@ -91,7 +92,7 @@ class IngestService:
     def _summary(self) -> IngestSummary:
         return IngestSummary(example_limit=self.ledger.settings.max_batch_records)
 
-    def _write(self, source: str, batch: Prepared, summary: IngestSummary) -> None:
+    def _write(self, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
         with self._writers:
             write_prepared(self.ledger, source, batch, summary)
         if summary.stored:
@@ -117,10 +118,7 @@ class IngestService:
         if isinstance(rows, BodyProblem):
             return rows
         summary = self._summary()
-        with self._writers:
-            write_prepared(self.ledger, source, rows, summary)
-        if summary.stored:
-            self._on_ingest()
+        self._write(source, rows, summary)
         return BatchResult.of(summary)
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from finops.errors import IngestError
 
-__all__ = ["Line", "expand_paths", "read_lines"]
+__all__ = ["Line", "expand_paths", "ndjson_lines", "read_lines"]
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
@@ -70,3 +70,9 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
             raise IngestError(f"{path}: unreadable after line {number}: {exc}") from None
         if on_bytes is not None:
             on_bytes(raw.tell() - last)
+
+
+def ndjson_lines(body: bytes) -> list[str]:
+    """A posted NDJSON body's lines: split on newline bytes only (U+2028 may appear raw inside a
+    JSON string, and str.splitlines would cut the record there)."""
+    return [line.decode("utf-8", "replace").removesuffix("\r") for line in body.split(b"\n")]
