@@ -26,10 +26,11 @@ run: install                     ## the daemon on 127.0.0.1:8787 with ./finops.d
 test: install                    ## the test suite (SQLite always; PostgreSQL when reachable)
 	$(BIN)/pytest
 
-lint: install                    ## ruff and mypy --strict
+lint: install                    ## ruff, mypy --strict and the layer contracts (lint-imports)
 	$(BIN)/ruff check finops tests bench alembic
 	$(BIN)/ruff format --check finops tests bench alembic
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: lint test                 ## everything CI runs
 

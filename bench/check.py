@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from query import load
 from sqlalchemy import func, select
 
-from finops.app.budgets import check_flow
 from finops.domain.budgets import Budget
 from finops.storage.db import create_engine_for, upgrade
 from finops.storage.tables import usage_records
+from finops.usecases.budgets import check_flow
 
 
 def pct(values: list[float], p: float) -> float:

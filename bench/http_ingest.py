@@ -37,10 +37,10 @@ import orjson
 from _data import FLOWS, write_jsonl
 from sqlalchemy import create_engine, text
 
-from finops.app.budgets import budgets_in_force, check_flow
-from finops.app.ingest import ingest_paths
-from finops.app.ledger import Ledger
 from finops.settings import Settings
+from finops.usecases.budgets import budgets_in_force, check_flow
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.ledger import Ledger
 
 BATCH = 500
 TOKEN = "bench-token-0123456789abcdef"

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
 from _data import write_jsonl
 
-from finops.app.ingest import ingest_paths
-from finops.app.ledger import Ledger
-from finops.app.pricing import price_record
 from finops.domain.usage import parse_usage
 from finops.settings import Settings
 from finops.storage.ledger import PricedRecord, usage_row
 from finops.storage.tables import USAGE_COLUMNS
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.ledger import Ledger
+from finops.usecases.pricing import price_record
 
 BATCH = 5000
 

@@ -18,11 +18,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from finops.app.pricing import price_record
 from finops.domain.money import nanos_to_usd
 from finops.domain.pricing import PriceBook
 from finops.domain.pricing.litellm import entries_from_litellm
 from finops.domain.usage import UsageRecord
+from finops.usecases.pricing import price_record
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "litellm_model_prices.json"
 MODELS = (

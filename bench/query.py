@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from finops.reports.spend import SpendQuery, run_spend
 from finops.storage.db import create_engine_for, upgrade
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.tables import USAGE_COLUMNS, usage_records
+from finops.usecases.spend import SpendQuery, run_spend
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "o4-mini", "gpt-4.1-mini")
 

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from query import load
 from sqlalchemy import func, select
 
-from finops.app.ledger import Ledger
-from finops.audit.monthly import build_monthly_report
-from finops.audit.render_html import render_html
+from finops.render.report_html import render_html
 from finops.settings import Settings
 from finops.storage.tables import usage_records
+from finops.usecases.audit.monthly import build_monthly_report
+from finops.usecases.ledger import Ledger
 
 
 def main() -> None:

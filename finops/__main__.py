@@ -1,5 +1,5 @@
 """``python -m finops`` runs the CLI."""
 
-from finops.cli import main
+from finops.cli.main import main
 
 main()

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         default=False,
         description="Keep a redacted preview (numbers, ids, emails, dates masked) of each prompt's text.",
     )
-    budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (DESIGN.md §4).")
+    budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (docs/design.md §4).")
     slack_bot_token: SecretStr | None = Field(
         default=None,
         description="Bot token (xoxb-...) with chat:write; channels:history lets finops "

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from finops.app.ledger import Ledger
 from finops.settings import Settings
+from finops.usecases.ledger import Ledger
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))

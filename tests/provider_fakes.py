@@ -13,7 +13,7 @@ Formats: OpenAI ``/v1/organization/usage/completions`` and ``/v1/organization/co
 (``start_time``/``end_time`` Unix seconds, ``amount.value`` a JSON number of dollars);
 Anthropic ``/v1/organizations/usage_report/messages`` and ``/v1/organizations/cost_report``
 (RFC 3339 ``starting_at``/``ending_at``, ``amount`` a decimal string of cents). See the
-docstrings of finops.ingest.providers.openai_usage and .anthropic_usage for the sources.
+docstrings of finops.sources.providers.openai_usage and .anthropic_usage for the sources.
 """
 
 from __future__ import annotations

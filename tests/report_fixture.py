@@ -11,7 +11,7 @@ prompts with every flag (NEW, GROWING, BLOATED).
 
 from __future__ import annotations
 
-from finops.audit.report_model import (
+from finops.usecases.audit.report_model import (
     Breach,
     Finding,
     FlowOutcomes,

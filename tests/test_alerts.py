@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from finops.app.alerts import deliver, evaluate_alerts
-from finops.app.budgets import budgets_in_force
-from finops.app.ingest import ingest_objects
-from finops.app.ledger import Ledger
-from finops.cli import app
+from finops.cli.main import app
 from finops.domain.budgets import Budget
 from finops.notify.slack import SlackSender
 from finops.storage.tables import alert_outbox, budget_breaches, usage_records
+from finops.usecases.alerts import deliver, evaluate_alerts
+from finops.usecases.budgets import budgets_in_force
+from finops.usecases.ingest import ingest_objects
+from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger, write_jsonl
 from tests.slack_fake import TOKEN, FakeSlack, error, ratelimit, server_error, slow_answer
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
@@ -376,7 +376,7 @@ def test_budgets_status_json_and_alerts_dry_run(
 
 
 def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Ledger, tmp_path: Path) -> None:
-    from finops.app.outcomes import ingest_outcome_paths
+    from finops.usecases.outcomes import ingest_outcome_paths
 
     yesterday = NOW - timedelta(days=1)
     budgets = [Budget(flow="support", owner="@d", daily_cap_usd=1000, max_cost_per_success_usd="0.5")]
@@ -398,7 +398,7 @@ def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Led
 
 
 def test_a_month_exactly_at_its_cap_denies(sqlite_ledger: Ledger) -> None:
-    from finops.app.budgets import check_flow
+    from finops.usecases.budgets import check_flow
 
     budget = Budget(flow="m", owner="@o", daily_cap_usd=1000, monthly_cap_usd=6, on_breach="block")
     spend(sqlite_ledger, "m", 6, prefix="m")
@@ -411,15 +411,22 @@ def test_a_report_whose_upload_is_retried_does_not_post_its_summary_twice(
 ) -> None:
     from pydantic import SecretStr
 
-    from finops.app.reports import post_report
+    from finops.render.report_slack import report_summary_message
+    from finops.usecases.reports import post_report
     from tests.report_fixture import sample_report
 
     sqlite_ledger.settings = sqlite_ledger.settings.model_copy(
         update={"slack_bot_token": SecretStr(TOKEN), "slack_base_url": slack.base_url}
     )
     slack.script_uploads(*[server_error(503)] * 4)  # the summary goes; the upload meets 5xx
+    report = sample_report()
     first = post_report(
-        sqlite_ledger, sample_report(), filename="r.md", content="# report", channel="#finance"
+        sqlite_ledger,
+        report.month,
+        summary=report_summary_message(report),
+        filename="r.md",
+        content="# report",
+        channel="#finance",
     )
     assert "not posted yet" in first
     with sqlite_ledger.engine.begin() as conn:  # the retry is due now

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from finops.app.ingest import ingest_objects
-from finops.app.ledger import Ledger
-from finops.app.outcomes import ingest_outcome_paths
-from finops.audit.monthly import build_monthly_report
-from finops.cli import app
+from finops.cli.main import app
 from finops.storage.tables import dead_letters, outcomes, prompts
+from finops.usecases.audit.monthly import build_monthly_report
+from finops.usecases.ingest import ingest_objects
+from finops.usecases.ledger import Ledger
+from finops.usecases.outcomes import ingest_outcome_paths
 from tests.conftest import write_jsonl
 from tests.slack_fake import TOKEN, FakeSlack
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture

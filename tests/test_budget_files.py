@@ -14,8 +14,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from finops.cli import _FinopsGroup
-from finops.cli_budgets import budgets_app
+from finops.cli.budgets import budgets_app
+from finops.cli.main import _FinopsGroup
 from finops.config.budget_files import (
     BudgetProblem,
     budget_json_schema,

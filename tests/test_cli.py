@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from finops import __version__
-from finops.cli import app
+from finops.cli.main import app
 from tests.conftest import usage, write_jsonl
 
 runner = CliRunner()

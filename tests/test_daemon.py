@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from finops.cli import app
+from finops.cli.main import app
 from finops.storage.db import create_engine_for
 from finops.storage.tables import dead_letters, usage_records
 from tests.conftest import usage

@@ -12,14 +12,14 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from finops.app.daemon import Daemon
-from finops.app.ledger import Ledger
-from finops.app.parse_pool import BodyProblem
-from finops.app.retention import run_retention
-from finops.cli import app
+from finops.cli.main import app
+from finops.daemon.cycle import Daemon
+from finops.daemon.parse_pool import BodyProblem
 from finops.errors import ConfigError
 from finops.settings import Settings
 from finops.storage.tables import alert_outbox, prompts, provider_usage, schedule_runs, usage_records
+from finops.usecases.ledger import Ledger
+from finops.usecases.retention import run_retention
 from tests.conftest import usage
 from tests.provider_fakes import OPENAI_KEY, FakeProvider, openai_fake
 from tests.slack_fake import TOKEN, FakeSlack
@@ -201,7 +201,7 @@ def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_pat
 def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(
     sqlite_url: str, budgets: Path, openai_fake: FakeProvider
 ) -> None:
-    from finops.app.pollers_wiring import configured_pollers, reconcile_job
+    from finops.daemon.pollers_wiring import configured_pollers, reconcile_job
 
     today = datetime.now(UTC).date()
     openai_fake.add_usage(

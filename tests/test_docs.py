@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from finops.catalog import load_overrides
-from finops.cli import app
+from finops.cli.main import app
 from finops.domain.usage import parse_usage
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from finops.app.ingest import ingest_paths
-from finops.reports.render import spend_document
-from finops.reports.spend import SpendQuery, run_spend
+from finops.render.spend import spend_document
 from finops.storage.tables import rollups_hourly, usage_records
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import make_ledger, usage, write_jsonl
 
 

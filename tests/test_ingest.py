@@ -8,10 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from finops.app.ingest import ingest_paths
-from finops.app.ledger import Ledger
-from finops.reports.render import spend_document
-from finops.reports.spend import SpendQuery, run_spend
+from finops.render.spend import spend_document
 from finops.storage.tables import (
     dead_letters,
     prompt_rollups_daily,
@@ -19,6 +16,9 @@ from finops.storage.tables import (
     rollups_hourly,
     usage_records,
 )
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.ledger import Ledger
+from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import usage, write_jsonl
 
 
@@ -80,7 +80,7 @@ def test_same_id_with_other_content_is_a_conflict_and_the_first_is_kept(
 
 
 def test_copies_of_a_conflicting_record_in_one_batch_are_conflicts_too(ledger: Ledger) -> None:
-    from finops.app.ingest import ingest_objects
+    from finops.usecases.ingest import ingest_objects
 
     ingest_objects(ledger, [usage(1), usage(2)], source="default")
     changed = {**usage(1), "output_tokens": 7}

@@ -1,4 +1,4 @@
-"""After `finops prices import` of LiteLLM's catalog, every chat model costs what DESIGN.md §3 says.
+"""After `finops prices import` of LiteLLM's catalog, every chat model costs what docs/design.md §3 says.
 
 The expected cost is computed here, independently, from the raw LiteLLM entry
 (its per-token keys and suffixes), not through finops's importer or rate cards.
@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from finops.app.ingest import ingest_paths
-from finops.cli import app
+from finops.cli.main import app
 from finops.storage.tables import usage_records
+from finops.usecases.ingest import ingest_paths
 from tests.conftest import SHARED, make_ledger, write_jsonl
 
 CATALOG = SHARED / "reference" / "litellm_model_prices.json"
@@ -85,7 +85,7 @@ def _thresholds(spec: dict[str, Any]) -> list[int]:
 
 
 def _raw(spec: dict[str, Any], bases: tuple[str, ...], tier: str, h: int) -> Decimal | None:
-    """DESIGN §3 resolution of one rate, straight from LiteLLM keys."""
+    """docs/design.md §3 resolution of one rate, straight from LiteLLM keys."""
     above = f"_above_{h // 1000}k_tokens" if h else ""
 
     def standard() -> Decimal | None:

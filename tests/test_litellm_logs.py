@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from finops.app.ingest import ingest_litellm_paths
-from finops.app.ledger import Ledger
-from finops.cli import app
+from finops.cli.main import app
 from finops.domain.usage import parse_usage
-from finops.ingest.litellm_logs import litellm_objects, spend_log_records, standard_logging_records
+from finops.sources.litellm_logs import litellm_objects, spend_log_records, standard_logging_records
 from finops.storage.tables import dead_letters, usage_records
+from finops.usecases.ingest import ingest_litellm_paths
+from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
 
 START = 1794000000.123456  # 2026-11-06T21:20:00.123456Z

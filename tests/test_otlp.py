@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from finops.cli import app
-from finops.ingest.otlp import span_records
+from finops.cli.main import app
+from finops.sources.otlp import span_records
 
 
 def attr(key: str, value: object) -> dict[str, object]:

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from finops.app.ledger import Ledger
-from finops.app.pollers import poll_all, poll_anthropic, poll_openai
 from finops.errors import ConfigError, IngestError
-from finops.ingest.providers import RetryPolicy, anthropic_usage, openai_usage
-from finops.ingest.providers.client import ProviderClient
+from finops.sources.providers import RetryPolicy, anthropic_usage, openai_usage
+from finops.sources.providers.client import ProviderClient
 from finops.storage.provider_reports import read_cursor
 from finops.storage.tables import provider_costs, provider_usage
+from finops.usecases.ledger import Ledger
+from finops.usecases.pollers import poll_all, poll_anthropic, poll_openai
 from tests.conftest import make_ledger
 from tests.provider_fakes import (
     ANTHROPIC_KEY,

@@ -1,4 +1,4 @@
-"""Cost (DESIGN.md §3): the formula, rate fallbacks, tiers, rounding; the price book; price files."""
+"""Cost (docs/design.md §3): the formula, rate fallbacks, tiers, rounding; the price book; price files."""
 
 from __future__ import annotations
 

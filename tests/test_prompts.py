@@ -1,4 +1,4 @@
-"""Prompt fingerprints and previews (finops.domain.prompts), token counts (finops.audit.tokens)."""
+"""Prompt fingerprints and previews (finops.domain.prompts), token counts (finops.usecases.audit.tokens)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import tiktoken
 import tiktoken.model
 
-from finops.audit.tokens import TokenCounter, encoding_for_model, estimate_tokens
 from finops.domain.prompts import normalise_prompt, prompt_fingerprint, prompt_key, redacted_preview
+from finops.usecases.audit.tokens import TokenCounter, encoding_for_model, estimate_tokens
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +288,7 @@ def test_no_warning_when_every_encoding_loads() -> None:
 
 MISSING_FILES = """
 import json, tiktoken.load
-from finops.audit.tokens import TokenCounter
+from finops.usecases.audit.tokens import TokenCounter
 
 attempts = []
 real_read_file = tiktoken.load.read_file

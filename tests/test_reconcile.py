@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from finops.app.ingest import ingest_objects
-from finops.app.ledger import Ledger
-from finops.app.reconcile import alert_drift, reconcile_month
-from finops.cli import app
+from finops.cli.main import app
 from finops.domain.reconcile import (
     MISSING_USAGE,
     NO_REPORT,
@@ -26,10 +23,13 @@ from finops.domain.reconcile import (
     past_threshold,
     reconcile_day,
 )
-from finops.ingest.providers import Bucket, CostRow, UsageRow
+from finops.sources.providers import Bucket, CostRow, UsageRow
 from finops.storage.alerts import outbox_rows
 from finops.storage.db import write_transaction
 from finops.storage.provider_reports import replace_costs, replace_usage, write_cursor
+from finops.usecases.ingest import ingest_objects
+from finops.usecases.ledger import Ledger
+from finops.usecases.reconcile import alert_drift, reconcile_month
 from tests.conftest import make_ledger
 from tests.provider_fakes import OPENAI_KEY, FakeProvider, openai_fake
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from finops.audit.charts import BAR_COLOR, LINE_COLOR
-from finops.audit.render_html import render_html
+from finops.render.charts import BAR_COLOR, LINE_COLOR
+from finops.render.report_html import render_html
 from tests.report_fixture import HOSTILE_FLOW, sample_report
 
 CHROMIUM = os.environ.get("FINOPS_TEST_CHROMIUM", "/usr/bin/chromium")

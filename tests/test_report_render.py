@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from finops.audit.charts import bar_chart, line_chart
-from finops.audit.render_data import report_to_csv, report_to_json
-from finops.audit.render_html import render_html
-from finops.audit.render_text import render_markdown, report_tables
-from finops.audit.report_model import MonthlyReport, PromptLine, SpendLine
-from finops.audit.report_slack import report_summary_message
 from finops.domain.money import format_usd, nanos_to_usd
+from finops.render.charts import bar_chart, line_chart
+from finops.render.report_data import report_to_csv, report_to_json
+from finops.render.report_html import render_html
+from finops.render.report_slack import report_summary_message
+from finops.render.report_text import render_markdown, report_tables
+from finops.usecases.audit.report_model import MonthlyReport, PromptLine, SpendLine
 from tests.report_fixture import HOSTILE_FLOW, HOSTILE_PROMPT, sample_report
 from tests.slack_fake_validation import validate_message
 

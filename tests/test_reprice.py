@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from finops.app.ingest import ingest_paths
-from finops.app.ledger import Ledger
-from finops.app.reprice import reprice
 from finops.domain.pricing import entry_from_mapping
 from finops.storage.prices import save_imported
 from finops.storage.tables import price_versions, rollups_hourly, usage_records
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.ledger import Ledger
+from finops.usecases.reprice import reprice
 from tests.conftest import write_jsonl
 
 

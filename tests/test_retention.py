@@ -11,15 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from finops.app.budget_watch import BudgetWatch
-from finops.app.ledger import Ledger
-from finops.app.retention import run_retention
-from finops.app.service import IngestService
-from finops.reports.spend import SpendQuery, run_spend
+from finops.daemon.budget_watch import BudgetWatch
+from finops.daemon.service import IngestService
 from finops.storage.db import write_transaction
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.retention import apply_retention, final_before_us
 from finops.storage.tables import usage_records
+from finops.usecases.ledger import Ledger
+from finops.usecases.retention import run_retention
+from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import make_ledger, usage
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)

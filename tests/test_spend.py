@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from finops.app.ingest import ingest_paths
-from finops.app.ledger import Ledger
 from finops.domain.periods import day_range, month_range, parse_instant
-from finops.reports.spend import SpendQuery, run_spend
+from finops.usecases.ingest import ingest_paths
+from finops.usecases.ledger import Ledger
+from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import usage, write_jsonl
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -1,4 +1,4 @@
-"""parse_usage (DESIGN.md §2): the canonical record, and provider-native usage normalised to it."""
+"""parse_usage (docs/design.md §2): the canonical record, and provider-native usage normalised to it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Budget files (DESIGN.md §4): read ``budgets/*.yaml`` and say ``file:line: what is wrong`` in plain words.
+"""Budget files (docs/design.md §4): read ``budgets/*.yaml``, say ``file:line: what is wrong`` plainly.
 
 Flow owners edit these files by hand, so every problem names the file and line
 and reads like advice, never like a pydantic dump. The rules:
@@ -9,7 +9,7 @@ and reads like advice, never like a pydantic dump. The rules:
   text, and any non-standard tag (``!!python/object...``) is refused before
   anything is constructed. Duplicate keys are an error (YAML would keep the last).
 * **A file with any error yields no budgets at all.** The caller keeps the last
-  good version of that file in force (DESIGN: a broken file "leaves the other
+  good version of that file in force (docs/design.md §4: a broken file "leaves the other
   budgets, and the last good version of that file, in force"), so half a file
   never silently replaces a whole one. Other files load normally.
 * Across the directory, two budgets with the same ``key`` are an error on the

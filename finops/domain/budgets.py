@@ -1,4 +1,4 @@
-"""Budgets (DESIGN.md §4): the model flow owners write, and its evaluation. Pure: the clock is passed in.
+"""Budgets (docs/design.md §4): the model flow owners write, and its evaluation. Pure: the clock is passed in.
 
 A budget caps the spend of the flows it matches per local day (in its own time
 zone: a daylight-saving day lasts 23 or 25 hours) and optionally per local month.

@@ -1,4 +1,4 @@
-"""Business outcomes (DESIGN.md §5): did the work the calls served succeed?
+"""Business outcomes (docs/design.md §5): did the work the calls served succeed?
 
 An outcome links to usage by ``request_ids``, else ``trace_id``, else
 ``session_id``; it may arrive hours after the usage. Cost per successful

@@ -1,4 +1,4 @@
-"""Prompt identity for the token audit (DESIGN.md §2: ``prompt_id`` and ``prompt``).
+"""Prompt identity for the token audit (docs/design.md §2: ``prompt_id`` and ``prompt``).
 
 A sender that names its prompts (``prompt_id: "support/answer@v3"``) is trusted.
 Otherwise the prompt text is *normalised*, so that every call made from one

@@ -1,4 +1,4 @@
-"""The usage record (DESIGN.md §2): validation and normalisation of one LLM call.
+"""The usage record (docs/design.md §2): validation and normalisation of one LLM call.
 
 ``parse_usage`` turns one decoded JSON object into a ``UsageRecord`` or raises
 ``RecordError`` with a reason a person can act on. Counts are inclusive, as

@@ -6,7 +6,7 @@ alert is written to the outbox in the same transaction, so a crash after the
 commit loses nothing: whoever runs delivery next sends it. Delivery claims a
 row (pending -> sending) before calling Slack, so two deliverers never send
 the same row; a row left in "sending" by a dead process is checked against
-Slack before it is ever sent again (see finops.app.alerts).
+Slack before it is ever sent again (see finops.usecases.alerts).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, select
 
-from finops.ingest.providers.rows import Bucket, CostRow, UsageRow
+from finops.domain.provider_reports import Bucket, CostRow, UsageRow
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import poller_cursors, provider_costs, provider_usage
 

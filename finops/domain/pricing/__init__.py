@@ -1,4 +1,4 @@
-"""Prices and costs (DESIGN.md §3): where a price is found and a cost computed.
+"""Prices and costs (docs/design.md §3): where a price is found and a cost computed.
 
 - ``rates``: a price entry, its rate cards by service tier and long-context threshold;
 - ``book``: which entry prices a record (model-name matching, effective dates, discounts);

@@ -1,4 +1,4 @@
-"""The cost of one record (DESIGN.md §3), exact.
+"""The cost of one record (docs/design.md §3), exact.
 
 cost = uncached_input × input + cached × cache_read + writes_5m × cache_write
      + writes_1h × cache_write_1h + (output − reasoning) × output + reasoning × reasoning

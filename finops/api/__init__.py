@@ -1,5 +1,0 @@
-"""The daemon's HTTP API (Starlette on uvicorn): ingest, budget checks, spend, health and metrics."""
-
-from finops.api.app import create_app
-
-__all__ = ["create_app"]

@@ -1,1 +1,0 @@
-"""The token audit: prompt fingerprints and token counts, cost per outcome, the monthly report."""

@@ -1,0 +1,246 @@
+"""Commands for budgets at run time: `finops check`, `finops budgets status`, `finops alerts run|list`.
+
+Kept apart from cli.py so each file stays small; the same conventions apply:
+parse, call app/, print; finops errors become exit codes in cli._FinopsGroup.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finops.cli.common import ledger_for
+from finops.domain.budgets import Budget
+from finops.domain.money import format_usd
+from finops.errors import UsageError
+from finops.render.budget_docs import check_document, state_document
+from finops.settings import Settings
+from finops.usecases.ledger import Ledger
+
+__all__ = ["alerts_app", "check", "register"]
+
+alerts_app = typer.Typer(
+    help="Budget alerts: evaluate and deliver to Slack, list the outbox.", no_args_is_help=True
+)
+
+#: `finops check` says "deny" with its own exit code, so a gateway can tell it from a broken finops (1).
+DENY_EXIT = 4
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLite file or database URL.")]
+BudgetsOpt = Annotated[
+    Path | None, typer.Option("--budgets", help="Budget directory (default FINOPS_BUDGETS_DIR).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
+
+
+def _budgets(ledger: Ledger, directory: Path | None, err: Console) -> list[Budget]:
+    """The budgets in force; file problems go to stderr (a broken file keeps its last good version)."""
+    from finops.usecases.budgets import budgets_in_force
+
+    found = budgets_in_force(ledger, directory or ledger.settings.budgets_dir)
+    for message in found.messages:
+        err.print(message, markup=False)
+    return list(found.budgets)
+
+
+def check(
+    flow: Annotated[str, typer.Argument(help="The flow about to spend.")],
+    estimate_usd: Annotated[str, typer.Option("--estimate-usd", help="What the next call may cost.")] = "0",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE tags of the call.")] = None,
+    budgets: BudgetsOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Allow or deny spending on FLOW now: exit 0 allow, 4 deny (1 is an error); JSON with the numbers."""
+    from finops.usecases.budgets import check_flow
+
+    try:
+        estimate = Decimal(estimate_usd)
+    except InvalidOperation:
+        raise UsageError(f"--estimate-usd takes a number of dollars, got {estimate_usd!r}") from None
+    if not estimate.is_finite() or estimate < 0:
+        raise UsageError(f"--estimate-usd takes a non-negative number of dollars, got {estimate_usd!r}")
+    tags = dict(_pair(t) for t in tag or [])
+    err = Console(stderr=True, highlight=False)
+    ledger = ledger_for(db)
+    found = _budgets(ledger, budgets, err)
+    with ledger.engine.connect() as conn:
+        result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
+    ledger.close()
+    doc = check_document(result)
+    typer.echo(json.dumps(doc, indent=2))
+    if result.decision == "deny":
+        raise typer.Exit(DENY_EXIT)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--tag takes KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def status(
+    budgets: BudgetsOpt = None,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """Every budget today, in its own time zone: spend, cap, projection, state, what drives it."""
+    from finops.usecases.budgets import budget_state, drivers
+
+    err = Console(stderr=True, highlight=False)
+    ledger = ledger_for(db)
+    found = _budgets(ledger, budgets, err)
+    now = datetime.now(UTC)
+    rows = []
+    with ledger.engine.connect() as conn:
+        for budget in found:
+            state = budget_state(conn, budget, now)
+            rows.append((state, drivers(conn, budget, state.start, state.end)))
+    ledger.close()
+    if fmt == "json":
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        **state_document(s),
+                        "top_models": [{"model": m, "cost_usd": format_usd(c)} for m, c in d.models],
+                        "top_prompts": [{"prompt": p, "cost_usd": format_usd(c)} for p, c in d.prompts],
+                    }
+                    for s, d in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    out = Console(highlight=False, width=None if Console().is_terminal else 200)
+    if not rows:
+        out.print(
+            f"No budgets in {budgets or ledger.settings.budgets_dir}. See budgets/README.md.", markup=False
+        )
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("budget", "today", "spend", "cap", "%", "projected", "cap hit at", "state", "top model"):
+        table.add_column(name, justify="right" if name in ("spend", "cap", "%", "projected") else "left")
+    style = {"ok": "green", "warning": "yellow", "breached": "bold red"}
+    for s, d in rows:
+        hit = s.projection.cap_hit_at
+        table.add_row(
+            s.budget.key,
+            f"{s.local_day} {s.budget.timezone}",
+            format_usd(s.spend_nanos, cents=True),
+            format_usd(s.cap_nanos, cents=True),
+            f"{s.fraction * 100:.0f}%",
+            format_usd(s.projection.end_of_period_nanos, cents=True),
+            f"{hit.astimezone(s.budget.zone):%H:%M}" if hit else "-",
+            f"[{style[s.state]}]{s.state}[/]",
+            d.models[0][0] if d.models else "-",
+        )
+    out.print(table)
+
+
+@alerts_app.command("run")
+def alerts_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the messages; record and send nothing.")
+    ] = False,
+    budgets: BudgetsOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Evaluate every budget against the ledger, record breaches once, deliver due alerts to Slack."""
+    from finops.usecases.alerts import deliver, evaluate_alerts, render_outbox
+
+    err = Console(stderr=True, highlight=False)
+    ledger = ledger_for(db)
+    found = _budgets(ledger, budgets, err)
+    now = datetime.now(UTC)
+    if dry_run:
+        from finops.notify.messages import render_alert
+        from finops.usecases.alerts import _message
+        from finops.usecases.budgets import budget_state
+
+        with ledger.engine.connect() as conn:
+            states = [budget_state(conn, b, now) for b in found]
+        for state in states:
+            for threshold in state.crossed:
+                for part in render_alert(_message(state, "threshold", threshold)):
+                    typer.echo(
+                        json.dumps(
+                            {
+                                "channel": state.budget.slack_channel,
+                                "text": part.text,
+                                "blocks": list(part.blocks),
+                            },
+                            ensure_ascii=False,
+                        )
+                    )
+        for row, parts in render_outbox(ledger):
+            for part in parts:
+                typer.echo(
+                    json.dumps(
+                        {"channel": row.channel, "text": part.text, "blocks": list(part.blocks)},
+                        ensure_ascii=False,
+                    )
+                )
+        ledger.close()
+        return
+    report = evaluate_alerts(ledger, found, now=now)
+    sender = _sender(ledger.settings)
+    delivered = deliver(ledger, sender, now=now)
+    ledger.close()
+    typer.echo(
+        f"{len(found)} budgets evaluated: {len(report.new_alerts)} new alerts, "
+        f"{len(report.resolved)} resolved; "
+        f"delivered {delivered.sent}, failed {delivered.failed}, retrying {delivered.retrying}, "
+        f"ambiguous {delivered.ambiguous}"
+        + (f"; {delivered.recovered} interrupted sends checked in Slack" if delivered.recovered else "")
+    )
+    for problem in delivered.problems:
+        err.print(f"alert not delivered: {problem}", markup=False)
+
+
+def _sender(settings: Settings) -> Any:
+    from finops.notify.slack import sender_for
+
+    return sender_for(settings)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    status_filter: Annotated[
+        str | None, typer.Option("--status", help="pending, sent, failed, ambiguous.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    db: DbOpt = None,
+) -> None:
+    """The alert outbox, newest first: what was sent, what failed and why."""
+    from finops.storage.alerts import outbox_rows
+
+    ledger = ledger_for(db)
+    with ledger.engine.connect() as conn:
+        rows = outbox_rows(conn, status=status_filter, limit=limit)
+    ledger.close()
+    for row in rows:
+        created = datetime.fromtimestamp(row.created_us / 1e6, UTC).isoformat(timespec="seconds")
+        p = (
+            row.payload
+            if row.payload.get("type") != "report"
+            else {"kind": "report", "period": row.dedupe_key}
+        )
+        typer.echo(
+            f"{created}  {row.status:<9}  {row.channel or '(default)'}  {p.get('kind')} "
+            f"{p.get('budget_key')} {p.get('period')}" + (f"  — {row.last_error}" if row.last_error else "")
+        )
+
+
+def register(app: typer.Typer, budgets_app: typer.Typer) -> None:
+    """Add these commands to the root app and to `finops budgets`."""
+    app.command("check")(check)
+    budgets_app.command("status")(status)
+    app.add_typer(alerts_app, name="alerts")

@@ -1,0 +1,81 @@
+"""What the command modules share: options, settings, the ledger, periods and dates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+
+from finops.errors import UsageError
+from finops.settings import Settings
+from finops.usecases.ledger import Ledger
+
+__all__ = ["DbOpt", "Format", "TzOpt", "date_arg", "ledger_for", "out", "period", "settings_for", "zone"]
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLite file or database URL (default: FINOPS_DATABASE_URL, else ./finops.db)."
+    ),
+]
+TzOpt = Annotated[str, typer.Option("--tz", help="Time zone for days, months and dates (IANA name).")]
+
+
+def out() -> Console:
+    """stdout; when piped, wide enough that tables are not cut at 80 columns."""
+    probe = Console()
+    return Console(highlight=False, soft_wrap=False, width=None if probe.is_terminal else 200)
+
+
+def settings_for(db: str | None) -> Settings:
+    settings = Settings()
+    if db:
+        url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+        settings = settings.model_copy(update={"database_url": url})
+    return settings
+
+
+def ledger_for(db: str | None, *, create: bool = True) -> Ledger:
+    """The ledger of ``--db`` or FINOPS_DATABASE_URL."""
+    return Ledger.open(settings_for(db), create=create)
+
+
+def zone(name: str) -> ZoneInfo:
+    from finops.usecases.spend_request import resolve_zone
+
+    try:
+        return resolve_zone(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def period(
+    *, since: str | None, until: str | None, month: str | None, today: bool, tz: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    from finops.usecases.spend_request import resolve_period
+
+    try:
+        return resolve_period(
+            since=since, until=until, month=month, today=today, tz=tz, now=datetime.now(UTC)
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def date_arg(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} takes a date like 2026-11-01, got {text!r}") from None

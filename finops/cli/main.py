@@ -1,0 +1,355 @@
+"""The ``finops`` command: parse, call ``app/`` and ``reports/``, print. Errors become exit codes here.
+
+Exit codes: 0 success; 1 a finops error (message on stderr); 2 bad arguments;
+3 ``ingest --strict`` rejected something.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from finops import __version__
+from finops.cli.alerts import register as register_alert_commands
+from finops.cli.audit import register as register_audit_commands
+from finops.cli.budgets import budgets_app
+from finops.cli.common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
+from finops.cli.prices import prices_app, reprice
+from finops.cli.reconcile import register as register_reconcile_commands
+from finops.cli.run import register as register_run_command
+from finops.errors import FinopsError, UsageError
+
+__all__ = ["app", "main"]
+
+
+class _FinopsGroup(TyperGroup):
+    """The root command: the one place where a finops error becomes a message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        try:
+            return super().invoke(ctx)
+        except FinopsError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print(
+                "interrupted: every batch committed before this point is stored; run the "
+                "same command again to finish (nothing is stored twice)",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_FinopsGroup,
+    name="finops",
+    help="Cost governance for LLM usage: an exact ledger of every call, and what it cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="The database: upgrade, current revision, rebuild rollups.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(prices_app, name="prices")
+app.command()(reprice)
+app.add_typer(budgets_app, name="budgets")
+register_alert_commands(app, budgets_app)
+register_audit_commands(app)
+register_reconcile_commands(app)
+register_run_command(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"finops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Cost governance for LLM usage."""
+
+
+class Kind(StrEnum):
+    usage = "usage"
+    outcomes = "outcomes"
+    otlp = "otlp"
+    litellm = "litellm"
+    litellm_spendlogs = "litellm-spendlogs"
+
+
+# --------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="JSONL files or directories (.jsonl, .jsonl.gz).")],
+    source: Annotated[
+        str, typer.Option(help="Dedupe namespace: the same id from the same source counts once.")
+    ] = "default",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 if any line was rejected.")] = False,
+    batch_size: Annotated[int | None, typer.Option(help="Records per transaction.", min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            "--kind",
+            help="usage records (default), outcomes (docs/design.md §5), otlp trace exports, litellm "
+            "(StandardLoggingPayload objects or arrays) or litellm-spendlogs (LiteLLM_SpendLogs rows).",
+        ),
+    ] = Kind.usage,
+    db: DbOpt = None,
+) -> None:
+    """Store usage records (or outcomes) from JSONL files, once each; bad lines go to the dead letters."""
+    from finops.render.ingest_summary import print_ingest_summary
+    from finops.sources.jsonl import expand_paths
+    from finops.usecases.ingest import ingest_paths
+
+    ledger = ledger_for(db)
+    err = Console(stderr=True, highlight=False)
+    files = expand_paths(paths)
+    if kind in (Kind.otlp, Kind.litellm, Kind.litellm_spendlogs):
+        from finops.usecases.ingest import ingest_litellm_paths, ingest_otlp_paths
+
+        if kind is Kind.otlp:
+            summary = ingest_otlp_paths(ledger, files, source=source, batch_size=batch_size)
+            skipped = "spans were not LLM calls (no gen_ai.usage attributes)"
+        else:
+            log_kind = "standard" if kind is Kind.litellm else "spendlogs"
+            summary = ingest_litellm_paths(ledger, files, kind=log_kind, source=source, batch_size=batch_size)
+            skipped = "log entries were not billed LLM calls (LiteLLM cache hits, other call types)"
+        print_ingest_summary(summary, files=len(files), console=out())
+        out().print(f"{summary.skipped:,} {skipped}", markup=False)
+        ledger.close()
+        if strict and summary.rejected:
+            raise typer.Exit(3)
+        return
+    if kind is Kind.outcomes:
+        from finops.usecases.outcomes import ingest_outcome_paths
+
+        summary = ingest_outcome_paths(ledger, files, source=source)
+        print_ingest_summary(summary, files=len(files), console=out(), what="outcomes")
+        ledger.close()
+        if strict and summary.rejected:
+            raise typer.Exit(3)
+        return
+    total_bytes = sum(p.stat().st_size for p in files)
+    if quiet or not err.is_terminal:
+        summary = ingest_paths(ledger, files, source=source, batch_size=batch_size)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("ingesting", total=total_bytes)
+            summary = ingest_paths(
+                ledger,
+                files,
+                source=source,
+                batch_size=batch_size,
+                on_bytes=lambda n: bar.advance(task, n),
+            )
+    print_ingest_summary(summary, files=len(files), console=out())
+    ledger.close()
+    if strict and summary.rejected:
+        raise typer.Exit(3)
+
+
+# --------------------------------------------------------------------------- spend
+@app.command()
+def spend(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Group by (comma-separated): flow, model, provider, service_tier, status, "
+            "day, month, hour, tag:KEY.",
+        ),
+    ] = "flow",
+    since: Annotated[
+        str | None, typer.Option(help="Start: 7d, 24h, today, 2026-11-01, 2026-11-01T10:00.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms as --since.")] = None,
+    month: Annotated[str | None, typer.Option(help="A calendar month, e.g. 2026-11.")] = None,
+    today: Annotated[bool, typer.Option("--today", help="Since local midnight.")] = False,
+    flow: Annotated[
+        list[str] | None, typer.Option("--flow", help="Only these flows (glob: support-*).")
+    ] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Only these models (glob).")] = None,
+    provider: Annotated[list[str] | None, typer.Option("--provider", help="Only these providers.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only records with tag KEY=VALUE.")] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Keep the N costliest groups.")] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="table (cents) or json/csv (exact).")
+    ] = Format.table,
+    tz: TzOpt = "UTC",
+    db: DbOpt = None,
+) -> None:
+    """How much was spent, grouped as you ask. JSON and CSV are exact; tables round to the cent."""
+    from finops.render.spend import render_csv, render_json, render_table
+    from finops.usecases.spend import run_spend
+    from finops.usecases.spend_request import spend_query
+
+    tzinfo = zone(tz)
+    start, end = period(since=since, until=until, month=month, today=today, tz=tzinfo)
+    try:
+        query = spend_query(
+            by=by,
+            start=start,
+            end=end,
+            tz=tzinfo,
+            flows=flow or (),
+            models=model or (),
+            providers=provider or (),
+            tags=tag or (),
+            top=top,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ledger = ledger_for(db)
+    with ledger.engine.connect() as conn:
+        result = run_spend(conn, query)
+    ledger.close()
+    if fmt is Format.json:
+        typer.echo(render_json(result))
+    elif fmt is Format.csv:
+        typer.echo(render_csv(result), nl=False)
+    else:
+        render_table(result, out())
+
+
+# --------------------------------------------------------------------------- dead letters
+@app.command("dead-letters")
+def dead_letters_cmd(
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    db: DbOpt = None,
+) -> None:
+    """Rejected lines and records: where they came from and why."""
+    from finops.render.ingest_summary import print_dead_letters
+    from finops.usecases.dead_letters import newest_dead_letters
+
+    ledger = ledger_for(db)
+    total, letters = newest_dead_letters(ledger.engine, limit=limit)
+    print_dead_letters(total, letters, as_json=fmt is Format.json, console=out())
+    ledger.close()
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    db: DbOpt = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days of usage to generate.")] = 30,
+    scale: Annotated[float, typer.Option(min=0.01, max=100.0, help="Multiply the call volume.")] = 1.0,
+) -> None:
+    """Load a realistic month of sample usage and show what finops tells you about it."""
+    from finops.render.ingest_summary import print_ingest_summary
+    from finops.render.spend import render_table
+    from finops.usecases.demo import load_demo
+    from finops.usecases.spend import SpendQuery, run_spend
+
+    ledger = ledger_for(db)
+    console = out()
+    console.print(
+        f"Loading {days} days of sample usage into "
+        f"{ledger.engine.url.render_as_string(hide_password=True)} ..."
+    )
+    summary = load_demo(ledger, days=days, scale=scale)
+    print_ingest_summary(summary, files=0, console=console)
+    now = datetime.now(UTC)
+    from datetime import timedelta
+
+    start = now - timedelta(days=days)
+    with ledger.engine.connect() as conn:
+        console.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
+        render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start)), console)
+        top = f"finops spend --by provider,model --top 5 --since {days}d"
+        console.print(f"\n[bold]Top models[/bold]  ({top})")
+        render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), console)
+        console.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
+        render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), console)
+    if ledger.settings.budgets_dir.is_dir():
+        from finops.cli.alerts import status
+
+        console.print(
+            f"\n[bold]Budgets today[/bold]  (finops budgets status; files in {ledger.settings.budgets_dir})"
+        )
+        ledger.close()
+        status(budgets=None, fmt="table", db=ledger.engine.url.render_as_string(hide_password=False))
+    console.print(
+        "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, `finops prices unpriced`, "
+        "`finops check support-gpt-en`, `finops alerts run --dry-run`."
+    )
+    ledger.close()
+
+
+# --------------------------------------------------------------------------- db
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    db: DbOpt = None,
+) -> None:
+    """Create or migrate the schema (safe to run again)."""
+    from finops.storage.db import create_engine_for, current_revision, upgrade
+
+    settings = settings_for(db)
+    engine = create_engine_for(settings.database_url)
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    after = current_revision(engine)
+    shown = engine.url.render_as_string(hide_password=True)
+    typer.echo(
+        f"{shown}: schema {before or 'empty'} -> {after}"
+        if before != after
+        else f"{shown}: already at {after}"
+    )
+    engine.dispose()
+
+
+@db_app.command("current")
+def db_current(db: DbOpt = None) -> None:
+    """The schema revision of the database, and the newest this finops knows."""
+    from finops.storage.db import create_engine_for, current_revision, head_revision
+
+    engine = create_engine_for(settings_for(db).database_url)
+    current, head = current_revision(engine), head_revision(engine)
+    state = "up to date" if current == head else "run `finops db upgrade`"
+    typer.echo(
+        f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (newest: {head}; {state})"
+    )
+    engine.dispose()
+
+
+@db_app.command("rebuild-rollups")
+def db_rebuild_rollups(db: DbOpt = None) -> None:
+    """Recompute the hourly rollups from the raw records (after a bulk load or to repair)."""
+    from finops.storage.db import write_transaction
+    from finops.storage.ledger import rebuild_rollups
+
+    ledger = ledger_for(db)
+    with write_transaction(ledger.engine) as conn:
+        rows = rebuild_rollups(conn)
+    typer.echo(f"rebuilt {rows:,} hourly rollup rows from the raw records")
+    ledger.close()
+
+
+# --------------------------------------------------------------------------- entry point
+def main() -> None:
+    """The console script."""
+    app()

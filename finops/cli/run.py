@@ -1,0 +1,92 @@
+"""``finops run``: the daemon (HTTP API, budget cycle, schedules, provider polls)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from finops.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def run(
+    host: Annotated[str | None, typer.Option(help="Listen address (default FINOPS_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default FINOPS_PORT, 8787).")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One cycle (poll, budgets, alerts, schedules), then exit.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", envvar="FINOPS_CONFIG", help="TOML file of settings (FINOPS_* variables win)."
+        ),
+    ] = None,
+    budgets: Annotated[Path | None, typer.Option(help="Budget folder (default FINOPS_BUDGETS_DIR).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLite file or database URL.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="json (default) or text.")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request.")] = False,
+) -> None:
+    """Run the daemon: HTTP ingest and checks, budget alerts, digests and reports, provider polls."""
+    from finops.daemon.cycle import Daemon
+    from finops.daemon.logs import configure_logging
+    from finops.daemon.pollers_wiring import configured_pollers, reconcile_job
+    from finops.daemon.serve import run_once, serve
+    from finops.settings import Settings, load_settings
+
+    try:
+        settings = load_settings(config)
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"settings: {exc}") from None
+    update: dict[str, Any] = {}
+    if host is not None:
+        update["host"] = host
+    if port is not None:
+        update["port"] = port
+    if budgets is not None:
+        update["budgets_dir"] = budgets
+    if log_format is not None:
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"--log-format takes json or text, got {log_format!r}")
+        update["log_format"] = log_format
+    if db:
+        update["database_url"] = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+    try:  # validated like the variables: --port 99999 is an error, not a crash later
+        settings = Settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError(f"settings: {exc}") from None
+    configure_logging(settings.log_format)
+    reconcile = reconcile_job(settings)
+    daemon = Daemon(
+        settings, pollers=configured_pollers(settings), extra_jobs=(reconcile,) if reconcile else ()
+    )
+    if once:
+        polled, report = run_once(daemon)
+        for line in polled:
+            typer.echo(f"poll {line}")
+        typer.echo(
+            f"{report.budgets} budgets: {report.new_alerts} new alerts, {report.resolved} resolved; "
+            f"delivered {report.sent}, failed {report.failed}"
+            + "".join(f"; {job} {period}: {result}" for job, period, result in report.jobs)
+        )
+        for error in report.errors:
+            typer.echo(f"error: {error}", err=True)
+        if report.errors:
+            raise typer.Exit(1)
+        return
+    logging.getLogger("finops.daemon").info("starting", extra={"version": _version()})
+    raise typer.Exit(serve(daemon, access_log=access_log))
+
+
+def _version() -> str:
+    from finops import __version__
+
+    return __version__
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)

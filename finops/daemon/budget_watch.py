@@ -1,0 +1,92 @@
+"""The daemon's budgets: re-read when a file in ``budgets/`` changes; a broken edit keeps the last good
+version in force and its owner is told once per broken version of the file."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from finops.config.budget_files import files_digest
+from finops.domain.budgets import Budget
+from finops.storage.alerts import enqueue
+from finops.storage.db import write_transaction
+from finops.usecases.budgets import BudgetsInForce, budgets_in_force
+from finops.usecases.ledger import Ledger
+
+__all__ = ["BudgetWatch"]
+
+log = logging.getLogger("finops.budgets")
+
+
+class BudgetWatch:
+    """The budgets in force, swapped atomically: request threads read ``current`` without locks."""
+
+    def __init__(self, ledger: Ledger, directory: Path) -> None:
+        self._ledger = ledger
+        self._directory = directory
+        self._digest: str | None = None
+        self._lock = threading.Lock()  # one reload at a time
+        self.current = BudgetsInForce((), (), False)
+        self.reloads = 0
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return self.current.budgets
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the files if they changed since the last read; ``True`` when they were re-read."""
+        with self._lock:
+            digest = files_digest(self._directory)
+            if digest == self._digest and not force:
+                return False
+            found = budgets_in_force(self._ledger, self._directory)
+            self.current = found
+            self._digest = digest
+            self.reloads += 1
+        log.info(
+            "budgets loaded",
+            extra={"budgets": len(found.budgets), "broken_files": sorted(found.errors_by_file)},
+        )
+        for message in found.messages:
+            log.warning("budget file problem", extra={"problem": message})
+        if found.errors_by_file:
+            self._tell_owners(found)
+        return True
+
+    def _tell_owners(self, found: BudgetsInForce) -> None:
+        """One Slack message per broken version of a file, to the channel of its last good budgets."""
+        settings = self._ledger.settings
+        now_us = time.time_ns() // 1000
+        with write_transaction(self._ledger.engine) as conn:
+            for name, errors in sorted(found.errors_by_file.items()):
+                path = Path(name) if Path(name).is_absolute() else self._directory / name
+                try:
+                    content = path.read_bytes()
+                except OSError:
+                    content = "\n".join(errors).encode()
+                kept = found.kept_by_file.get(name, ())
+                channel = next((b.slack_channel for b in kept if b.slack_channel), None)
+                owners = sorted({b.owner for b in kept})
+                n = f"{len(kept)} budget{'s' if len(kept) != 1 else ''}"
+                state = (
+                    f"its last good version ({n}) stays in force"
+                    if kept
+                    else "it was never read while valid, so its budgets are NOT enforced"
+                )
+                shown = "\n".join(f"• {e}" for e in errors[:10])
+                more = f"\n…and {len(errors) - 10} more" if len(errors) > 10 else ""
+                text = (
+                    f"{' '.join(owners) + ': ' if owners else ''}budget file `{Path(name).name}` is broken; "
+                    f"{state}. Fix it and save; finops re-reads it within a cycle "
+                    f"(`finops budgets validate` checks it).\n{shown}{more}"
+                )
+                enqueue(
+                    conn,
+                    dedupe_key=f"budget-file:{Path(name).name}:{hashlib.sha256(content).hexdigest()[:16]}",
+                    channel=channel or settings.slack_default_channel,
+                    payload={"type": "message", "text": text, "blocks": []},
+                    now_us=now_us,
+                )

@@ -1,0 +1,401 @@
+"""Routes of the daemon's HTTP API. Each handler: authenticate, read the body within the limit,
+decode, hand the work to :class:`IngestService` in a worker thread, answer JSON.
+
+A 2xx means every record in the body was stored, recognised as a duplicate (a duplicate is a
+success: a retried batch is safe), or rejected with its reason and kept as a dead letter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from finops import __version__
+from finops.daemon.http.auth import TokenTable
+from finops.daemon.http.body import BodyError, read_body
+from finops.daemon.http.metrics import Metrics
+from finops.daemon.parse_pool import BodyProblem
+from finops.daemon.service import BatchResult, IngestService
+from finops.render.budget_docs import check_document
+from finops.render.spend import spend_document
+from finops.sources.jsonl import ndjson_lines
+from finops.storage.ledger import Rejection
+from finops.usecases.ingest import unparsed_line
+from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
+
+__all__ = ["ApiState", "create_app"]
+
+log = logging.getLogger("finops.api")
+
+Handler = Callable[[Request], Awaitable[Response]]
+_NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+
+
+class ApiState:
+    """What the routes share with the daemon: the service, tokens, metrics, and whether it is stopping."""
+
+    def __init__(
+        self,
+        service: IngestService,
+        tokens: TokenTable,
+        metrics: Metrics,
+        *,
+        last_cycle: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.service = service
+        self.tokens = tokens
+        self.metrics = metrics
+        self.stopping = False
+        self.last_cycle = last_cycle  # µs of the daemon's last cycle, for /healthz
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status, headers, media_type="application/json")
+
+
+def _error(status: int, message: str, **more: Any) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="finops"'} if status == 401 else None
+    return _json({"error": message, **more}, status, headers)
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _source(state: ApiState, request: Request) -> str:
+    source = state.tokens.source(request.headers.get("authorization"))
+    if source is None:
+        raise _Refused(
+            _error(
+                401,
+                "missing or unknown bearer token: send `Authorization: Bearer <token>` with a token "
+                "from FINOPS_INGEST_TOKENS",
+            )
+        )
+    return source
+
+
+async def _body(state: ApiState, request: Request) -> bytes:
+    try:
+        return await read_body(request, state.service.ledger.settings.max_body_bytes)
+    except BodyError as exc:
+        raise _Refused(_error(exc.status, str(exc))) from None
+
+
+def _decode(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Refused(_error(400, f"the body is not JSON ({exc}): send {what}")) from None
+
+
+def _batch_answer(state: ApiState, kind: str, result: BatchResult) -> Response:
+    m = state.metrics
+    m.records.labels(kind, "stored").inc(result.stored)
+    m.records.labels(kind, "duplicate").inc(result.duplicates)
+    m.records.labels(kind, "rejected").inc(result.rejected)
+    m.unpriced.inc(result.unpriced)
+    everything_rejected = result.received > 0 and result.rejected == result.received
+    return _json(result.document(), 422 if everything_rejected else 200)
+
+
+def _records(payload: Any, limit: int, what: str) -> list[Any]:
+    """One object or a JSON array of them."""
+    items = payload if isinstance(payload, list) else [payload]
+    if len(items) > limit:
+        raise _Refused(
+            _error(413, f"{len(items):,} {what} in one request; at most {limit:,} (FINOPS_MAX_BATCH_RECORDS)")
+        )
+    return items
+
+
+def _media(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+# --------------------------------------------------------------------------- routes
+# Decoding and mapping run in the thread pool with the database work: a large body never
+# stalls the event loop (and with it /healthz and every other request).
+
+
+async def post_usage(request: Request) -> Response:
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    body = await _body(state, request)
+    ndjson = _media(request) in _NDJSON
+    result = await run_in_threadpool(state.service.usage_body, body, ndjson=ndjson, source=source)
+    if isinstance(result, BodyProblem):
+        return _error(result.status, result.message)
+    return _batch_answer(state, "usage", result)
+
+
+async def post_outcomes(request: Request) -> Response:
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    body = await _body(state, request)
+    limit = state.service.ledger.settings.max_batch_records
+    service = state.service
+
+    def work() -> BatchResult:
+        items = _records(_decode(body, "an outcome or a JSON array of them"), limit, "outcomes")
+        return service.outcomes(items, source=source)
+
+    return _batch_answer(state, "outcome", await run_in_threadpool(work))
+
+
+def _span_items(body: bytes, protobuf: bool, limit: int) -> list[tuple[str, Any]]:
+    from finops.sources.otlp import span_records
+
+    if protobuf:
+        from finops.sources.otlp_proto import count_spans, decode_export_request
+
+        try:
+            spans = count_spans(body)
+            if spans > limit:
+                raise _Refused(_error(413, f"{spans:,} spans in one request; at most {limit:,}"))
+            payload: Any = decode_export_request(body)
+        except ValueError as exc:
+            raise _Refused(_error(400, str(exc))) from None
+    else:
+        payload = _decode(body, "an OTLP/JSON ExportTraceServiceRequest")
+    if not isinstance(payload, dict):
+        raise _Refused(_error(400, "the body is not an OTLP ExportTraceServiceRequest (a JSON object)"))
+    try:
+        items = list(span_records(payload))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise _Refused(
+            _error(400, f"the body is not an OTLP ExportTraceServiceRequest: resourceSpans[...] {exc}")
+        ) from None
+    if len(items) > limit:
+        raise _Refused(_error(413, f"{len(items):,} spans in one request; at most {limit:,}"))
+    return items
+
+
+async def post_traces(request: Request) -> Response:
+    """OTLP/HTTP, JSON or protobuf; the answer is an ``ExportTraceServiceResponse`` in the same encoding."""
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    protobuf = _media(request) == "application/x-protobuf"
+    body = await _body(state, request)
+    limit = state.service.ledger.settings.max_batch_records
+    service = state.service
+
+    def work() -> BatchResult:
+        return service.mapped(_span_items(body, protobuf, limit), source=source)
+
+    result = await run_in_threadpool(work)
+    _batch_answer(state, "usage", result)  # metrics
+    reasons = "; ".join(f"{r['id'] or r['index']}: {r['reason']}" for r in result.rejections[:20])
+    if protobuf:
+        from finops.sources.otlp_proto import encode_export_response
+
+        answer = encode_export_response(result.rejected, reasons)
+        return Response(answer, 200, media_type="application/x-protobuf")
+    doc: dict[str, Any] = {}
+    if result.rejected:
+        doc["partialSuccess"] = {"rejectedSpans": result.rejected, "errorMessage": reasons}
+    return _json(doc)
+
+
+async def post_litellm(request: Request) -> Response:
+    """LiteLLM's generic logging callback (``StandardLoggingPayload``: one, an array, or NDJSON), or
+    ``?kind=spendlogs`` for rows of its ``LiteLLM_SpendLogs`` table."""
+    from finops.sources.litellm_logs import KINDS, litellm_objects
+
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    kind = request.query_params.get("kind", "standard")
+    if kind not in KINDS:
+        return _error(400, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    body = await _body(state, request)
+    limit = state.service.ledger.settings.max_batch_records
+    service = state.service
+    ndjson = _media(request) in _NDJSON
+
+    def work() -> BatchResult:
+        bad: list[Rejection] = []
+        if ndjson:  # a line that is not JSON is rejected alone, as on /v1/usage
+            payload: list[Any] = []
+            for number, line in enumerate(ndjson_lines(body), 1):
+                if not line.strip():
+                    continue
+                try:
+                    payload.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    bad.append(Rejection("http", number, f"invalid JSON: {exc}", unparsed_line(line)))
+        else:
+            payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
+        items = list(litellm_objects(payload, kind))
+        if len(items) > limit:
+            raise _Refused(_error(413, f"{len(items):,} payloads in one request; at most {limit:,}"))
+        return service.mapped(items, source=source, rejections=bad)
+
+    return _batch_answer(state, "usage", await run_in_threadpool(work))
+
+
+def _estimate(text_value: str | None) -> Decimal:
+    if text_value is None:
+        return Decimal(0)
+    try:
+        value = Decimal(text_value)
+    except InvalidOperation:
+        raise _Refused(_error(400, f"estimate_usd takes a number of dollars, got {text_value!r}")) from None
+    if not value.is_finite() or value < 0 or value > 1_000_000:
+        raise _Refused(
+            _error(400, f"estimate_usd takes a number of dollars from 0 to 1000000, got {text_value!r}")
+        )
+    return value
+
+
+def _tags(values: list[str], name: str = "tag") -> dict[str, str]:
+    tags = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _Refused(_error(400, f"{name} takes KEY=VALUE, got {item!r}"))
+        tags[key] = value
+    return tags
+
+
+async def get_check(request: Request) -> Response:
+    """Allow or deny spending on a flow now (HTTP 200 either way; read ``allow``)."""
+    state: ApiState = request.app.state.api
+    _source(state, request)
+    flow = request.path_params["flow"]
+    estimate = _estimate(request.query_params.get("estimate_usd"))
+    tags = _tags(request.query_params.getlist("tag"))
+    result = await run_in_threadpool(
+        state.service.check, flow, tags=tags, estimate_usd=estimate, now=datetime.now(UTC)
+    )
+    return _json(check_document(result))
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise _Refused(_error(400, f"{name} takes a whole number, got {value!r}")) from None
+    if number < 1:
+        raise _Refused(_error(400, f"{name} must be at least 1"))
+    return number
+
+
+async def get_spend(request: Request) -> Response:
+    """``finops spend`` as JSON: the same options as query parameters (repeat flow/model/provider/tag)."""
+    state: ApiState = request.app.state.api
+    _source(state, request)
+    q = request.query_params
+    try:
+        tz = resolve_zone(q.get("tz", "UTC"))
+        start, end = resolve_period(
+            since=q.get("since"),
+            until=q.get("until"),
+            month=q.get("month"),
+            today=q.get("today", "").lower() in ("1", "true", "yes"),
+            tz=tz,
+            now=datetime.now(UTC),
+            dash="",
+        )
+        query = spend_query(
+            by=q.get("by", "flow"),
+            start=start,
+            end=end,
+            tz=tz,
+            flows=q.getlist("flow"),
+            models=q.getlist("model"),
+            providers=q.getlist("provider"),
+            tags=q.getlist("tag"),
+            top=_int(q.get("top"), "top"),
+            dash="",
+        )
+    except ValueError as exc:
+        return _error(400, str(exc))
+    result = await run_in_threadpool(state.service.spend, query)
+    return _json(spend_document(result))
+
+
+async def get_health(request: Request) -> Response:
+    """200 when the database answers and the daemon is not stopping; 503 otherwise."""
+    state: ApiState = request.app.state.api
+    engine = state.service.ledger.engine
+
+    def probe() -> str | None:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # reported, not raised: health says what is wrong
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    problem = await run_in_threadpool(probe)
+    found = state.service.budgets.current
+    doc = {
+        "status": "stopping" if state.stopping else ("ok" if problem is None else "degraded"),
+        "version": __version__,
+        "database": problem or "ok",
+        "budgets": len(found.budgets),
+        "broken_budget_files": sorted(found.errors_by_file),
+        "last_cycle": datetime.fromtimestamp(last / 1e6, UTC).isoformat()
+        if (last := state.last_cycle())
+        else None,
+    }
+    return _json(doc, 200 if problem is None and not state.stopping else 503)
+
+
+def _iso(us: int | None) -> str | None:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat() if us else None
+
+
+async def get_metrics(request: Request) -> Response:
+    state: ApiState = request.app.state.api
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _instrumented(name: str, handler: Handler) -> Handler:
+    async def route(request: Request) -> Response:
+        state: ApiState = request.app.state.api
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except _Refused as refused:
+            response = refused.response
+        except Exception as exc:  # a bug: JSON like every other answer, counted, and in the log
+            log.exception("request failed", extra={"route": name})
+            response = _error(500, f"internal error ({type(exc).__name__}); the daemon's log has the details")
+        state.metrics.requests.labels(name, str(response.status_code)).inc()
+        state.metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    return route
+
+
+def create_app(state: ApiState, *, extra_routes: list[Route] | None = None) -> Starlette:
+    routes = [
+        Route("/v1/usage", _instrumented("usage", post_usage), methods=["POST"]),
+        Route("/v1/outcomes", _instrumented("outcomes", post_outcomes), methods=["POST"]),
+        Route("/v1/traces", _instrumented("traces", post_traces), methods=["POST"]),
+        Route("/v1/litellm", _instrumented("litellm", post_litellm), methods=["POST"]),
+        Route("/v1/budgets/{flow:path}/check", _instrumented("check", get_check), methods=["GET"]),
+        Route("/v1/spend", _instrumented("spend", get_spend), methods=["GET"]),
+        Route("/healthz", _instrumented("healthz", get_health), methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    app = Starlette(routes=routes)
+    app.state.api = state
+    return app

@@ -1,0 +1,117 @@
+"""``finops run``: the daemon behind uvicorn, and its shutdown.
+
+On SIGTERM or SIGINT: stop accepting connections, let requests in flight finish (each answers
+only after its batch committed), stop the loops, run a last cycle, close the database, exit 0.
+A second SIGINT forces the exit. A SIGKILL loses nothing acknowledged: a 2xx is sent only after
+the batch's transaction committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import AsyncIterator, Generator
+from datetime import UTC, datetime
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from finops.daemon.cycle import CycleReport, Daemon
+from finops.daemon.http.app import ApiState, create_app
+
+__all__ = ["build_app", "run_once", "serve"]
+
+log = logging.getLogger("finops.daemon")
+
+
+def build_app(daemon: Daemon) -> tuple[Starlette, ApiState]:
+    state = ApiState(daemon.service, daemon.tokens, daemon.metrics, last_cycle=lambda: daemon.last_cycle_us)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        daemon.start()
+        yield
+        state.stopping = True
+        log.info("stopping: requests in flight finished; running a last cycle")
+        daemon.shutdown()
+
+    app = create_app(state)
+    app.router.lifespan_context = lifespan
+    return app, state
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal after a graceful shutdown, so the process would die *by* SIGTERM;
+    finops exits 0 instead: a clean stop is not an error for systemd or Kubernetes."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(sig: int, frame: FrameType | None) -> None:
+            log.info("signal received", extra={"signal": signal.Signals(sig).name})
+            self.handle_exit(sig, frame)
+
+        originals = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def serve(daemon: Daemon, *, access_log: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code."""
+    settings = daemon.settings
+    app, _ = build_app(daemon)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=20,
+        timeout_keep_alive=30,
+        limit_concurrency=settings.max_connections,
+        http="httptools",
+        loop="uvloop" if _has_uvloop() else "asyncio",
+        server_header=False,
+    )
+    server = _Server(config)
+    log.info(
+        "finops daemon listening",
+        extra={"address": f"http://{host}:{port}", "database": repr(daemon.ledger), "pid": os.getpid()},
+    )
+    server.run(sockets=[sock])
+    log.info("finops daemon stopped")
+    return 0 if server.started else 1
+
+
+def run_once(daemon: Daemon) -> tuple[list[str], CycleReport]:
+    """``--once``: poll, one cycle, exit (cron, tests)."""
+    daemon.budgets.refresh()
+    polled = daemon.poll()
+    report = daemon.cycle(datetime.now(UTC))
+    daemon.ledger.close()
+    return polled, report
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,173 @@
+"""Inline SVG charts for the HTML report: no JavaScript, no fonts or images to fetch.
+
+The report is one file mailed to finance and opened offline, or printed, so charts are
+plain SVG drawn here rather than by a charting library that needs a script and a CDN.
+Each chart is an ``<svg role="img">`` with a ``<title>`` (read by screen readers, shown
+as a tooltip) and ``data-chart="bar"`` or ``data-chart="line"``; each bar or point
+carries ``data-value`` (integer nano-dollars) and ``data-label``, so tests and scrapers
+read the exact numbers back. Every label is escaped: names come from usage data. The
+``<svg>`` has no ``xmlns``: HTML does not need it inline, and the report then contains no
+``http://`` at all (a test checks that). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from finops.render.report_data import month_name, usd, usd_unit
+
+__all__ = ["BAR_COLOR", "LINE_COLOR", "bar_chart", "line_chart"]
+
+BAR_COLOR = "#2f6bd8"
+LINE_COLOR = "#2f6bd8"
+_AREA_COLOR = "#dce8fb"
+_TEXT = "#1f2933"
+_MUTED = "#616e7c"
+_GRID = "#e4e7eb"
+_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+
+_WIDTH = 720
+_LINE_WIDTH = 1000  # a month of days needs the room; it scales down with the page
+_LABEL_WIDTH = 230
+_VALUE_WIDTH = 96
+_ROW = 26
+_BAR = 16
+_TITLE_HEIGHT = 34
+_LABEL_CHARS = 32
+_NANOS = 1_000_000_000
+
+
+def _a(value: object) -> str:
+    """An attribute value or text node, escaped (quotes too)."""
+    return escape(str(value), quote=True)
+
+
+def _clip(label: str, limit: int = _LABEL_CHARS) -> str:
+    label = " ".join(label.split())
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _n(x: float) -> str:
+    """A coordinate with at most one decimal (keeps the markup small and stable)."""
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def _open(kind: str, title: str, height: int, desc: str, width: int = _WIDTH) -> list[str]:
+    return [
+        f'<svg role="img" aria-label="{_a(title)}" '
+        f'data-chart="{kind}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'font-family="{_a(_FONT)}" font-size="12" fill="{_TEXT}" class="chart">',
+        f"<title>{_a(title)}</title>",
+        f"<desc>{_a(desc)}</desc>",
+        f'<text x="0" y="18" font-size="14" font-weight="600">{_a(title)}</text>',
+    ]
+
+
+def _empty(kind: str, title: str) -> str:
+    lines = _open(kind, title, 80, "No data")
+    lines.append(f'<text x="0" y="56" fill="{_MUTED}">No spend this month.</text>')
+    return "\n".join([*lines, "</svg>"])
+
+
+def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> str:
+    """Horizontal bars, one per ``(label, nanos)`` in the given order, values written as dollars.
+
+    Bars scale to the largest value; a negative value draws no bar. Long labels are cut to
+    fit (the full label is the bar's tooltip).
+    """
+    if not items:
+        return _empty("bar", title)
+    height = _TITLE_HEIGHT + _ROW * len(items) + 6
+    top = max(max(v for _, v in items), 1)
+    span = _WIDTH - _LABEL_WIDTH - _VALUE_WIDTH
+    name, value = max(items, key=lambda kv: kv[1])
+    lines = _open("bar", title, height, f"{len(items)} bars; largest {name}: {usd(value)}")
+    for i, (label, nanos) in enumerate(items):
+        y = _TITLE_HEIGHT + i * _ROW
+        width = max(nanos, 0) * span / top
+        if nanos > 0:
+            width = max(width, 1.0)
+        mid = y + _ROW / 2 + 4
+        lines += [
+            f"<g><title>{_a(label)}: {_a(usd(nanos))}</title>",
+            f'<text x="{_LABEL_WIDTH - 10}" y="{_n(mid)}" text-anchor="end">{_a(_clip(label))}</text>',
+            f'<rect x="{_LABEL_WIDTH}" y="{_n(y + (_ROW - _BAR) / 2)}" width="{_n(width)}" height="{_BAR}" '
+            f'rx="2" fill="{BAR_COLOR}" data-value="{nanos}" data-label="{_a(label)}"/>',
+            f'<text x="{_n(_LABEL_WIDTH + width + 6)}" y="{_n(mid)}" fill="{_MUTED}" '
+            f'font-variant-numeric="tabular-nums">{_a(usd(nanos))}</text></g>',
+        ]
+    return "\n".join([*lines, "</svg>"])
+
+
+def _step(top: int, ticks: int = 4) -> int:
+    """A "nice" axis step in nanos (1, 2 or 5 times a power of ten) giving at most ``ticks`` steps."""
+    raw = max(-(-top // ticks), 1)
+    magnitude: int = 10 ** (len(str(raw)) - 1)
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+
+def _axis_usd(nanos: int, step: int) -> str:
+    if step % _NANOS == 0:
+        return f"${nanos // _NANOS:,}"
+    return usd(nanos) if step % (_NANOS // 100) == 0 else usd_unit(nanos)
+
+
+def _day(label: str) -> str:
+    """``2026-10-14`` as ``Oct 14`` on the axis; other labels as given."""
+    if len(label) == 10 and label[4] == "-" and label[7] == "-" and label[8:].isdigit():
+        return f"{month_name(label[:7], short=True)[:3]} {int(label[8:])}"
+    return _clip(label, 12)
+
+
+def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
+    """Spend over time: a line with a shaded area and a dot per ``(label, nanos)`` point.
+
+    The y axis starts at zero (a chart starting at $380 makes a 5% rise look like 300%)
+    and has "nice" dollar gridlines; about eight x labels are shown whatever the length.
+    """
+    if not points:
+        return _empty("line", title)
+    height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
+    plot_w, plot_h = _LINE_WIDTH - left - right, height - top_pad - bottom
+    peak = max(max(v for _, v in points), 0)
+    step = _step(peak) if peak else _NANOS
+    ceiling = max(-(-peak // step) * step, step)
+    label, most = max(points, key=lambda p: p[1])
+    desc = f"{len(points)} points from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
+    lines = _open("line", title, height, desc, _LINE_WIDTH)
+
+    def x(i: int) -> float:
+        return left + (plot_w / 2 if len(points) == 1 else i * plot_w / (len(points) - 1))
+
+    def y(v: int) -> float:
+        return top_pad + plot_h - max(v, 0) * plot_h / ceiling
+
+    for tick in range(0, ceiling + 1, step):
+        lines += [
+            f'<line x1="{left}" x2="{_LINE_WIDTH - right}" y1="{_n(y(tick))}" y2="{_n(y(tick))}" '
+            f'stroke="{_GRID}" stroke-width="1"/>',
+            f'<text x="{left - 8}" y="{_n(y(tick) + 4)}" text-anchor="end" fill="{_MUTED}">'
+            f"{_a(_axis_usd(tick, step))}</text>",
+        ]
+    every = max(1, -(-len(points) // 8))
+    for i, (day, _) in enumerate(points):
+        if i % every == 0:
+            lines.append(
+                f'<text x="{_n(x(i))}" y="{height - 8}" text-anchor="middle" fill="{_MUTED}">'
+                f"{_a(_day(day))}</text>"
+            )
+    coords = [f"{_n(x(i))},{_n(y(v))}" for i, (_, v) in enumerate(points)]
+    base = _n(y(0))
+    area = f"M{_n(x(0))},{base} L" + " L".join(coords) + f" L{_n(x(len(points) - 1))},{base} Z"
+    lines += [
+        f'<path d="{area}" fill="{_AREA_COLOR}" stroke="none"/>',
+        f'<polyline points="{" ".join(coords)}" fill="none" stroke="{LINE_COLOR}" stroke-width="2" '
+        'stroke-linejoin="round"/>',
+    ]
+    for i, (day, nanos) in enumerate(points):
+        lines.append(
+            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{LINE_COLOR}" '
+            f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(day)}: {_a(usd(nanos))}</title></circle>'
+        )
+    return "\n".join([*lines, "</svg>"])

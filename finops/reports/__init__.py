@@ -1,1 +1,0 @@
-"""Read-side: spend queries and their renderers (table, JSON, CSV)."""

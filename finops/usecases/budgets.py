@@ -1,0 +1,233 @@
+"""Budgets against the ledger: today's spend per budget, what drives it, and the gateway check."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Connection, func, select
+
+from finops.config.budget_files import load_budget_dir
+from finops.domain.budgets import Budget, BudgetState, evaluate
+from finops.domain.money import usd_to_nanos
+from finops.storage.budget_snapshots import load_snapshots, save_snapshots
+from finops.storage.db import write_transaction
+from finops.storage.sql import like_pattern
+from finops.storage.tables import outcomes, usage_records
+from finops.usecases.ledger import Ledger
+from finops.usecases.spend import SpendQuery, run_spend
+
+__all__ = [
+    "BudgetsInForce",
+    "CheckResult",
+    "Drivers",
+    "budget_state",
+    "budgets_in_force",
+    "check_flow",
+    "drivers",
+    "fanout_count",
+    "successes",
+]
+
+
+def _spend(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    query = SpendQuery(
+        start=start, end=end, tz=budget.zone, flows=(budget.flow_pattern,), tags=budget.tag_filter
+    )
+    return run_spend(conn, query).total["cost_nanos"]
+
+
+def budget_state(conn: Connection, budget: Budget, now: datetime) -> BudgetState:
+    """The budget's local day (and month, if capped) at ``now``, from rollups."""
+    _, start, end = budget.day(now)
+    month_spend = None
+    if budget.monthly_cap_usd is not None:
+        _, m_start, m_end = budget.month(now)
+        month_spend = _spend(conn, budget, m_start, m_end)
+    return evaluate(
+        budget, now=now, spend_nanos=_spend(conn, budget, start, end), month_spend_nanos=month_spend
+    )
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """What drives a budget's spend in a period: the costliest models and prompts."""
+
+    models: tuple[tuple[str, int], ...]
+    prompts: tuple[tuple[str, int], ...]
+
+
+def _raw_filter(budget: Budget, start: datetime, end: datetime) -> list[object]:
+    u = usage_records.c
+    conds: list[object] = [
+        u.ts_us >= int(start.timestamp() * 1_000_000),
+        u.ts_us < int(end.timestamp() * 1_000_000),
+        u.flow.like(like_pattern(budget.flow_pattern), escape="\\"),
+    ]
+    for key, value in budget.tag_filter.items():
+        needle = json.dumps({key: value}, ensure_ascii=False, separators=(",", ":"))[1:-1]
+        conds.append(u.tags.like("%" + like_pattern(needle) + "%", escape="\\"))
+    return conds
+
+
+def drivers(conn: Connection, budget: Budget, start: datetime, end: datetime, *, top: int = 3) -> Drivers:
+    """Top models (from rollups) and prompts (from the period's raw records)."""
+    by_model = run_spend(
+        conn,
+        SpendQuery(
+            group_by=("model",),
+            start=start,
+            end=end,
+            tz=budget.zone,
+            flows=(budget.flow_pattern,),
+            tags=budget.tag_filter,
+            top=top,
+        ),
+    )
+    u = usage_records.c
+    cost = func.coalesce(func.sum(u.cost_nanos), 0)
+    prompts = conn.execute(
+        select(func.coalesce(u.prompt_id, "(no prompt_id)"), cost)
+        .where(*_raw_filter(budget, start, end))  # type: ignore[arg-type]
+        .group_by(u.prompt_id)
+        .order_by(cost.desc())
+        .limit(top)
+    )
+    return Drivers(
+        models=tuple((r.keys["model"], r.sums["cost_nanos"]) for r in by_model.rows),
+        prompts=tuple((str(p), int(c)) for p, c in prompts if c),
+    )
+
+
+def fanout_count(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Records in the period that made more tool calls than the budget allows per request."""
+    if budget.max_tool_calls_per_request is None:
+        return 0
+    u = usage_records.c
+    stmt = select(func.count()).where(
+        *_raw_filter(budget, start, end),  # type: ignore[arg-type]
+        u.tool_calls > budget.max_tool_calls_per_request * u.requests,
+    )
+    return int(conn.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The gateway's answer: allow or deny, with the numbers of the tightest budget."""
+
+    decision: str  # allow | deny
+    flow: str
+    reason: str
+    states: tuple[BudgetState, ...]
+    estimate_nanos: int
+
+    @property
+    def tightest(self) -> BudgetState | None:
+        return min(self.states, key=lambda s: s.cap_nanos - s.spend_nanos, default=None)
+
+
+def _blocked(state: BudgetState, estimate: int) -> str | None:
+    if state.budget.on_breach != "block":
+        return None
+    if state.spend_nanos >= state.cap_nanos:
+        return f"budget {state.budget.key} is exhausted for {state.local_day}"
+    if state.spend_nanos + estimate > state.cap_nanos:
+        return f"budget {state.budget.key} would be exceeded by this request"
+    m_cap, m_spend = state.month_cap_nanos, state.month_spend_nanos
+    if m_cap is not None and m_spend is not None and (m_spend >= m_cap or m_spend + estimate > m_cap):
+        return f"budget {state.budget.key} is exhausted for {state.month_label}"
+    return None
+
+
+def check_flow(
+    conn: Connection,
+    budgets: Sequence[Budget],
+    *,
+    flow: str,
+    tags: Mapping[str, str],
+    now: datetime,
+    estimate_usd: Decimal = Decimal(0),
+) -> CheckResult:
+    """Allow unless a matching budget with ``on_breach: block`` is (or would be) exhausted."""
+    estimate = usd_to_nanos(estimate_usd)
+    states = tuple(budget_state(conn, b, now) for b in budgets if b.matches(flow, tags))
+    if not states:
+        return CheckResult("allow", flow, "no budget covers this flow", states, estimate)
+    for state in states:
+        why = _blocked(state, estimate)
+        if why:
+            return CheckResult("deny", flow, why, states, estimate)
+    return CheckResult("allow", flow, "within budget", states, estimate)
+
+
+@dataclass(frozen=True)
+class BudgetsInForce:
+    """The budgets to enforce now, and what the operator should hear about the files."""
+
+    budgets: tuple[Budget, ...]
+    messages: tuple[str, ...]
+    broken: bool
+    #: each broken file's errors ("file:line: what is wrong"), to tell its owner
+    errors_by_file: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: each broken file's last good budgets still in force (empty: none was ever read)
+    kept_by_file: Mapping[str, tuple[Budget, ...]] = field(default_factory=dict)
+
+
+def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
+    """Budgets from ``directory``; a broken file's last good version (kept in the database) stays in force.
+
+    Good files are remembered as they are read, so the next broken edit of one falls back
+    to this version instead of switching its budgets off.
+    """
+    found = load_budget_dir(directory)
+    messages = [str(p) for p in found.problems]
+    broken = found.broken_files
+    good: dict[str, list[Budget]] = {name: [] for name in found.files if name not in broken}
+    for located in found.budgets:
+        if located.file in good:
+            good[located.file].append(located.budget)
+    budgets = [b for items in good.values() for b in items]
+    with ledger.engine.connect() as conn:  # read first: most calls change nothing and need no write lock
+        known = load_snapshots(conn, sorted({*good, *broken}))
+    changed = {name: items for name, items in good.items() if known.get(name, ([], 0))[0] != items}
+    if changed:
+        with write_transaction(ledger.engine) as conn:
+            save_snapshots(conn, changed, now_us=time.time_ns() // 1000)
+    kept = {name: known[name] for name in broken if name in known}
+    for name in sorted(broken):
+        if name in kept:
+            items, saved_us = kept[name]
+            budgets.extend(items)
+            saved = datetime.fromtimestamp(saved_us / 1e6, UTC).isoformat(timespec="seconds")
+            messages.append(f"{name}: broken, so its last good version (read {saved}) stays in force")
+        else:
+            messages.append(f"{name}: broken and never read while valid: its budgets are NOT enforced")
+    errors: dict[str, list[str]] = {name: [] for name in broken}
+    for problem in found.errors:
+        if problem.file in errors:
+            errors[problem.file].append(str(problem))
+    return BudgetsInForce(
+        tuple(budgets),
+        tuple(messages),
+        bool(broken),
+        {name: tuple(items) for name, items in errors.items()},
+        {name: tuple(kept[name][0]) if name in kept else () for name in broken},
+    )
+
+
+def successes(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Successful outcomes of the budget's flows in [start, end)."""
+    o = outcomes.c
+    flow = func.coalesce(o.flow, o.linked_flow)
+    stmt = select(func.count()).where(
+        o.status == "success",
+        o.ts_us >= int(start.timestamp() * 1_000_000),
+        o.ts_us < int(end.timestamp() * 1_000_000),
+        flow.like(like_pattern(budget.flow_pattern), escape="\\"),
+    )
+    return int(conn.scalar(stmt) or 0)

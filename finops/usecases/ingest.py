@@ -1,0 +1,499 @@
+"""Ingest: lines -> validated, priced records -> the ledger, in batched transactions.
+
+Each batch commits alone, so a crash loses at most the batch in flight, and
+re-running the same input afterwards stores only what was missing. A bad line
+becomes a dead letter with file, line and reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from finops.domain.pricing import PriceBook, PriceMatch
+from finops.domain.prompts import prompt_fingerprint, redacted_preview
+from finops.domain.usage import RecordError, parse_usage
+from finops.errors import IngestError
+from finops.sources.jsonl import Line, expand_paths, read_lines
+from finops.storage.db import write_transaction
+from finops.storage.ledger import (
+    PricedRecord,
+    Rejection,
+    record_price_versions,
+    record_prompts,
+    usage_row,
+    write_rows,
+)
+from finops.usecases.ledger import Ledger
+from finops.usecases.pricing import price_record
+
+__all__ = [
+    "IngestSummary",
+    "Prepared",
+    "chunked",
+    "ingest_lines",
+    "ingest_litellm_paths",
+    "ingest_objects",
+    "ingest_otlp_paths",
+    "ingest_paths",
+    "prepare_lines",
+    "prepare_mapped",
+    "prepare_objects",
+    "unparsed_line",
+    "write_prepared",
+]
+
+DEFAULT_SOURCE = "default"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NUMBER = re.compile(r"\d+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did; printed at the end and returned to callers."""
+
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    unpriced: int = 0
+    cost_nanos: int = 0
+    linked: int = 0  # outcomes: usage records linked
+    notes: set[str] = field(default_factory=set)  # e.g. token counts are estimates
+    skipped: int = 0  # OTLP spans that are not LLM calls
+    unpriced_models: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: list[Rejection] = field(default_factory=list)
+    example_limit: int = 10  # the HTTP API keeps them all: each rejected record gets its reason
+
+    def add_rejection(self, rejection: Rejection) -> None:
+        self.rejected += 1
+        self.reasons[_kind(rejection.reason)] += 1
+        if len(self.examples) < self.example_limit:
+            self.examples.append(rejection)
+
+
+def _kind(reason: str) -> str:
+    """A reason without its particulars, to count rejections by kind."""
+    head = reason.split(":")[0].split(";")[0]
+    return _QUOTED.sub("…", _NUMBER.sub("N", head))
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Prepared:
+    """One batch, decoded, validated and priced, ready to be written in one transaction."""
+
+    read: int = 0
+    items: list[PricedRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    matches: dict[str, PriceMatch] = field(default_factory=dict)
+    #: prompts seen in this batch: key -> (first ts, text, model); counted and stored once each
+    prompts: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+
+def _accept(
+    out: Prepared,
+    book: PriceBook,
+    user_key: bytes,
+    obj: Any,
+    location: str,
+    line: int | None,
+    raw: str | Callable[[], str],
+) -> None:
+    out.read += 1
+    try:
+        record = parse_usage(obj, user_key=user_key)
+    except RecordError as exc:
+        rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+        kept = _safe_raw(obj, user_key) if isinstance(obj, dict) else (raw if isinstance(raw, str) else raw())
+        out.rejections.append(Rejection(location, line, exc.reason, kept, rid))
+        return
+    text = record.prompt_text
+    if text is not None:
+        if record.prompt_id is None:
+            record.prompt_id = prompt_fingerprint(text)
+        if record.prompt_id not in out.prompts:
+            ts_us = (record.ts - _EPOCH) // _MICROSECOND
+            out.prompts[record.prompt_id] = (ts_us, text, record.model)
+        record.prompt_text = None  # the text goes no further
+    cost, match = price_record(book, record)
+    version = None
+    if match is not None:
+        version = match.version
+        if version not in out.matches:
+            out.matches[version] = match
+    out.items.append(PricedRecord(record, cost, version, location, line))
+
+
+#: Fields that may carry prompt text: a dead letter keeps their size, never their words.
+_TEXT_FIELDS = ("prompt", "messages", "input", "output", "completion", "response")
+_LINE_PREFIX = 120
+
+
+def _safe_raw(obj: dict[str, Any], user_key: bytes) -> str:
+    """A rejected record as kept in the dead letters: prompt text dropped, ``user`` pseudonymised
+    (docs/design.md §2 holds for rejected records too)."""
+    kept: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in _TEXT_FIELDS and value is not None:
+            kept[key] = f"[{len(str(value)):,} characters not kept]"
+        elif key == "user" and value is not None:
+            kept[key] = "hmac:" + hmac.new(user_key, str(value).encode(), hashlib.sha256).hexdigest()[:32]
+        else:
+            kept[key] = value
+    return json.dumps(kept, default=str, ensure_ascii=False)
+
+
+def unparsed_line(text: str) -> str:
+    """A line that is not JSON cannot be cleaned field by field: keep its start only."""
+    if len(text) <= _LINE_PREFIX:
+        return text
+    return f"{text[:_LINE_PREFIX]}… [{len(text) - _LINE_PREFIX:,} more characters not kept]"
+
+
+def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Prepared:
+    """Decode, validate and price JSONL lines: pure CPU, no database (runs in a worker too)."""
+    out = Prepared()
+    loads = orjson.loads
+    for line in lines:
+        try:
+            obj = loads(line.text)
+        except orjson.JSONDecodeError as exc:
+            out.read += 1
+            out.rejections.append(
+                Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+            )
+            continue
+        _accept(out, book, user_key, obj, line.path, line.number, line.text)
+    return out
+
+
+def _dumper(obj: Any) -> Callable[[], str]:
+    """The raw text of a rejected object, built only if it is rejected."""
+    return lambda: json.dumps(obj, default=str)
+
+
+def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], location: str) -> Prepared:
+    """Validate and price already-decoded records (an HTTP batch, a provider report)."""
+    out = Prepared()
+    for index, obj in enumerate(objects):
+        _accept(out, book, user_key, obj, location, index, _dumper(obj))
+    return out
+
+
+def prepare_mapped(
+    book: PriceBook, user_key: bytes, items: Iterable[tuple[str, Any]]
+) -> tuple[Prepared, int]:
+    """Records mapped from another format (OTLP spans, LiteLLM logs) as ``(where, record)``;
+    ``None`` records are not LLM calls and are skipped. Returns the batch and the number skipped."""
+    out = Prepared()
+    skipped = 0
+    for where, record in items:
+        if record is None:
+            skipped += 1
+            continue
+        _accept(out, book, user_key, record, where, out.read, _dumper(record))
+    return out, skipped
+
+
+def _prompt_rows(ledger: Ledger, seen: dict[str, tuple[int, str, str]]) -> list[dict[str, Any]]:
+    """Each new prompt's token count (tiktoken, or an estimate) and, if opted in, a redacted preview."""
+    if not seen:
+        return []
+    counter = ledger.token_counter
+    rows = []
+    for key, (ts_us, text, model) in seen.items():
+        count = counter.count(text, model)
+        rows.append(
+            {
+                "prompt_id": key,
+                "first_seen_us": ts_us,
+                "prompt_tokens": count.tokens,
+                "tokens_estimated": int(count.estimated),
+                "preview": redacted_preview(text) if ledger.settings.prompt_preview else None,
+            }
+        )
+    return rows
+
+
+@dataclass
+class RowBatch:
+    """A prepared batch as plain rows: cheap to send between processes, ready to write."""
+
+    read: int
+    rows: list[tuple[Any, ...]]
+    where: list[tuple[str, int | None]]
+    rejections: list[Rejection]
+    matches: dict[str, PriceMatch]
+    prompts: dict[str, tuple[int, str, str]]
+
+
+def to_rows(batch: Prepared, source: str) -> RowBatch:
+    now = _now_us()
+    return RowBatch(
+        batch.read,
+        [usage_row(item, source, now) for item in batch.items],
+        [(item.location, item.line) for item in batch.items],
+        batch.rejections,
+        batch.matches,
+        batch.prompts,
+    )
+
+
+def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
+    """Write one prepared batch in one transaction and add what it did to ``summary``."""
+    rb = batch if isinstance(batch, RowBatch) else to_rows(batch, source)
+    prompt_rows = _prompt_rows(ledger, rb.prompts)
+    if prompt_rows and (warning := ledger.token_counter.warning()):
+        summary.notes.add(warning)
+    summary.read += rb.read
+    for rejection in rb.rejections:
+        summary.add_rejection(rejection)
+    if not rb.rows and not rb.rejections:
+        return
+    now = _now_us()
+    with write_transaction(ledger.engine) as conn:
+        if rb.matches:
+            record_price_versions(conn, rb.matches.values(), now_us=now)
+        outcome = write_rows(
+            conn, source=source, rows=rb.rows, where=rb.where, rejections=rb.rejections, now_us=now
+        )
+        if prompt_rows:
+            record_prompts(conn, prompt_rows)
+    summary.stored += outcome.stored
+    summary.duplicates += outcome.duplicates
+    summary.cost_nanos += outcome.cost_nanos
+    summary.unpriced += outcome.unpriced
+    summary.conflicts += len(outcome.conflicts)
+    for rejection in [*outcome.too_old, *outcome.conflicts]:
+        summary.add_rejection(rejection)
+    summary.unpriced_models.update(outcome.unpriced_models)
+
+
+# A parser process gets the price book and key once; then lines go in and rows come out.
+_WORKER: tuple[PriceBook, bytes, str] | None = None
+
+
+def _worker_init(book: PriceBook, user_key: bytes, source: str) -> None:
+    global _WORKER
+    _WORKER = (book, user_key, source)
+
+
+def _worker_prepare(lines: list[tuple[str, int, str]]) -> RowBatch:
+    assert _WORKER is not None
+    book, key, source = _WORKER
+    return to_rows(prepare_lines(book, key, [Line(*line) for line in lines]), source)
+
+
+def chunked(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
+    chunk: list[Line] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def ingest_lines(
+    ledger: Ledger,
+    lines: Iterable[Line],
+    *,
+    source: str = DEFAULT_SOURCE,
+    batch_size: int | None = None,
+    summary: IngestSummary | None = None,
+    workers: int = 0,
+) -> IngestSummary:
+    """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines.
+
+    With ``workers`` > 0, parser processes decode and price the next batches while this
+    process writes the current one (two cores, twice the work); batches are still written
+    in order, so a crash keeps exactly the batches before it.
+    """
+    summary = summary if summary is not None else IngestSummary()
+    size = batch_size or ledger.settings.ingest_batch_size
+    if workers <= 0:
+        for chunk in chunked(lines, size):
+            write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
+        return summary
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited database handles
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(ledger.book, ledger.user_key, source)
+    ) as pool:
+        pending: deque[Future[RowBatch]] = deque()
+        try:
+            for chunk in chunked(lines, size):
+                pending.append(pool.submit(_worker_prepare, [(li.path, li.number, li.text) for li in chunk]))
+                if len(pending) > workers + 1:  # bounded: memory stays flat
+                    write_prepared(ledger, source, pending.popleft().result(), summary)
+            while pending:
+                write_prepared(ledger, source, pending.popleft().result(), summary)
+        except BrokenProcessPool as exc:
+            raise IngestError(
+                f"a parser process died ({exc}); every batch before it is stored: run the same command "
+                "again to finish"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
+    return summary
+
+
+def ingest_objects(
+    ledger: Ledger,
+    objects: Sequence[Any],
+    *,
+    source: str,
+    location: str = "api",
+    summary: IngestSummary | None = None,
+) -> IngestSummary:
+    """Store already-decoded records (an HTTP batch, a provider report) in one transaction."""
+    summary = summary if summary is not None else IngestSummary()
+    write_prepared(ledger, source, prepare_objects(ledger.book, ledger.user_key, objects, location), summary)
+    return summary
+
+
+def ingest_paths(
+    ledger: Ledger,
+    paths: Sequence[Path],
+    *,
+    source: str = DEFAULT_SOURCE,
+    batch_size: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> IngestSummary:
+    """Ingest files and directories (``.jsonl``, ``.jsonl.gz``) as one stream.
+
+    ``workers``: parser processes; by default FINOPS_INGEST_WORKERS (1) for inputs over 32 MiB
+    on a machine with two cores or more, else parsing stays in this process.
+    """
+    files = expand_paths(paths)
+    summary = IngestSummary()
+
+    def lines() -> Iterable[Line]:
+        for path in files:
+            yield from read_lines(path, on_bytes=on_bytes)
+
+    if workers is None:  # a parser process pays for its start-up on inputs of more than a few batches
+        big = sum(p.stat().st_size for p in files) > 32 * 1024 * 1024
+        workers = ledger.settings.ingest_workers if big and (os.cpu_count() or 1) >= 2 else 0
+    return ingest_lines(
+        ledger, lines(), source=source, batch_size=batch_size, summary=summary, workers=workers
+    )
+
+
+def ingest_otlp_paths(
+    ledger: Ledger, paths: Sequence[Path], *, source: str = DEFAULT_SOURCE, batch_size: int | None = None
+) -> IngestSummary:
+    """OTLP/JSON trace exports (one ExportTraceServiceRequest a line, as OpenTelemetry's file
+    exporter writes them): GenAI spans become usage records; other spans are skipped."""
+    from finops.sources.otlp import span_records
+
+    return _ingest_mapped(
+        ledger,
+        paths,
+        source=source,
+        batch_size=batch_size,
+        records=span_records,
+        shapes=(dict,),
+        wrong_shape="not an ExportTraceServiceRequest",
+    )
+
+
+def ingest_litellm_paths(
+    ledger: Ledger,
+    paths: Sequence[Path],
+    *,
+    kind: str,
+    source: str = DEFAULT_SOURCE,
+    batch_size: int | None = None,
+) -> IngestSummary:
+    """LiteLLM's logs, one JSON object or array a line: ``kind`` ``standard`` for
+    StandardLoggingPayload (its logging callbacks), ``spendlogs`` for LiteLLM_SpendLogs rows.
+    Cache hits and calls that are not token-priced are skipped. Raises ``IngestError`` for
+    another kind."""
+    from finops.sources.litellm_logs import KINDS, litellm_objects
+
+    if kind not in KINDS:
+        raise IngestError(f"unknown LiteLLM log kind {kind!r}: use one of {', '.join(KINDS)}")
+    return _ingest_mapped(
+        ledger,
+        paths,
+        source=source,
+        batch_size=batch_size,
+        records=lambda obj: litellm_objects(obj, kind),
+        shapes=(dict, list),
+        wrong_shape="not a LiteLLM log object or a JSON array of them",
+    )
+
+
+def _ingest_mapped(
+    ledger: Ledger,
+    paths: Sequence[Path],
+    *,
+    source: str,
+    batch_size: int | None,
+    records: Callable[[Any], Iterable[tuple[str, Any]]],
+    shapes: tuple[type, ...],
+    wrong_shape: str,
+) -> IngestSummary:
+    """Lines of another tool's JSON -> ``records`` maps each to canonical records (``None``:
+    skipped) -> validated, priced and stored like any usage record, in batches."""
+    summary = IngestSummary()
+    size = batch_size or ledger.settings.ingest_batch_size
+    batch = Prepared()
+    for path in expand_paths(paths):
+        for line in read_lines(path):
+            try:
+                decoded = orjson.loads(line.text)
+            except orjson.JSONDecodeError as exc:
+                batch.read += 1
+                batch.rejections.append(
+                    Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+                )
+                continue
+            if not isinstance(decoded, shapes):
+                batch.read += 1
+                batch.rejections.append(Rejection(line.path, line.number, wrong_shape, ""))
+                continue
+            for where, record in records(decoded):
+                if record is None:
+                    summary.skipped += 1
+                    continue
+                _accept(
+                    batch,
+                    ledger.book,
+                    ledger.user_key,
+                    record,
+                    f"{line.path}:{line.number} {where}",
+                    line.number,
+                    _dumper(record),
+                )
+                if len(batch.items) + len(batch.rejections) >= size:
+                    write_prepared(ledger, source, batch, summary)
+                    batch = Prepared()
+    write_prepared(ledger, source, batch, summary)
+    return summary
