@@ -23,6 +23,20 @@ from finops.usecases.ledger import Ledger
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
 PG_URL = os.environ.get("FINOPS_TEST_POSTGRES_URL")
+LITELLM_CATALOG = SHARED / "reference" / "litellm_model_prices.json"
+#: tiktoken's cache names each encoding file by the SHA-1 of its URL: cl100k_base, o200k_base.
+_TIKTOKEN_FILES = ("9b5ad71b2ce5302211f9c61530b329a4922fc6a4", "fb374d419588a4632f3f557e76b4b70aebbca790")
+_CI = os.environ.get("CI") == "true"  # under CI the reference files are there: never skip
+
+needs_tiktoken = pytest.mark.skipif(
+    not _CI and not all((Path(os.environ["TIKTOKEN_CACHE_DIR"]) / f).is_file() for f in _TIKTOKEN_FILES),
+    reason="tiktoken's encodings are not in TIKTOKEN_CACHE_DIR (they cannot be downloaded here; "
+    "../shared/tiktoken has them): exact token counts not checked",
+)
+needs_litellm_catalog = pytest.mark.skipif(
+    not _CI and not LITELLM_CATALOG.is_file(),
+    reason=f"LiteLLM's catalog is not at {LITELLM_CATALOG} (../shared/reference): cross-check skipped",
+)
 
 
 def _no_postgres() -> None:
@@ -62,7 +76,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 def make_ledger(url: str, **settings: Any) -> Ledger:
-    return Ledger.open(Settings(database_url=url, user_hash_secret="test-secret", **settings))
+    return Ledger.open(Settings(database_url=url, user_hash_secret="test-secret", **settings), create=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from finops.usecases.audit.monthly import build_monthly_report
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from finops.usecases.outcomes import ingest_outcome_paths
-from tests.conftest import write_jsonl
+from tests.conftest import needs_tiktoken, write_jsonl
 from tests.slack_fake import TOKEN, FakeSlack
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
@@ -148,6 +148,7 @@ def test_the_same_outcome_twice_counts_once_and_a_changed_status_is_a_conflict(
     assert "status 'success' -> 'failure'" in reason
 
 
+@needs_tiktoken
 def test_prompt_text_is_fingerprinted_counted_and_not_stored(sqlite_ledger: Ledger) -> None:
     texts = ["Summarise ticket #4411 for alice@example.com", "Summarise ticket #98 for bob@example.org"]
     records = [

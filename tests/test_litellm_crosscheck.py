@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from finops.cli.main import app
 from finops.storage.tables import usage_records
 from finops.usecases.ingest import ingest_paths
-from tests.conftest import SHARED, make_ledger, write_jsonl
+from tests.conftest import LITELLM_CATALOG, make_ledger, needs_litellm_catalog, write_jsonl
 
-CATALOG = SHARED / "reference" / "litellm_model_prices.json"
+pytestmark = needs_litellm_catalog
+CATALOG = LITELLM_CATALOG
 _TIER_SUFFIX = {"standard": "", "batch": "_batches", "flex": "_flex", "priority": "_priority"}
 _ABOVE = re.compile(
     r"^(?:input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|"

@@ -18,8 +18,8 @@ import tiktoken.model
 
 from finops.domain.prompts import normalise_prompt, prompt_fingerprint, prompt_key, redacted_preview
 from finops.usecases.audit.tokens import TokenCounter, encoding_for_model, estimate_tokens
+from tests.conftest import LITELLM_CATALOG, needs_litellm_catalog, needs_tiktoken
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]
 
 # --- normalisation -------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def tiktoken_answer(model: str) -> str | None:
 
 
 def litellm_openai_chat_models() -> list[str]:
-    catalog = json.loads((SHARED / "reference" / "litellm_model_prices.json").read_text())
+    catalog = json.loads(LITELLM_CATALOG.read_text())
     return sorted(
         name
         for name, entry in catalog.items()
@@ -176,6 +176,7 @@ def litellm_openai_chat_models() -> list[str]:
 TIKTOKEN_MISMAPS = re.compile(r"ft:gpt-4\.1")
 
 
+@needs_litellm_catalog
 def test_encoding_agrees_with_tiktoken_for_litellm_openai_chat_models() -> None:
     models = litellm_openai_chat_models()
     answered = [m for m in models if tiktoken_answer(m) and not TIKTOKEN_MISMAPS.match(m)]
@@ -191,6 +192,7 @@ def test_encoding_agrees_with_tiktokens_own_tables() -> None:
     assert {n: encoding_for_model(n) for n in names} == {n: tiktoken_answer(n) for n in names}
 
 
+@needs_litellm_catalog
 def test_fine_tuned_gpt_4_1_uses_its_base_models_encoding() -> None:
     mismapped = [m for m in litellm_openai_chat_models() if TIKTOKEN_MISMAPS.match(m)]
     assert mismapped
@@ -246,6 +248,7 @@ TEXTS = [
 ]
 
 
+@needs_tiktoken
 @pytest.mark.parametrize("model", ["gpt-4o", "gpt-4.1-mini", "gpt-5", "o3-mini", "gpt-4", "gpt-3.5-turbo"])
 @pytest.mark.parametrize("text", TEXTS, ids=["ascii", "non-ascii", "special-token", "20k-chars"])
 def test_openai_counts_equal_tiktoken(model: str, text: str) -> None:
@@ -273,12 +276,14 @@ def test_estimate_of_empty_and_tiny_texts() -> None:
     assert TokenCounter().count("", "gpt-4o").tokens == 0
 
 
+@needs_tiktoken
 def test_a_lone_surrogate_does_not_break_counting() -> None:
     text = "bad \ud800 json"
     assert TokenCounter().count(text, "claude-sonnet-4-5").tokens == estimate_tokens(text) == 3
     assert TokenCounter().count(text, "gpt-4o").estimated is False
 
 
+@needs_tiktoken
 def test_no_warning_when_every_encoding_loads() -> None:
     counter = TokenCounter()
     counter.count("hi", "gpt-4o")
