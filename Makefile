@@ -21,7 +21,7 @@ demo: install                    ## a month of sample usage in ./finops.db, then
 	$(BIN)/finops demo
 
 run: install                     ## the daemon on 127.0.0.1:8787 with ./finops.db and ./budgets (Ctrl-C stops it)
-	$(BIN)/finops run --log-format text
+	$(BIN)/finops run --init --log-format text
 
 test: install                    ## the test suite (SQLite always; PostgreSQL when reachable)
 	$(BIN)/pytest

@@ -76,6 +76,7 @@ class DaemonProcess:
                 self.db_url,
                 "--budgets",
                 str(self.budgets),
+                "--init",
             ],
             env=self.env,
             stdout=out,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from finops import __version__
 from finops.cli.main import app
-from tests.conftest import usage, write_jsonl
+from tests.conftest import make_ledger, usage, write_jsonl
 
 runner = CliRunner()
 
@@ -21,6 +21,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cli.db"
     monkeypatch.setenv("FINOPS_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.delenv("FINOPS_PRICE_OVERRIDES", raising=False)
+    make_ledger(f"sqlite:///{path}").close()  # read commands never create a database
     return path
 
 
@@ -168,7 +169,8 @@ def test_prices_unpriced_then_override_then_reprice(
     assert "Every stored record is priced" in finops("prices", "unpriced")[1]
 
 
-def test_db_commands(db: Path) -> None:
+def test_db_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     code, out, _ = finops("db", "upgrade")
     assert code == 0 and "empty -> 0004_daemon" in out
     assert "already at 0004_daemon" in finops("db", "upgrade")[1]

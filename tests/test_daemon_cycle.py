@@ -60,7 +60,7 @@ def _count(ledger: Ledger, table: Any, *where: Any) -> int:
 def test_a_batch_over_the_cap_alerts_the_owner_in_the_next_cycle(
     db_url: str, budgets: Path, slack: FakeSlack
 ) -> None:
-    daemon = Daemon(_settings(db_url, budgets, slack))
+    daemon = Daemon(_settings(db_url, budgets, slack), create=True)
     daemon.start()
     try:
         now = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -81,7 +81,7 @@ def test_a_batch_over_the_cap_alerts_the_owner_in_the_next_cycle(
 def test_a_broken_edit_keeps_the_last_good_budgets_and_tells_the_owner_once(
     db_url: str, budgets: Path, slack: FakeSlack
 ) -> None:
-    daemon = Daemon(_settings(db_url, budgets, slack, slack_default_channel="#finops"))
+    daemon = Daemon(_settings(db_url, budgets, slack, slack_default_channel="#finops"), create=True)
     try:
         daemon.cycle()
         assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]
@@ -112,7 +112,7 @@ def test_two_replicas_post_the_digest_and_the_monthly_report_once(
         schedule_tz="Europe/Berlin",
         digest_time="08:30",
     )
-    replicas = [Daemon(settings), Daemon(settings)]
+    replicas = [Daemon(settings, create=True), Daemon(settings, create=True)]
     try:
         replicas[0].service.usage([usage(1, ts="2026-11-30T12:00:00Z")], source="app")
         before = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin: not yet
@@ -147,7 +147,7 @@ def test_two_replicas_post_the_digest_and_the_monthly_report_once(
 def test_retention_deletes_old_raw_records_keeps_totals_and_refuses_late_ones(
     db_url: str, budgets: Path, tmp_path: Path
 ) -> None:
-    daemon = Daemon(_settings(db_url, budgets, retention_days=40, prompt_preview=True))
+    daemon = Daemon(_settings(db_url, budgets, retention_days=40, prompt_preview=True), create=True)
     try:
         words = ("alpha", "beta", "gamma", "delta", "epsilon")
         old = [usage(i, ts="2026-09-01T10:00:00Z", prompt=f"old prompt {words[i]}") for i in range(5)]
@@ -171,7 +171,7 @@ def test_retention_deletes_old_raw_records_keeps_totals_and_refuses_late_ones(
 
 
 def test_outbox_pending_and_errors_show_in_metrics(db_url: str, budgets: Path) -> None:
-    daemon = Daemon(_settings(db_url, budgets))  # no Slack: alerts wait in the outbox
+    daemon = Daemon(_settings(db_url, budgets), create=True)  # no Slack: alerts wait in the outbox
     try:
         now = datetime.now(UTC).replace(microsecond=0).isoformat()
         daemon.service.usage(
@@ -187,9 +187,12 @@ def test_outbox_pending_and_errors_show_in_metrics(db_url: str, budgets: Path) -
 
 def test_tokens_must_be_well_formed_and_required_off_loopback(sqlite_url: str, budgets: Path) -> None:
     with pytest.raises(ConfigError, match="source=token"):
-        Daemon(_settings(sqlite_url, budgets, ingest_tokens=SecretStr("just-a-token-without-source")))
+        Daemon(
+            _settings(sqlite_url, budgets, ingest_tokens=SecretStr("just-a-token-without-source")),
+            create=True,
+        )
     with pytest.raises(ConfigError, match=r"listen on 127\.0\.0\.1"):
-        Daemon(_settings(sqlite_url, budgets, host="0.0.0.0"))
+        Daemon(_settings(sqlite_url, budgets, host="0.0.0.0"), create=True)
 
 
 def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(
         sqlite_url, budgets, openai_admin_key=SecretStr(OPENAI_KEY), openai_base_url=openai_fake.base_url
     )
     assert set(configured_pollers(settings)) == {"openai"}
-    replicas = [Daemon(settings, pollers=configured_pollers(settings)) for _ in range(2)]
+    replicas = [Daemon(settings, pollers=configured_pollers(settings), create=True) for _ in range(2)]
     try:
         now = datetime.now(UTC)
         lines = [line for r in replicas for line in r.poll(now)]
@@ -233,7 +236,7 @@ def test_a_daemon_down_on_the_first_posts_the_monthly_report_when_it_is_back(
     sqlite_url: str, budgets: Path, slack: FakeSlack
 ) -> None:
     settings = _settings(sqlite_url, budgets, slack, digest_channel="#finops-digest")
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, create=True)
     try:
         report = daemon.cycle(datetime(2026, 11, 3, 15, 0, tzinfo=UTC))  # a new install: October was empty
         assert (
@@ -283,7 +286,7 @@ def test_shutdown_does_not_wait_for_a_slow_slack_to_drain_the_outbox(
     from finops.storage.db import write_transaction
     from tests.slack_fake import slow
 
-    daemon = Daemon(_settings(sqlite_url, budgets, slack))
+    daemon = Daemon(_settings(sqlite_url, budgets, slack), create=True)
     with write_transaction(daemon.ledger.engine) as conn:
         for i in range(6):
             enqueue(
@@ -314,7 +317,7 @@ def test_a_new_price_reaches_the_parser_process(sqlite_url: str, budgets: Path, 
 
     overrides = tmp_path / "prices.yaml"
     overrides.write_text("prices: []\n")
-    daemon = Daemon(_settings(sqlite_url, budgets, price_overrides=overrides, ingest_workers=1))
+    daemon = Daemon(_settings(sqlite_url, budgets, price_overrides=overrides, ingest_workers=1), create=True)
     daemon.start()
     try:
 

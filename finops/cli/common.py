@@ -47,8 +47,8 @@ def settings_for(db: str | None) -> Settings:
     return settings
 
 
-def ledger_for(db: str | None, *, create: bool = True) -> Ledger:
-    """The ledger of ``--db`` or FINOPS_DATABASE_URL."""
+def ledger_for(db: str | None, *, create: bool = False) -> Ledger:
+    """The ledger of ``--db`` or FINOPS_DATABASE_URL; only commands that load data ``create`` one."""
     return Ledger.open(settings_for(db), create=create)
 
 

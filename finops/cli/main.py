@@ -38,6 +38,20 @@ class _FinopsGroup(TyperGroup):
         except FinopsError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from finops.storage.db import describe_db_error
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            why = describe_db_error(exc)
+            err.print(
+                f"error: the database failed ({why}); check FINOPS_DATABASE_URL or --db and that "
+                "the database is up",
+                markup=False,
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print(
                 "interrupted: every batch committed before this point is stored; run the "
@@ -115,7 +129,7 @@ def ingest(
     from finops.sources.jsonl import expand_paths
     from finops.usecases.ingest import ingest_paths
 
-    ledger = ledger_for(db)
+    ledger = ledger_for(db, create=True)  # loading data into a new database is how one starts
     err = Console(stderr=True, highlight=False)
     files = expand_paths(paths)
     if kind in (Kind.otlp, Kind.litellm, Kind.litellm_spendlogs):
@@ -264,7 +278,7 @@ def demo(
     from finops.usecases.demo import load_demo
     from finops.usecases.spend import SpendQuery, run_spend
 
-    ledger = ledger_for(db)
+    ledger = ledger_for(db, create=True)
     console = out()
     console.print(
         f"Loading {days} days of sample usage into "

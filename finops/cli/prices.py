@@ -65,7 +65,7 @@ def prices_import(
     from finops.usecases.prices import import_litellm
 
     day = date_arg(effective_from, "--effective-from") if effective_from else datetime.now(UTC).date()
-    ledger = ledger_for(db)
+    ledger = ledger_for(db, create=True)  # loading prices into a new database is a start
     report = import_litellm(ledger, file, effective_from=day)
     out().print(
         f"Imported {report.added:,} new price entries from {file} (effective {report.effective_from}); "

@@ -30,6 +30,15 @@ def run(
     db: Annotated[str | None, typer.Option("--db", help="SQLite file or database URL.")] = None,
     log_format: Annotated[str | None, typer.Option(help="json (default) or text.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request.")] = False,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init",
+            help="Create the database (migrated to the newest schema) if it is missing or empty. "
+            "Without it a missing database is an error: a daemon on the wrong database would "
+            "answer every budget check from an empty ledger.",
+        ),
+    ] = False,
 ) -> None:
     """Run the daemon: HTTP ingest and checks, budget alerts, digests and reports, provider polls."""
     from finops.daemon.cycle import Daemon
@@ -62,7 +71,10 @@ def run(
     configure_logging(settings.log_format)
     reconcile = reconcile_job(settings)
     daemon = Daemon(
-        settings, pollers=configured_pollers(settings), extra_jobs=(reconcile,) if reconcile else ()
+        settings,
+        pollers=configured_pollers(settings),
+        extra_jobs=(reconcile,) if reconcile else (),
+        create=init,
     )
     if once:
         polled, report = run_once(daemon)

@@ -79,9 +79,10 @@ class Daemon:
         pollers: dict[str, Poller] | None = None,
         jobs: list[Job] | None = None,
         extra_jobs: tuple[Job, ...] = (),
+        create: bool = False,
     ) -> None:
         self.settings = settings
-        self.ledger = Ledger.open(settings)
+        self.ledger = Ledger.open(settings, create=create)
         self.metrics = Metrics()
         self.tokens = _tokens(settings)
         self.budgets = BudgetWatch(self.ledger, settings.budgets_dir)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from finops.domain.money import usd_to_nanos
+from finops.domain.text import TextError, check_name, check_text, shown
 from finops.domain.usage import RecordError, parse_timestamp
 
 __all__ = ["OUTCOME_STATUSES", "Outcome", "parse_outcome"]
@@ -56,16 +57,17 @@ class Outcome:
         )
 
 
-def _text(obj: Mapping[str, object], name: str, limit: int = 512) -> str | None:
+def _text(obj: Mapping[str, object], name: str, limit: int = 512, *, is_name: bool = False) -> str | None:
     value = obj.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise RecordError(f"{name} must be a string")
-    text = str(value)
-    if len(text) > limit:
-        raise RecordError(f"{name} is longer than {limit} characters")
-    return text
+    text = value if isinstance(value, str) else str(value) if abs(value) < 10**64 else "?" * (limit + 1)
+    try:
+        return (check_name if is_name else check_text)(text, name, limit)
+    except TextError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def parse_outcome(obj: object) -> Outcome:
@@ -81,25 +83,37 @@ def parse_outcome(obj: object) -> Outcome:
     raw_status = obj.get("status")
     status = _STATUS.get(str(raw_status).lower()) if isinstance(raw_status, str) else None
     if status is None:
-        raise RecordError(f"status must be one of {', '.join(OUTCOME_STATUSES)}, got {raw_status!r}")
+        raise RecordError(f"status must be one of {', '.join(OUTCOME_STATUSES)}, got {shown(raw_status)}")
     ids = obj.get("request_ids") or ()
     if not isinstance(ids, list | tuple) or not all(isinstance(i, str) and i for i in ids):
         raise RecordError("request_ids must be a list of usage record ids")
     if len(ids) > 10_000:
         raise RecordError("request_ids has more than 10,000 ids")
+    try:
+        for rid in ids:
+            check_text(rid, "a request id", 256)
+    except TextError as exc:
+        raise RecordError(str(exc)) from None
     trace, session = _text(obj, "trace_id"), _text(obj, "session_id")
-    flow = _text(obj, "flow", 128)
+    flow = _text(obj, "flow", 128, is_name=True)
     if not ids and trace is None and session is None and flow is None:
         raise RecordError("an outcome needs request_ids, trace_id, session_id or at least flow")
     value = obj.get("value_usd")
     value_nanos = None
     if value is not None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, str | int | float)
+            or (isinstance(value, int) and value.bit_length() > 64)
+            or (isinstance(value, str) and len(value) > 40)
+        ):
+            raise RecordError(f"value_usd must be a number of dollars, got {shown(value)}")
         try:
             amount = Decimal(str(value))
         except InvalidOperation:
-            raise RecordError(f"value_usd must be a number of dollars, got {value!r}") from None
+            raise RecordError(f"value_usd must be a number of dollars, got {shown(value)}") from None
         if not amount.is_finite() or amount < 0 or amount >= Decimal(10) ** 12:
-            raise RecordError(f"value_usd must be a non-negative amount, got {value!r}")
+            raise RecordError(f"value_usd must be a non-negative amount, got {shown(value)}")
         value_nanos = usd_to_nanos(amount)
     ts_us = int(ts.timestamp()) * 1_000_000 + ts.microsecond
     return Outcome(

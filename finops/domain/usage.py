@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from finops.domain.providers import canonical_provider, infer_provider
+from finops.domain.text import TextError, check_name, check_text, has_forbidden, named, shown
 
 __all__ = [
     "COUNT_FIELDS",
@@ -63,6 +64,10 @@ COUNT_FIELDS = (
 )
 #: No single call has a context this large; above it a count is a bug upstream, not usage.
 MAX_TOKENS_PER_REQUEST = 10_000_000
+#: One record may sum many calls (a gateway's minute), not more: cost and sums stay in 64 bits.
+MAX_REQUESTS = 1_000_000
+#: A call that took longer than 24 days is a bug upstream.
+MAX_LATENCY_MS = 2**31 - 1
 _MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_ID = 256
@@ -122,12 +127,12 @@ def _lower_z(text: str) -> datetime | None:
 def parse_timestamp(value: object) -> datetime:
     """ISO 8601 with an offset (``Z`` allowed) or epoch seconds, as an aware UTC datetime."""
     if isinstance(value, bool):
-        raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {value!r}")
+        raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {shown(value)}")
     if isinstance(value, int | float):
         try:
             ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(value * 1_000_000))
         except (OverflowError, ValueError) as exc:
-            raise RecordError(f"ts {value!r} is not a plausible epoch time") from exc
+            raise RecordError(f"ts {shown(value)} is not a plausible epoch time") from exc
     elif isinstance(value, str):
         text = value.strip()
         parsed: datetime | None
@@ -136,36 +141,42 @@ def parse_timestamp(value: object) -> datetime:
         except ValueError:
             parsed = _lower_z(text) if text[-1:] == "z" else None
         if parsed is None:
-            raise RecordError(f"ts {value!r} is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)")
+            raise RecordError("ts is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)")
         if parsed.tzinfo is None:
-            raise RecordError(f"ts {value!r} has no UTC offset; add Z or +01:00")
+            raise RecordError("ts has no UTC offset; add Z or +01:00")
         ts = parsed
         if ts.tzinfo is not UTC:
             try:
                 ts = ts.astimezone(UTC)
             except OverflowError:
-                raise RecordError(f"ts {value!r} is outside 2000..2100") from None
+                raise RecordError("ts is outside 2000..2100") from None
     else:
         raise RecordError(f"ts must be ISO 8601 or epoch seconds, got {type(value).__name__}")
     if not _MIN_TS <= ts < _MAX_TS:
-        raise RecordError(f"ts {value!r} is outside 2000..2100")
+        raise RecordError(f"ts is outside 2000..2100, got the year {ts.year}")
     return ts
 
 
-def _count(obj: Mapping[str, Any], name: str, label: str | None = None) -> int:
+#: Above this a count is not a count (and would overflow a 64-bit column or a sum of them).
+MAX_COUNT = 10**15
+
+
+def _count(obj: Mapping[str, Any], name: str, label: str | None = None, maximum: int = MAX_COUNT) -> int:
     value = obj.get(name)
     if value is None:
         return 0
-    if value.__class__ is int and value >= 0:  # the common case, first
+    if value.__class__ is int and 0 <= value <= maximum:  # the common case, first
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"{label or name} must be a whole number, got {value!r}")
+        raise RecordError(f"{label or name} must be a whole number, got {shown(value)}")
     if isinstance(value, float):
         if not value.is_integer():
-            raise RecordError(f"{label or name} must be a whole number, got {value!r}")
+            raise RecordError(f"{label or name} must be a whole number, got {shown(value)}")
         value = int(value)
     if value < 0:
-        raise RecordError(f"{label or name} is negative ({value})")
+        raise RecordError(f"{label or name} is negative ({shown(value)})")
+    if value > maximum:
+        raise RecordError(f"{label or name} is larger than {maximum:,}")
     return value
 
 
@@ -174,18 +185,27 @@ def _sub(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return inner if isinstance(inner, Mapping) else {}
 
 
-def _text(obj: Mapping[str, Any], name: str, limit: int = 512) -> str | None:
+def _text(
+    obj: Mapping[str, Any], name: str, limit: int = 512, *, check: Callable[[str, str, int], str] = check_text
+) -> str | None:
+    """An optional text field (a number is taken as its digits), checked by ``check``."""
     value = obj.get(name)
     if value is None or value == "":
         return None
-    if value.__class__ is str and len(value) <= limit:
-        return value
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RecordError(f"{name} must be a string, got {type(value).__name__}")
-    text = str(value)
-    if len(text) > limit:
-        raise RecordError(f"{name} is longer than {limit} characters")
-    return text
+    text = value if isinstance(value, str) else str(value) if abs(value) < 10**64 else "?" * (limit + 1)
+    try:
+        return check(text, name, limit)
+    except TextError as exc:
+        raise RecordError(str(exc)) from None
+
+
+def _any_text(value: str, name: str, limit: int) -> str:
+    """No rule but the length: for ``user``, which is hashed and never stored or shown."""
+    if len(value) > limit:
+        raise TextError(f"{name} is longer than {limit} characters")
+    return value
 
 
 def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
@@ -276,15 +296,29 @@ def _tags(value: object) -> Mapping[str, str]:
     if len(value) > 64:
         raise RecordError(f"tags has {len(value)} keys; at most 64")
     values = value.values()
-    if set(map(type, values)) == _STR_ONLY and max(map(len, values)) <= 256 and max(map(len, value)) <= 128:
+    if (
+        set(map(type, values)) == _STR_ONLY
+        and max(map(len, values)) <= 256
+        and max(map(len, value)) <= 128
+        and not has_forbidden(" ".join((*value, *values)))
+        and all(map(str.strip, value))
+    ):
         return value  # JSON object keys are strings already; the whole check runs in C
     tags: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, Mapping | list) or item is None:
-            raise RecordError(f"tags.{key} must be a string, number or boolean")
-        text = str(item).lower() if isinstance(item, bool) else str(item)
-        if len(str(key)) > 128 or len(text) > 256:
-            raise RecordError(f"tags.{key} is too long (keys 128, values 256 characters)")
+            raise RecordError(f"tags.{named(str(key))} must be a string, number or boolean")
+        if isinstance(item, bool):
+            text = str(item).lower()
+        elif isinstance(item, str):
+            text = item
+        else:
+            text = str(item) if abs(item) < 10**64 else "?" * 257
+        try:
+            check_name(str(key), "a tag key", 128)
+            check_text(text, f"tags.{named(str(key))}", 256)
+        except TextError as exc:
+            raise RecordError(str(exc)) from None
         tags[str(key)] = text
     return tags
 
@@ -325,9 +359,8 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     rid = obj.get("id")
     if rid is None or rid == "" or isinstance(rid, bool) or not isinstance(rid, str | int):
         raise RecordError("missing required field id (a stable, sender-chosen string)")
-    rid = str(rid)
-    if len(rid) > _MAX_ID:
-        raise RecordError(f"id is longer than {_MAX_ID} characters")
+    rid = _text(obj, "id", _MAX_ID)
+    assert rid is not None
     if "ts" not in obj:
         raise RecordError("missing required field ts (ISO 8601 with offset, or epoch seconds)")
     ts = parse_timestamp(obj["ts"])
@@ -336,12 +369,16 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
         raise RecordError("missing required field model")
     if model[0].isspace() or model[-1].isspace():
         model = model.strip()
-    if len(model) > 200:
-        raise RecordError("model is longer than 200 characters")
+    try:
+        check_name(model, "model", 200)
+    except TextError as exc:
+        raise RecordError(str(exc)) from None
 
     provider_raw = obj.get("provider")
     if provider_raw is not None and (not isinstance(provider_raw, str) or len(provider_raw) > 64):
         raise RecordError("provider must be a short string")
+    if provider_raw:
+        _text(obj, "provider", 64, check=check_name)
     provider = canonical_provider(provider_raw) if provider_raw else infer_provider(model) or "unknown"
 
     native = obj.get("usage")
@@ -376,7 +413,7 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
             f"reasoning_tokens ({reasoning}) exceed output_tokens ({out}); output_tokens includes reasoning"
         )
 
-    requests = 1 if obj.get("requests") is None else _count(obj, "requests")
+    requests = 1 if obj.get("requests") is None else _count(obj, "requests", maximum=MAX_REQUESTS)
     limit = MAX_TOKENS_PER_REQUEST * max(requests, 1)
     if inp > limit or out > limit:
         raise RecordError(
@@ -387,21 +424,24 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     tier_raw: Any = obj.get("service_tier") or tier_hint or "standard"
     tier = _TIER_ALIASES.get(tier_raw) or _TIER_ALIASES.get(str(tier_raw).lower())
     if tier is None:
-        raise RecordError(f"service_tier {tier_raw!r} is not one of {', '.join(SERVICE_TIERS)}")
+        raise RecordError(f"service_tier is not one of {', '.join(SERVICE_TIERS)}, got {shown(tier_raw)}")
     status_raw: Any = obj.get("status") or "ok"
     status = _STATUS_ALIASES.get(status_raw) or _STATUS_ALIASES.get(str(status_raw).lower())
     if status is None:
-        raise RecordError(f"status {status_raw!r} is not ok or error")
+        raise RecordError(f"status is not ok or error, got {shown(status_raw)}")
 
-    flow = _text(obj, "flow", 128) or "unassigned"
-    user = _text(obj, "user")
+    flow = _text(obj, "flow", 128, check=check_name) or "unassigned"
+    user = _text(obj, "user", check=_any_text)
     user_hash = None
     if user is not None:
         if user_key is None:
             raise RecordError("record has a user but no pseudonymisation key is configured")
         user_hash = hmac.new(user_key, user.encode(), hashlib.sha256).hexdigest()[:32]
-    latency = _count(obj, "latency_ms") if obj.get("latency_ms") is not None else None
-    tool_calls = _count(obj, "tool_calls") if obj.get("tool_calls") is not None else None
+    latency = tool_calls = None
+    if obj.get("latency_ms") is not None:
+        latency = _count(obj, "latency_ms", maximum=MAX_LATENCY_MS)
+    if obj.get("tool_calls") is not None:
+        tool_calls = _count(obj, "tool_calls", maximum=MAX_REQUESTS)
 
     prompt = obj.get("prompt")
     prompt_text = _prompt_text(prompt) if prompt is not None else None

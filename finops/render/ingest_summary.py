@@ -68,7 +68,7 @@ def print_dead_letters(total: int, letters: list[DeadLetter], *, as_json: bool, 
             "line": r.line,
             "record_id": r.record_id,
             "reason": r.reason,
-            "raw": r.raw,
+            "digest": r.digest,
             "at": r.at.isoformat(timespec="seconds"),
         }
         for r in letters

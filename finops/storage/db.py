@@ -50,13 +50,17 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def create_engine_for(url: str) -> Engine:
-    """An engine for ``url``; SQLite connections get the pragmas above."""
+    """An engine for ``url``; SQLite connections get the pragmas above.
+
+    ``hide_parameters``: an error never carries the statement's values (prompts, emails) into
+    an exception message or a log line.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"FINOPS_DATABASE_URL is not a database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -77,10 +81,24 @@ def create_engine_for(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         try:
-            return create_engine(parsed, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
         except ModuleNotFoundError:
             raise ConfigError("PostgreSQL needs the driver: pip install 'finops[postgres]'") from None
     raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """A database error as finops may show or log it: its kind and SQLSTATE, never its message,
+    which PostgreSQL writes with the refused value in it (``invalid input syntax ... "a@b.c"``).
+    Connection failures keep their first line: it names the host, not data."""
+    orig = getattr(exc, "orig", None) or exc
+    kind = type(orig).__name__
+    state = getattr(orig, "sqlstate", None)
+    code = f" (SQLSTATE {state})" if state else ""
+    if (isinstance(exc, OperationalError) and not state) or (state or "").startswith("08"):
+        first = str(orig).strip().splitlines()[0][:200] if str(orig).strip() else ""
+        return f"{kind}{code}: {first}" if first else f"{kind}{code}"
+    return f"{kind}{code}"
 
 
 def _script_location() -> str:
@@ -118,7 +136,8 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
-        raise StorageError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+        shown = engine.url.render_as_string(hide_password=True)
+        raise StorageError(f"cannot open the database {shown}: {describe_db_error(exc)}") from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -137,13 +156,28 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def open_ledger(url: str, *, create: bool = True) -> Engine:
+def _refuse_missing_sqlite(url: str) -> None:
+    """SQLite creates a missing file on connect: look before connecting."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # create_engine_for says what is wrong
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        raise StorageError(f"no finops database at {path}: run `finops db upgrade` to create one")
+
+
+def open_ledger(url: str, *, create: bool = False) -> Engine:
     """An engine on a database at the newest schema.
 
-    An empty database is migrated when ``create`` is set (a first run just
-    works); one at an older revision is not touched: the user is told to run
-    ``finops db upgrade``, because upgrading their data is their decision.
+    An empty database is migrated only when ``create`` is set (``db upgrade``, ``demo``,
+    ``ingest``, ``run --init``); otherwise a missing file or a database without finops's
+    schema is an error, never created: a command pointed at the wrong place must fail, not
+    answer from an empty ledger (a budget check would say allow). One at an older revision
+    is not touched: upgrading their data is the user's decision.
     """
+    if not create:
+        _refuse_missing_sqlite(url)
     engine = create_engine_for(url)
     current = current_revision(engine)
     if current == SCHEMA_HEAD:  # the common case, without loading the migration scripts
@@ -158,7 +192,7 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
     engine.dispose()
     shown = engine.url.render_as_string(hide_password=True)
     if current is None:
-        raise StorageError(f"the database {shown} has no finops schema: run `finops db upgrade`")
+        raise StorageError(f"no finops database at {shown}: run `finops db upgrade` to create one")
     raise StorageError(
         f"the database {shown} is at schema {current}, this finops needs {head}: run `finops db upgrade`"
     )

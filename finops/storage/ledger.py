@@ -34,9 +34,12 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
+from finops.domain.text import escaped
 from finops.domain.usage import UsageRecord
+from finops.storage.db import describe_db_error
 from finops.storage.retention import final_before_us, hold_retention_lock
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
@@ -64,14 +67,16 @@ __all__ = [
     "rebuild_rollups",
     "record_price_versions",
     "record_prompts",
+    "refused_by_database",
     "usage_row",
     "write_batch",
     "write_dead_letters",
     "write_rows",
+    "write_rows_isolating",
 ]
 
 _CHUNK = 900  # bound parameters per IN (...) query, under every driver's limit
-_RAW_LIMIT = 4000
+_REASON_LIMIT = 4000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CONTENT_AT = tuple(USAGE_COLUMNS.index(c) for c in CONTENT_COLUMNS)
@@ -99,7 +104,7 @@ class Rejection:
     location: str
     line: int | None
     reason: str
-    raw: str
+    digest: str  # of the input (finops.domain.digest): never its text
     record_id: str | None = None
 
 
@@ -114,6 +119,16 @@ class BatchOutcome:
     conflicts: list[Rejection] = field(default_factory=list)
     too_old: list[Rejection] = field(default_factory=list)  # before the retention watermark
     unpriced_models: Counter[str] = field(default_factory=Counter)  # provider/model of stored unpriced rows
+
+    def add(self, other: BatchOutcome) -> None:
+        """Count ``other`` (a part of the same batch, written apart) in this one."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.cost_nanos += other.cost_nanos
+        self.unpriced += other.unpriced
+        self.conflicts.extend(other.conflicts)
+        self.too_old.extend(other.too_old)
+        self.unpriced_models.update(other.unpriced_models)
 
 
 def _tags_json(tags: Any) -> str:
@@ -181,7 +196,6 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
 
 def _too_old(row: tuple[Any, ...], where: tuple[str, int | None], final_us: int) -> Rejection:
     rid = row[1]
-    ts = (_EPOCH + timedelta(microseconds=row[2])).isoformat()
     final = (_EPOCH + timedelta(microseconds=final_us)).isoformat()
     return Rejection(
         location=where[0],
@@ -189,20 +203,24 @@ def _too_old(row: tuple[Any, ...], where: tuple[str, int | None], final_us: int)
         record_id=rid,
         reason=f"too old: usage before {final} is final (raw records past FINOPS_RETENTION_DAYS are "
         "deleted and their totals closed), so this record was not stored",
-        raw=json.dumps({"id": rid, "ts": ts, "model": row[5]}),
+        digest=_row_digest(row),
     )
+
+
+def _row_digest(row: tuple[Any, ...]) -> str:
+    """A refused row's digest: its content is validated already (user and prompt hashed)."""
+    return "sha256:" + hashlib.sha256(repr(_content(row)).encode()).hexdigest()[:32]
 
 
 def _conflict(row: tuple[Any, ...], where: tuple[str, int | None]) -> Rejection:
     rid = row[1]
-    ts = (_EPOCH + timedelta(microseconds=row[2])).isoformat()
     return Rejection(
         location=where[0],
         line=where[1],
         record_id=rid,
         reason=f"conflict: id {rid!r} was already stored with different content; "
         "the stored record is kept (send a new id for a new call)",
-        raw=json.dumps({"id": rid, "ts": ts, "model": row[5]}),
+        digest=_row_digest(row),
     )
 
 
@@ -294,7 +312,11 @@ def _insert_all_new(conn: Connection, rows: list[tuple[Any, ...]]) -> bool:
     if conn.dialect.name != "sqlite":
         return False
     savepoint = conn.begin_nested()
-    inserted = conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
+    try:
+        inserted = conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
+    except BaseException:
+        savepoint.rollback()
+        raise
     if inserted == len(rows):
         savepoint.commit()
         return True
@@ -350,6 +372,49 @@ def write_batch(
         rejections=rejections,
         now_us=now_us,
     )
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Whether ``exc`` says a value could not be stored (so one row is at fault), rather than that
+    the database is down, locked or broken (so every row is: the batch must fail and be retried)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return False
+    return isinstance(exc, StatementError | OverflowError | ValueError)
+
+
+def write_rows_isolating(
+    conn: Connection,
+    *,
+    source: str,
+    rows: Sequence[tuple[Any, ...]],
+    where: Sequence[tuple[str, int | None]],
+    now_us: int,
+) -> tuple[BatchOutcome, list[Rejection]]:
+    """:func:`write_rows`, in a savepoint; if the database refuses a value, the batch is halved
+    until the rows at fault are alone, and those come back as rejections: a record the
+    validation let through but the database cannot hold never blocks its batch-mates."""
+    try:
+        with conn.begin_nested():
+            return write_rows(conn, source=source, rows=rows, where=where, now_us=now_us), []
+    except Exception as exc:
+        if not refused_by_database(exc):
+            raise
+        if len(rows) == 1:
+            reason = f"the database refused this record ({describe_db_error(exc)}); fix it and send it again"
+            return BatchOutcome(), [
+                Rejection(where[0][0], where[0][1], reason, _row_digest(rows[0]), rows[0][1])
+            ]
+    half = len(rows) // 2
+    outcome, refused = write_rows_isolating(
+        conn, source=source, rows=rows[:half], where=where[:half], now_us=now_us
+    )
+    rest, more = write_rows_isolating(
+        conn, source=source, rows=rows[half:], where=where[half:], now_us=now_us
+    )
+    outcome.add(rest)
+    return outcome, [*refused, *more]
 
 
 def write_rows(
@@ -434,24 +499,26 @@ def _stored(conn: Connection, rows: list[tuple[Any, ...]], outcome: BatchOutcome
 def write_dead_letters(
     conn: Connection, *, source: str, rejections: Sequence[Rejection], now_us: int
 ) -> None:
-    """Keep rejected input with its reason; the same rejection twice is kept once."""
+    """Keep where rejected input was, why, and its digest; the same rejection twice is kept once.
+
+    Every text is escaped and cut to its column here, so a dead letter can always be stored.
+    """
     if not rejections:
         return
     rows = []
     for rej in rejections:
-        raw = rej.raw if len(rej.raw) <= _RAW_LIMIT else rej.raw[:_RAW_LIMIT] + "…[truncated]"
-        digest = hashlib.blake2b(
-            repr((source, rej.location, rej.line, rej.reason, rej.raw)).encode(), digest_size=16
+        fingerprint = hashlib.blake2b(
+            repr((source, rej.location, rej.line, rej.reason, rej.digest)).encode(), digest_size=16
         ).hexdigest()
         rows.append(
             {
-                "fingerprint": digest,
-                "source": source,
-                "location": rej.location,
+                "fingerprint": fingerprint,
+                "source": escaped(source, 128),
+                "location": escaped(rej.location, 1024),
                 "line": rej.line,
-                "record_id": rej.record_id,
-                "reason": rej.reason,
-                "raw": raw,
+                "record_id": None if rej.record_id is None else escaped(rej.record_id, 256),
+                "reason": escaped(rej.reason, _REASON_LIMIT),
+                "raw": escaped(rej.digest, _REASON_LIMIT),  # the column keeps its old name
                 "created_us": now_us,
             }
         )

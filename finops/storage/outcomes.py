@@ -7,6 +7,7 @@ than the outcome). An outcome without a flow counts for the flow of its usage (`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -125,7 +126,7 @@ def _conflict(
         line=line,
         record_id=outcome.id,
         reason=f"conflict: outcome {outcome.id!r} was already stored ({what}); the stored one is kept",
-        raw=json.dumps({"id": outcome.id, "status": outcome.status}),
+        digest="sha256:" + hashlib.sha256(repr(outcome.content()).encode()).hexdigest()[:32],
     )
 
 

@@ -129,7 +129,7 @@ dead_letters = Table(
     Column("line", BigInteger, nullable=True),
     Column("record_id", String(256), nullable=True),
     Column("reason", Text, nullable=False),
-    Column("raw", Text, nullable=False),
+    Column("raw", Text, nullable=False),  # the input's keyed digest, never its text (name kept)
     Column("created_us", BigInteger, nullable=False),
 )
 

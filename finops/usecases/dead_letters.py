@@ -19,7 +19,7 @@ class DeadLetter:
     line: int | None
     record_id: str | None
     reason: str
-    raw: str | None
+    digest: str
     at: datetime
 
 
@@ -42,7 +42,7 @@ def newest_dead_letters(engine: Engine, *, limit: int) -> tuple[int, list[DeadLe
             line=r.line,
             record_id=r.record_id,
             reason=r.reason,
-            raw=r.raw,
+            digest=r.raw,
             at=datetime.fromtimestamp(r.created_us / 1_000_000, UTC),
         )
         for r in rows

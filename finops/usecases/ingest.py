@@ -7,9 +7,6 @@ becomes a dead letter with file, line and reason and never stops the others.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import multiprocessing
 import os
 import re
@@ -25,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from finops.domain.digest import input_digest
 from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
@@ -37,7 +35,8 @@ from finops.storage.ledger import (
     record_price_versions,
     record_prompts,
     usage_row,
-    write_rows,
+    write_dead_letters,
+    write_rows_isolating,
 )
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
@@ -51,10 +50,11 @@ __all__ = [
     "ingest_objects",
     "ingest_otlp_paths",
     "ingest_paths",
+    "line_digest",
+    "object_digest",
     "prepare_lines",
     "prepare_mapped",
     "prepare_objects",
-    "unparsed_line",
     "write_prepared",
 ]
 
@@ -120,15 +120,16 @@ def _accept(
     obj: Any,
     location: str,
     line: int | None,
-    raw: str | Callable[[], str],
+    text: str | None,
 ) -> None:
+    """Validate and price one decoded record (``text``: its line, when it came as one)."""
     out.read += 1
     try:
         record = parse_usage(obj, user_key=user_key)
     except RecordError as exc:
         rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-        kept = _safe_raw(obj, user_key) if isinstance(obj, dict) else (raw if isinstance(raw, str) else raw())
-        out.rejections.append(Rejection(location, line, exc.reason, kept, rid))
+        digest = line_digest(text, user_key) if text is not None else object_digest(obj, user_key)
+        out.rejections.append(Rejection(location, line, exc.reason, digest, rid))
         return
     text = record.prompt_text
     if text is not None:
@@ -147,30 +148,19 @@ def _accept(
     out.items.append(PricedRecord(record, cost, version, location, line))
 
 
-#: Fields that may carry prompt text: a dead letter keeps their size, never their words.
-_TEXT_FIELDS = ("prompt", "messages", "input", "output", "completion", "response")
-_LINE_PREFIX = 120
+def line_digest(text: str, key: bytes) -> str:
+    """What the dead letters keep of a refused line: a keyed hash, never its words."""
+    return input_digest(text, key)
 
 
-def _safe_raw(obj: dict[str, Any], user_key: bytes) -> str:
-    """A rejected record as kept in the dead letters: prompt text dropped, ``user`` pseudonymised
-    (docs/design.md §2 holds for rejected records too)."""
-    kept: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key in _TEXT_FIELDS and value is not None:
-            kept[key] = f"[{len(str(value)):,} characters not kept]"
-        elif key == "user" and value is not None:
-            kept[key] = "hmac:" + hmac.new(user_key, str(value).encode(), hashlib.sha256).hexdigest()[:32]
-        else:
-            kept[key] = value
-    return json.dumps(kept, default=str, ensure_ascii=False)
-
-
-def unparsed_line(text: str) -> str:
-    """A line that is not JSON cannot be cleaned field by field: keep its start only."""
-    if len(text) <= _LINE_PREFIX:
-        return text
-    return f"{text[:_LINE_PREFIX]}… [{len(text) - _LINE_PREFIX:,} more characters not kept]"
+def object_digest(obj: Any, key: bytes) -> str:
+    """What the dead letters keep of a refused decoded record: a keyed hash of its canonical JSON
+    (of a marker where it has none, e.g. nested deeper than JSON encoders go)."""
+    try:
+        data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        data = b"(a record with no canonical JSON: nested too deep, or not JSON)"
+    return input_digest(data, key)
 
 
 def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Prepared:
@@ -183,23 +173,18 @@ def prepare_lines(book: PriceBook, user_key: bytes, lines: Sequence[Line]) -> Pr
         except orjson.JSONDecodeError as exc:
             out.read += 1
             out.rejections.append(
-                Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+                Rejection(line.path, line.number, f"invalid JSON: {exc}", line_digest(line.text, user_key))
             )
             continue
         _accept(out, book, user_key, obj, line.path, line.number, line.text)
     return out
 
 
-def _dumper(obj: Any) -> Callable[[], str]:
-    """The raw text of a rejected object, built only if it is rejected."""
-    return lambda: json.dumps(obj, default=str)
-
-
 def prepare_objects(book: PriceBook, user_key: bytes, objects: Sequence[Any], location: str) -> Prepared:
     """Validate and price already-decoded records (an HTTP batch, a provider report)."""
     out = Prepared()
     for index, obj in enumerate(objects):
-        _accept(out, book, user_key, obj, location, index, _dumper(obj))
+        _accept(out, book, user_key, obj, location, index, None)
     return out
 
 
@@ -214,7 +199,7 @@ def prepare_mapped(
         if record is None:
             skipped += 1
             continue
-        _accept(out, book, user_key, record, where, out.read, _dumper(record))
+        _accept(out, book, user_key, record, where, out.read, None)
     return out, skipped
 
 
@@ -277,11 +262,12 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
     with write_transaction(ledger.engine) as conn:
         if rb.matches:
             record_price_versions(conn, rb.matches.values(), now_us=now)
-        outcome = write_rows(
-            conn, source=source, rows=rb.rows, where=rb.where, rejections=rb.rejections, now_us=now
-        )
+        outcome, refused = write_rows_isolating(conn, source=source, rows=rb.rows, where=rb.where, now_us=now)
+        write_dead_letters(conn, source=source, rejections=[*rb.rejections, *refused], now_us=now)
         if prompt_rows:
             record_prompts(conn, prompt_rows)
+    for rejection in refused:
+        summary.add_rejection(rejection)
     summary.stored += outcome.stored
     summary.duplicates += outcome.duplicates
     summary.cost_nanos += outcome.cost_nanos
@@ -472,12 +458,19 @@ def _ingest_mapped(
             except orjson.JSONDecodeError as exc:
                 batch.read += 1
                 batch.rejections.append(
-                    Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+                    Rejection(
+                        line.path,
+                        line.number,
+                        f"invalid JSON: {exc}",
+                        line_digest(line.text, ledger.user_key),
+                    )
                 )
                 continue
             if not isinstance(decoded, shapes):
                 batch.read += 1
-                batch.rejections.append(Rejection(line.path, line.number, wrong_shape, ""))
+                batch.rejections.append(
+                    Rejection(line.path, line.number, wrong_shape, line_digest(line.text, ledger.user_key))
+                )
                 continue
             for where, record in records(decoded):
                 if record is None:
@@ -490,7 +483,7 @@ def _ingest_mapped(
                     record,
                     f"{line.path}:{line.number} {where}",
                     line.number,
-                    _dumper(record),
+                    None,
                 )
                 if len(batch.items) + len(batch.rejections) >= size:
                     write_prepared(ledger, source, batch, summary)

@@ -45,7 +45,8 @@ class Ledger:
         self._token_counter: TokenCounter | None = None
 
     @classmethod
-    def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
+    def open(cls, settings: Settings, *, create: bool = False) -> Ledger:
+        """The ledger at ``settings.database_url``; ``create``: migrate an empty or missing one."""
         return cls(settings, open_ledger(settings.database_url, create=create))
 
     @property

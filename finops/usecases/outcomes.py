@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from finops.sources.jsonl import Line, expand_paths, read_lines
 from finops.storage.db import write_transaction
 from finops.storage.ledger import Rejection, write_dead_letters
 from finops.storage.outcomes import write_outcomes
-from finops.usecases.ingest import IngestSummary, chunked, unparsed_line
+from finops.usecases.ingest import IngestSummary, chunked, line_digest, object_digest
 from finops.usecases.ledger import Ledger
 
 __all__ = ["ingest_outcome_objects", "ingest_outcome_paths"]
@@ -52,10 +51,14 @@ def _write(ledger: Ledger, source: str, lines: Sequence[Line], summary: IngestSu
             items.append((parse_outcome(orjson.loads(line.text)), line.path, line.number))
         except orjson.JSONDecodeError as exc:
             rejections.append(
-                Rejection(line.path, line.number, f"invalid JSON: {exc}", unparsed_line(line.text))
+                Rejection(
+                    line.path, line.number, f"invalid JSON: {exc}", line_digest(line.text, ledger.user_key)
+                )
             )
         except RecordError as exc:
-            rejections.append(Rejection(line.path, line.number, exc.reason, line.text))
+            rejections.append(
+                Rejection(line.path, line.number, exc.reason, line_digest(line.text, ledger.user_key))
+            )
     _store(ledger, source, items, rejections, summary)
 
 
@@ -71,7 +74,8 @@ def ingest_outcome_objects(
             items.append((parse_outcome(obj), location, index))
         except RecordError as exc:
             rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-            rejections.append(Rejection(location, index, exc.reason, json.dumps(obj, default=str), rid))
+            digest = object_digest(obj, ledger.user_key)
+            rejections.append(Rejection(location, index, exc.reason, digest, rid))
     _store(ledger, source, items, rejections, summary)
     return summary
 

@@ -32,7 +32,7 @@ from finops.render.budget_docs import check_document
 from finops.render.spend import spend_document
 from finops.sources.jsonl import ndjson_lines
 from finops.storage.ledger import Rejection
-from finops.usecases.ingest import unparsed_line
+from finops.usecases.ingest import line_digest
 from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
 
 __all__ = ["ApiState", "create_app"]
@@ -235,7 +235,8 @@ async def post_litellm(request: Request) -> Response:
                 try:
                     payload.append(orjson.loads(line))
                 except orjson.JSONDecodeError as exc:
-                    bad.append(Rejection("http", number, f"invalid JSON: {exc}", unparsed_line(line)))
+                    digest = line_digest(line, service.ledger.user_key)
+                    bad.append(Rejection("http", number, f"invalid JSON: {exc}", digest))
         else:
             payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
         items = list(litellm_objects(payload, kind))
