@@ -30,7 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from finops.config.budget_messages import explain, show, suggest
-from finops.config.safe_yaml import find, line, line_at, read_yaml
+from finops.config.safe_yaml import MAX_BYTES, TOO_BIG, find, line, line_at, read_yaml
 from finops.domain.budgets import Budget
 from finops.errors import BudgetFileError
 
@@ -47,8 +47,6 @@ __all__ = [
 
 Severity = Literal["error", "warning"]
 SUFFIXES = (".yaml", ".yml")
-#: A budget file is a few dozen lines; a megabyte is a mistake (or an attack on the daemon).
-MAX_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,8 @@ def _budget_list(root: yaml.Node, data: object, file: str) -> tuple[yaml.Node | 
         if name != "budgets":
             hint = " (did you mean budgets?)" if suggest(name, ["budgets"]) else ""
             message = (
-                f"unknown top-level key {name!r}{hint}: a budget file has one, budgets:, a list of budgets"
+                f"unknown top-level key {show(name)}{hint}: "
+                "a budget file has one, budgets:, a list of budgets"
             )
             problems.append(BudgetProblem(file, line(key), message))
     pair = find(root, "budgets")
@@ -215,11 +214,12 @@ def load_budget_file(path: Path) -> tuple[list[LocatedBudget], list[BudgetProble
     """Read one budget file. Never raises for a bad file: problems come back with ``file:line``."""
     file = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no further: a huge file is refused without reading it all
     except OSError as exc:
         return [], [BudgetProblem(file, None, f"cannot read this file: {exc.strerror or exc}")]
-    if len(raw) > MAX_FILE_BYTES:
-        return [], [BudgetProblem(file, None, f"file is {len(raw):,} bytes; a budget file is at most 1 MiB")]
+    if len(raw) > MAX_BYTES:
+        return [], [BudgetProblem(file, None, TOO_BIG)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

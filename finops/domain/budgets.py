@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from finops.domain.money import usd_to_nanos
 from finops.domain.periods import day_range, month_range
@@ -39,13 +39,18 @@ MAX_USD = Decimal(10) ** 15
 MIN_ELAPSED = timedelta(minutes=15)
 
 
+#: Tag limits of the usage record (``domain/usage.py``): a longer one could never match.
+TagKey = Annotated[str, StringConstraints(max_length=128)]
+TagValue = Annotated[str, StringConstraints(max_length=256)]
+
+
 class BudgetMatch(BaseModel):
     """Which usage a budget covers: a flow glob and tags that must all be equal."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flow: str = Field(default="*", min_length=1, max_length=256)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=64)
 
 
 class Budget(BaseModel):
@@ -73,7 +78,9 @@ class Budget(BaseModel):
     thresholds: tuple[Decimal, ...] = Field(
         default=DEFAULT_THRESHOLDS, description="Fractions of the cap that alert once a day each"
     )
-    timezone: str = Field(default="UTC", description="IANA zone; the day resets at local midnight")
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone; the day resets at local midnight"
+    )
     on_breach: Literal["alert", "block"] = Field(
         default="alert", description="block: `finops check` denies once the cap is reached"
     )
