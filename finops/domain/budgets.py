@@ -23,6 +23,7 @@ from finops.domain.periods import day_range, month_range
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MAX_THRESHOLDS",
     "Budget",
     "BudgetMatch",
     "BudgetState",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+#: Each threshold can queue one alert a day; a handful is all a person reads.
+MAX_THRESHOLDS = 10
 #: Money a budget can state: at least a nano-dollar, less than a quadrillion dollars.
 MIN_USD = Decimal("1e-9")
 MAX_USD = Decimal(10) ** 15
@@ -76,7 +79,9 @@ class Budget(BaseModel):
     daily_cap_usd: Decimal = Field(gt=0, lt=MAX_USD, description="USD per local day")
     monthly_cap_usd: Decimal | None = Field(default=None, gt=0, lt=MAX_USD, description="USD per local month")
     thresholds: tuple[Decimal, ...] = Field(
-        default=DEFAULT_THRESHOLDS, description="Fractions of the cap that alert once a day each"
+        default=DEFAULT_THRESHOLDS,
+        max_length=MAX_THRESHOLDS,
+        description="Fractions of the cap that alert once a day each",
     )
     timezone: str = Field(
         default="UTC", max_length=64, description="IANA zone; the day resets at local midnight"
@@ -108,6 +113,14 @@ class Budget(BaseModel):
     def _at_least_a_nano(cls, value: Decimal | None) -> Decimal | None:
         if value is not None and value < MIN_USD:
             raise ValueError(f"must be at least one nano-dollar (0.000000001 USD), got {value}")
+        return value
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _few_thresholds(cls, value: object) -> object:
+        """Counted as written, before any is parsed: 2,000 of them are one problem, not 2,000."""
+        if isinstance(value, list | tuple) and len(value) > MAX_THRESHOLDS:
+            raise ValueError(f"at most {MAX_THRESHOLDS} per budget, got {len(value)}")
         return value
 
     @field_validator("thresholds")
