@@ -393,10 +393,14 @@ def test_budgets_that_count_the_same_spend_get_an_overlap_warning(tmp_path: Path
     assert len(result.budgets) == 8 and result.summary() == "2 files, 8 budgets: 0 errors, 3 warnings"
 
 
-def test_an_exact_flow_that_looks_like_a_glob_gets_a_warning() -> None:
+def test_an_exact_flow_with_a_wildcard_is_an_error_and_with_brackets_a_warning() -> None:
     assert problems(budget_yaml(flow="'support-*'")) == [
-        "budgets/support.yaml:2: warning: flow 'support-*' is an exact flow name, not a pattern; "
+        "budgets/support.yaml:2: flow 'support-*' has a wildcard, but flow: is one exact flow name; "
         'to budget every matching flow write match: {flow: "support-*"}'
+    ]
+    assert problems(budget_yaml(flow="'support-[ab]'")) == [
+        "budgets/support.yaml:2: warning: flow 'support-[ab]' is an exact flow name: [...] is no pattern "
+        "here (nor in match:, whose only wildcards are * and ?)"
     ]
 
 

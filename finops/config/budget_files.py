@@ -27,7 +27,6 @@ and reads like advice, never like a pydantic dump. The rules:
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import os
 import stat
@@ -41,7 +40,7 @@ from pydantic import ValidationError
 
 from finops.config.budget_messages import explain, show, suggest
 from finops.config.safe_yaml import MAX_BYTES, TOO_BIG, find, line, line_at, read_yaml
-from finops.domain.budgets import Budget
+from finops.domain.budgets import Budget, glob_matches
 from finops.errors import BudgetFileError
 
 __all__ = [
@@ -146,10 +145,10 @@ def _budget_warnings(
 ) -> list[BudgetProblem]:
     """Valid, but probably not what the owner meant."""
     warnings = []
-    if budget.flow is not None and any(c in budget.flow for c in "*?["):
+    if budget.flow is not None and "[" in budget.flow:
         message = (
-            f"flow {budget.flow!r} is an exact flow name, not a pattern; to budget every matching "
-            f'flow write match: {{flow: "{budget.flow}"}}'
+            f"flow {budget.flow!r} is an exact flow name: [...] is no pattern here (nor in match:, "
+            "whose only wildcards are * and ?)"
         )
         warnings.append(BudgetProblem(file, line_at(item, ("flow",)), message, "warning"))
     if "slack_channel" in data and data["slack_channel"] is None:
@@ -340,7 +339,7 @@ def _shared_spend(a: Budget, b: Budget) -> str | None:
         return f"flows matching {a.match.flow}" if a.match.flow == b.match.flow and same_tags else None
     exact, glob = (a, b) if a.flow is not None else (b, a)
     assert exact.flow is not None and glob.match is not None
-    return exact.flow if not glob.match.tags and fnmatch.fnmatchcase(exact.flow, glob.match.flow) else None
+    return exact.flow if not glob.match.tags and glob_matches(glob.match.flow, exact.flow) else None
 
 
 def _overlaps(budgets: list[LocatedBudget]) -> list[BudgetProblem]:

@@ -140,6 +140,10 @@ def explain(err: ErrorDetails, item: Mapping[str, Any]) -> str:
         return f"thresholds must be a list of fractions of the cap, e.g. [0.5, 0.8, 1.0], got {show(value)}"
     if name == "timezone":
         return _timezone(kind, value)
+    if kind == "value_error" and loc == ("flow",):
+        return reason  # names the flow and what to write instead
+    if kind == "value_error" and loc == ("match", "flow"):
+        return f"match.flow: {reason}"
     if name == "on_breach":
         return f"on_breach must be alert or block, got {show(value)}"
     if not loc and "exactly one" in reason:
