@@ -107,7 +107,7 @@ def test_every_symlink_is_refused_inside_the_folder_dangling_or_to_a_fifo(
 
 
 def test_nothing_of_a_linked_file_reaches_messages_slack_or_logs(
-    sqlite_url: str, folder: Path, outside: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+    db_url: str, folder: Path, outside: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     (folder / "passwd.yaml").symlink_to(outside / "passwd")
     result = CliRunner().invoke(app, ["budgets", "validate", str(folder)])
@@ -115,7 +115,7 @@ def test_nothing_of_a_linked_file_reaches_messages_slack_or_logs(
     assert result.stderr.splitlines() == [f"{folder / 'passwd.yaml'}: {SYMLINK}"]
     assert SECRET not in result.output
     settings = Settings(
-        database_url=sqlite_url,
+        database_url=db_url,
         budgets_dir=folder,
         slack_bot_token="xoxb-1111-2222-fakeTokenValue0123456789",
         slack_base_url=slack.base_url,
@@ -137,9 +137,9 @@ def test_nothing_of_a_linked_file_reaches_messages_slack_or_logs(
 
 
 def test_a_file_replaced_by_a_symlink_keeps_its_last_good_version_not_the_linked_one(
-    sqlite_url: str, folder: Path, outside: Path
+    db_url: str, folder: Path, outside: Path
 ) -> None:
-    daemon = Daemon(Settings(database_url=sqlite_url, budgets_dir=folder))
+    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder))
     try:
         daemon.cycle()
         assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]
