@@ -15,12 +15,21 @@ and reads like advice, never like a pydantic dump. The rules:
 * Across the directory, two budgets with the same ``key`` are an error on the
   second (its file is then treated as broken too); budgets whose selectors can
   count the same spend get a warning.
+* Only regular files directly in the folder are read. Every entry named like a
+  budget file is looked at with ``lstat`` first: a symlink (wherever it points,
+  even inside the folder), FIFO, socket, device or directory is an error naming
+  what it is, so nothing outside the folder is ever opened, quoted or put in force,
+  and nothing can block a reader (opening a FIFO waits for a writer for ever).
+  The open itself refuses links and never waits (``O_NOFOLLOW | O_NONBLOCK``) and
+  the opened file is checked again, in case the entry was swapped in between.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import errno
 import hashlib
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +39,8 @@ import yaml
 from pydantic import ValidationError
 
 from finops.config.budget_messages import explain, show, suggest
-from finops.config.safe_yaml import find, line, line_at, read_yaml
-from finops.domain.budgets import Budget
+from finops.config.safe_yaml import MAX_BYTES, TOO_BIG, find, line, line_at, read_yaml
+from finops.domain.budgets import Budget, glob_matches
 from finops.errors import BudgetFileError
 
 __all__ = [
@@ -39,6 +48,7 @@ __all__ = [
     "BudgetSet",
     "LocatedBudget",
     "budget_json_schema",
+    "file_fingerprint",
     "files_digest",
     "load_budget_dir",
     "load_budget_file",
@@ -47,8 +57,7 @@ __all__ = [
 
 Severity = Literal["error", "warning"]
 SUFFIXES = (".yaml", ".yml")
-#: A budget file is a few dozen lines; a megabyte is a mistake (or an attack on the daemon).
-MAX_FILE_BYTES = 1 << 20
+SYMLINK = "is a symlink; budget files must be regular files in the folder"
 
 
 @dataclass(frozen=True)
@@ -136,10 +145,10 @@ def _budget_warnings(
 ) -> list[BudgetProblem]:
     """Valid, but probably not what the owner meant."""
     warnings = []
-    if budget.flow is not None and any(c in budget.flow for c in "*?["):
+    if budget.flow is not None and "[" in budget.flow:
         message = (
-            f"flow {budget.flow!r} is an exact flow name, not a pattern; to budget every matching "
-            f'flow write match: {{flow: "{budget.flow}"}}'
+            f"flow {budget.flow!r} is an exact flow name: [...] is no pattern here (nor in match:, "
+            "whose only wildcards are * and ?)"
         )
         warnings.append(BudgetProblem(file, line_at(item, ("flow",)), message, "warning"))
     if "slack_channel" in data and data["slack_channel"] is None:
@@ -163,7 +172,8 @@ def _budget_list(root: yaml.Node, data: object, file: str) -> tuple[yaml.Node | 
         if name != "budgets":
             hint = " (did you mean budgets?)" if suggest(name, ["budgets"]) else ""
             message = (
-                f"unknown top-level key {name!r}{hint}: a budget file has one, budgets:, a list of budgets"
+                f"unknown top-level key {show(name)}{hint}: "
+                "a budget file has one, budgets:, a list of budgets"
             )
             problems.append(BudgetProblem(file, line(key), message))
     pair = find(root, "budgets")
@@ -211,15 +221,74 @@ def _order(p: BudgetProblem) -> tuple[str, int]:
     return p.file, p.line or 0
 
 
+def _not_regular(mode: int) -> str | None:
+    """Why an entry of this type is not read (None: a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return SYMLINK
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a device file"),
+        (stat.S_ISBLK, "a device file"),
+    ):
+        if test(mode):
+            return f"is {kind}, not a regular file"
+    return "is not a regular file"
+
+
+def _read(path: Path) -> bytes | str:
+    """The bytes of a regular file directly at ``path`` (at most ``MAX_BYTES`` + 1), or why not.
+
+    ``lstat`` decides before anything is opened; the open neither follows a link nor waits
+    (a FIFO swapped in after the ``lstat``), and ``fstat`` checks what was actually opened.
+    """
+    try:
+        why = _not_regular(os.lstat(path).st_mode)
+    except OSError as exc:
+        return f"cannot read this file: {exc.strerror or exc}"
+    if why is not None:
+        return why
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        return SYMLINK if exc.errno == errno.ELOOP else f"cannot read this file: {exc.strerror or exc}"
+    try:
+        why = _not_regular(os.fstat(fd).st_mode)
+        if why is not None:
+            return why
+        chunks, size = [], 0
+        while size <= MAX_BYTES:
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        return f"cannot read this file: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+
+
+def file_fingerprint(path: Path) -> str:
+    """A hash of what ``path`` holds, read as budget files are (never through a link, never
+    blocking); for an entry that is not read, a hash of why. Names one version of a file."""
+    raw = _read(path)
+    return hashlib.sha256(raw if isinstance(raw, bytes) else f"not read: {raw}".encode()).hexdigest()
+
+
 def load_budget_file(path: Path) -> tuple[list[LocatedBudget], list[BudgetProblem]]:
     """Read one budget file. Never raises for a bad file: problems come back with ``file:line``."""
     file = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return [], [BudgetProblem(file, None, f"cannot read this file: {exc.strerror or exc}")]
-    if len(raw) > MAX_FILE_BYTES:
-        return [], [BudgetProblem(file, None, f"file is {len(raw):,} bytes; a budget file is at most 1 MiB")]
+    raw = _read(path)
+    if isinstance(raw, str):
+        return [], [BudgetProblem(file, None, raw)]
+    if len(raw) > MAX_BYTES:
+        return [], [BudgetProblem(file, None, TOO_BIG)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,11 +300,10 @@ def load_budget_file(path: Path) -> tuple[list[LocatedBudget], list[BudgetProble
 
 # --------------------------------------------------------------------------- a directory
 def _files(directory: Path) -> list[Path]:
-    """``*.yaml`` and ``*.yml`` directly in ``directory``, by name; hidden and editor files skipped."""
+    """Entries named ``*.yaml`` or ``*.yml`` directly in ``directory``, by name, whatever their type
+    (each is then read or reported); hidden and editor files skipped. Nothing is followed or opened."""
     return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in SUFFIXES and not p.name.startswith((".", "#")) and p.is_file()
+        p for p in directory.iterdir() if p.suffix in SUFFIXES and not p.name.startswith((".", "#"))
     )
 
 
@@ -271,7 +339,7 @@ def _shared_spend(a: Budget, b: Budget) -> str | None:
         return f"flows matching {a.match.flow}" if a.match.flow == b.match.flow and same_tags else None
     exact, glob = (a, b) if a.flow is not None else (b, a)
     assert exact.flow is not None and glob.match is not None
-    return exact.flow if not glob.match.tags and fnmatch.fnmatchcase(exact.flow, glob.match.flow) else None
+    return exact.flow if not glob.match.tags and glob_matches(glob.match.flow, exact.flow) else None
 
 
 def _overlaps(budgets: list[LocatedBudget]) -> list[BudgetProblem]:
@@ -325,12 +393,18 @@ def load_budget_dir(directory: Path) -> BudgetSet:
 
 
 def files_digest(directory: Path) -> str:
-    """A fingerprint of the budget files' names, sizes and mtimes: changes when a file is saved."""
+    """A fingerprint of the budget files' names, types, sizes and mtimes: changes when a file is
+    saved or replaced (by a link, say). Taken with ``lstat``: no link is followed, nothing opened."""
     digest = hashlib.sha256()
     if directory.is_dir():
         for path in _files(directory):
-            stat = path.stat()
-            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            try:
+                st = os.lstat(path)
+            except OSError:  # removed since the listing: the next look sees the change
+                continue
+            digest.update(
+                f"{path.name}\0{st.st_mode}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+            )
     else:
         digest.update(b"<no directory>")
     return digest.hexdigest()

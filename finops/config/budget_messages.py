@@ -28,6 +28,10 @@ _REQUIRED = {
 _EXAMPLE_MATCH = '{flow: "support-*", tags: {locale: en}}'
 
 
+#: Longest value or key quoted back in a message: a message is one line, whatever the file holds.
+_SHOWN = 60
+
+
 def show(value: object) -> str:
     """A value as the owner wrote it, short: never the repr of a whole nested structure."""
     if value is None:
@@ -35,15 +39,22 @@ def show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):
-        return str(value)
+        text = str(value)
+        return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
     if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
+        return repr(value if len(value) <= _SHOWN else value[: _SHOWN - 3] + "...")
     return "a mapping" if isinstance(value, Mapping) else "a list"
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
-    """The closest of ``choices`` to a misspelt ``word``, if one is close enough to be a typo."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """The closest of ``choices`` to a misspelt ``word``, if one is close enough to be a typo.
+
+    A word far longer than any choice is no typo (and comparing it would cost time per choice).
+    """
+    options = list(choices)
+    if len(word) > 2 * max((len(c) for c in options), default=0) + 10:
+        return None
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
@@ -56,7 +67,11 @@ def _where(loc: tuple[int | str, ...]) -> str:
     """``("match", "tags", "team")`` -> ``match.tags.team``; list positions count from 1."""
     out = ""
     for part in loc:
-        out += f" item {part + 1}" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f" item {part + 1}"
+            continue
+        name = part if len(part) <= _SHOWN else part[: _SHOWN - 3] + "..."
+        out += f".{name}" if out else name
     return out
 
 
@@ -67,7 +82,7 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
     fields = list(BudgetMatch.model_fields if parent == "match" else Budget.model_fields)
     close = suggest(key, fields)
     hint = f" (did you mean {close}?)" if close else f"; known keys: {', '.join(fields)}"
-    return f"unknown key {key!r}{f' in {parent}' if parent else ''}{hint}"
+    return f"unknown key {show(key)}{f' in {parent}' if parent else ''}{hint}"
 
 
 def _timezone(kind: str, value: object) -> str:
@@ -75,7 +90,7 @@ def _timezone(kind: str, value: object) -> str:
         return f"timezone must be a time zone name such as Europe/Berlin, got {show(value)}"
     close = suggest(value, _zones())
     hint = f" (did you mean {close}?)" if close else "; use an IANA name such as Europe/Berlin"
-    return f"timezone: unknown time zone {value!r}{hint}"
+    return f"timezone: unknown time zone {show(value)}{hint}"
 
 
 def _selector(item: Mapping[str, Any]) -> str:
@@ -125,6 +140,10 @@ def explain(err: ErrorDetails, item: Mapping[str, Any]) -> str:
         return f"thresholds must be a list of fractions of the cap, e.g. [0.5, 0.8, 1.0], got {show(value)}"
     if name == "timezone":
         return _timezone(kind, value)
+    if kind == "value_error" and loc == ("flow",):
+        return reason  # names the flow and what to write instead
+    if kind == "value_error" and loc == ("match", "flow"):
+        return f"match.flow: {reason}"
     if name == "on_breach":
         return f"on_breach must be alert or block, got {show(value)}"
     if not loc and "exactly one" in reason:

@@ -3,13 +3,12 @@ version in force and its owner is told once per broken version of the file."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from pathlib import Path
 
-from finops.config.budget_files import files_digest
+from finops.config.budget_files import file_fingerprint, files_digest
 from finops.domain.budgets import Budget
 from finops.storage.alerts import enqueue
 from finops.storage.db import write_transaction
@@ -62,11 +61,8 @@ class BudgetWatch:
         now_us = time.time_ns() // 1000
         with write_transaction(self._ledger.engine) as conn:
             for name, errors in sorted(found.errors_by_file.items()):
-                path = Path(name) if Path(name).is_absolute() else self._directory / name
-                try:
-                    content = path.read_bytes()
-                except OSError:
-                    content = "\n".join(errors).encode()
+                # read as budget files are: never through a link, never waiting on a FIFO
+                version = file_fingerprint(Path(name) if Path(name).is_absolute() else self._directory / name)
                 kept = found.kept_by_file.get(name, ())
                 channel = next((b.slack_channel for b in kept if b.slack_channel), None)
                 owners = sorted({b.owner for b in kept})
@@ -85,7 +81,7 @@ class BudgetWatch:
                 )
                 enqueue(
                     conn,
-                    dedupe_key=f"budget-file:{Path(name).name}:{hashlib.sha256(content).hexdigest()[:16]}",
+                    dedupe_key=f"budget-file:{Path(name).name}:{version[:16]}",
                     channel=channel or settings.slack_default_channel,
                     payload={"type": "message", "text": text, "blocks": []},
                     now_us=now_us,

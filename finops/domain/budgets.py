@@ -4,34 +4,45 @@ A budget caps the spend of the flows it matches per local day (in its own time
 zone: a daylight-saving day lasts 23 or 25 hours) and optionally per local month.
 Crossing a threshold (a fraction of the cap) is reported once per budget, local
 day and threshold; ``on_breach: block`` makes the gateway check deny.
+
+Which flows a budget applies to (``matches``) and which spend it sums (SQL ``LIKE``,
+``finops/storage/sql.py:like_pattern``) must agree, or a ``block`` budget reads $0 and
+never denies. So a ``match`` glob has exactly two wildcards, ``*`` and ``?`` (what LIKE
+can say; ``[abc]`` is refused), and an exact ``flow`` has none.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from finops.domain.money import usd_to_nanos
 from finops.domain.periods import day_range, month_range
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MAX_THRESHOLDS",
     "Budget",
     "BudgetMatch",
     "BudgetState",
     "Projection",
     "evaluate",
+    "glob_matches",
     "project",
 ]
 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+#: Each threshold can queue one alert a day; a handful is all a person reads.
+MAX_THRESHOLDS = 10
+#: The wildcards of a ``match`` glob: the two SQL LIKE has (as ``%`` and ``_``).
+WILDCARDS = "*?"
 #: Money a budget can state: at least a nano-dollar, less than a quadrillion dollars.
 MIN_USD = Decimal("1e-9")
 MAX_USD = Decimal(10) ** 15
@@ -39,13 +50,51 @@ MAX_USD = Decimal(10) ** 15
 MIN_ELAPSED = timedelta(minutes=15)
 
 
+def glob_matches(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern``: ``*`` any run of characters, ``?`` one character,
+    everything else itself (case counts). Exactly what ``LIKE`` does with ``like_pattern``.
+
+    Greedy with one backtrack point (the last ``*``): at most len(pattern) x len(text) steps,
+    where a regex of ``*a*a*a...`` would backtrack exponentially on a hostile pattern.
+    """
+    p = t = 0
+    star, resume = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] != "*" and pattern[p] in ("?", text[t]):
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, resume, p = p, t, p + 1
+        elif star >= 0:
+            resume += 1
+            p, t = star + 1, resume
+        else:
+            return False
+    return pattern[p:].strip("*") == ""
+
+
+#: Tag limits of the usage record (``domain/usage.py``): a longer one could never match.
+TagKey = Annotated[str, StringConstraints(max_length=128)]
+TagValue = Annotated[str, StringConstraints(max_length=256)]
+
+
 class BudgetMatch(BaseModel):
-    """Which usage a budget covers: a flow glob and tags that must all be equal."""
+    """Which usage a budget covers: a flow glob (``*`` and ``?``) and tags that must all be equal."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flow: str = Field(default="*", min_length=1, max_length=256)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("flow")
+    @classmethod
+    def _only_star_and_question_mark(cls, value: str) -> str:
+        if "[" in value:
+            instead = re.sub(r"\[[^\]]*\]?", "?", value)
+            raise ValueError(
+                f"only * and ? are wildcards; [...] is not supported (got {value!r}): "
+                f"use {instead} or one budget per flow"
+            )
+        return value
 
 
 class Budget(BaseModel):
@@ -71,9 +120,13 @@ class Budget(BaseModel):
     daily_cap_usd: Decimal = Field(gt=0, lt=MAX_USD, description="USD per local day")
     monthly_cap_usd: Decimal | None = Field(default=None, gt=0, lt=MAX_USD, description="USD per local month")
     thresholds: tuple[Decimal, ...] = Field(
-        default=DEFAULT_THRESHOLDS, description="Fractions of the cap that alert once a day each"
+        default=DEFAULT_THRESHOLDS,
+        max_length=MAX_THRESHOLDS,
+        description="Fractions of the cap that alert once a day each",
     )
-    timezone: str = Field(default="UTC", description="IANA zone; the day resets at local midnight")
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone; the day resets at local midnight"
+    )
     on_breach: Literal["alert", "block"] = Field(
         default="alert", description="block: `finops check` denies once the cap is reached"
     )
@@ -101,6 +154,24 @@ class Budget(BaseModel):
     def _at_least_a_nano(cls, value: Decimal | None) -> Decimal | None:
         if value is not None and value < MIN_USD:
             raise ValueError(f"must be at least one nano-dollar (0.000000001 USD), got {value}")
+        return value
+
+    @field_validator("flow")
+    @classmethod
+    def _exact(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in WILDCARDS):
+            raise ValueError(
+                f"flow {value!r} has a wildcard, but flow: is one exact flow name; "
+                f'to budget every matching flow write match: {{flow: "{value}"}}'
+            )
+        return value
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _few_thresholds(cls, value: object) -> object:
+        """Counted as written, before any is parsed: 2,000 of them are one problem, not 2,000."""
+        if isinstance(value, list | tuple) and len(value) > MAX_THRESHOLDS:
+            raise ValueError(f"at most {MAX_THRESHOLDS} per budget, got {len(value)}")
         return value
 
     @field_validator("thresholds")
@@ -164,7 +235,7 @@ class Budget(BaseModel):
         if self.flow is not None:
             return flow == self.flow
         assert self.match is not None
-        return fnmatch.fnmatchcase(flow, self.match.flow) and all(
+        return glob_matches(self.match.flow, flow) and all(
             tags.get(k) == v for k, v in self.match.tags.items()
         )
 

@@ -16,7 +16,12 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
 
 
 def like_pattern(glob: str) -> str:
-    """A shell glob (``support-*``) as a LIKE pattern with ``\\`` as the escape character."""
+    """A glob (``support-*``) as a LIKE pattern with ``\\`` as the escape character.
+
+    ``*`` and ``?`` are the only wildcards; ``%``, ``_`` and ``\\`` are escaped and everything
+    else (``[`` included) matches itself, as in ``finops.domain.budgets.glob_matches``: a budget
+    must sum exactly the spend of the flows it applies to.
+    """
     out = []
     for ch in glob:
         if ch in "%_\\":
