@@ -70,7 +70,7 @@ class Behaviour:
     """How the fake answers one message post."""
 
     kind: Literal["ok", "ratelimit", "server_error", "slow", "slow_answer", "error"]
-    retry_after: int = 0
+    retry_after: float = 0
     status: int = 200
     seconds: float = 0.0
     error: str = ""
@@ -81,8 +81,8 @@ def ok() -> Behaviour:
     return Behaviour("ok")
 
 
-def ratelimit(retry_after: int = 2) -> Behaviour:
-    """HTTP 429 with a Retry-After header, as Slack's rate limiter answers."""
+def ratelimit(retry_after: float = 2) -> Behaviour:
+    """HTTP 429 with a Retry-After header, as Slack's rate limiter answers (``str(retry_after)``)."""
     return Behaviour("ratelimit", retry_after=retry_after, status=429)
 
 
