@@ -8,6 +8,7 @@ and can be scripted per channel or globally::
 
     slack.script(ratelimit(retry_after=2), ok(), channel="#costs")
     slack.always(server_error(503))           # once the queues are empty
+    slack.script(slow(3, then=server_error(503)))  # hangs, then fails: nothing posted
 
 Scripts apply to message posts (``chat.postMessage`` and the webhook); reads
 (``conversations.history``, ``conversations.list``) always answer normally.
@@ -69,18 +70,19 @@ class Behaviour:
     """How the fake answers one message post."""
 
     kind: Literal["ok", "ratelimit", "server_error", "slow", "slow_answer", "error"]
-    retry_after: int = 0
+    retry_after: float = 0
     status: int = 200
     seconds: float = 0.0
     error: str = ""
+    then: Behaviour | None = None  # slow(): how to answer after the wait (None: post normally)
 
 
 def ok() -> Behaviour:
     return Behaviour("ok")
 
 
-def ratelimit(retry_after: int = 2) -> Behaviour:
-    """HTTP 429 with a Retry-After header, as Slack's rate limiter answers."""
+def ratelimit(retry_after: float = 2) -> Behaviour:
+    """HTTP 429 with a Retry-After header, as Slack's rate limiter answers (``str(retry_after)``)."""
     return Behaviour("ratelimit", retry_after=retry_after, status=429)
 
 
@@ -89,9 +91,13 @@ def server_error(status: int = 500) -> Behaviour:
     return Behaviour("server_error", status=status)
 
 
-def slow(seconds: float) -> Behaviour:
-    """Sleep before answering (then post and answer normally): clients time out meanwhile."""
-    return Behaviour("slow", seconds=seconds)
+def slow(seconds: float, then: Behaviour | None = None) -> Behaviour:
+    """Sleep before answering (then post and answer normally): clients time out meanwhile.
+
+    With ``then`` (say ``server_error(503)``), answer that after the wait and post nothing: a
+    request that hung and never reached Slack's channel, the case a lookup must find missing.
+    """
+    return Behaviour("slow", seconds=seconds, then=then)
 
 
 def slow_answer(seconds: float) -> Behaviour:
@@ -345,9 +351,13 @@ class FakeSlack:
 
     def _scripted(self, channel: str | None) -> _Answer | None:
         """The scripted answer for a post, or None to go on and post it."""
-        behaviour = self._next(channel)
+        return self._answer(self._next(channel))
+
+    def _answer(self, behaviour: Behaviour) -> _Answer | None:
         if behaviour.kind == "slow":
             self._stop.wait(behaviour.seconds)
+            if behaviour.then is not None:
+                return self._answer(behaviour.then)
         elif behaviour.kind == "ratelimit":
             return _Answer.json(
                 {"ok": False, "error": "ratelimited"}, 429, **{"Retry-After": str(behaviour.retry_after)}

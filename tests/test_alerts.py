@@ -254,7 +254,8 @@ def test_killed_mid_send_the_alert_is_found_in_slack_and_not_sent_twice(
     proc.communicate()
     later = _env(sqlite_url, budgets_dir(tmp_path, BUDGET), slack)
     ledger = make_ledger(sqlite_url)
-    report = deliver(ledger, sender(slack), now=datetime.now(UTC) + timedelta(minutes=5))  # the claim expired
+    # the claim's lease expired: it outlives the longest send with 30 s timeouts (7.5 minutes)
+    report = deliver(ledger, sender(slack), now=datetime.now(UTC) + timedelta(minutes=10))
     assert (report.recovered, report.sent) == (1, 0)
     assert _run(later, "alerts", "run").returncode == 0
     with ledger.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""Commands for budgets at run time: `finops check`, `finops budgets status`, `finops alerts run|list`.
+"""Commands for budgets at run time: `finops check`, `finops budgets status`,
+`finops alerts run|list|resend|dismiss`.
 
 Kept apart from cli.py so each file stays small; the same conventions apply:
 parse, call app/, print; finops errors become exit codes in cli._FinopsGroup.
@@ -27,7 +28,14 @@ from finops.usecases.ledger import Ledger
 __all__ = ["alerts_app", "check", "register"]
 
 alerts_app = typer.Typer(
-    help="Budget alerts: evaluate and deliver to Slack, list the outbox.", no_args_is_help=True
+    help=(
+        "Budget alerts: evaluate and deliver to Slack, list the outbox, decide about ambiguous sends. "
+        "A send Slack did not answer is 'ambiguous': with a bot token finops looks for it in the "
+        "channel and sends it again only if it is not there; with a webhook it cannot look, so "
+        "`finops alerts list --status ambiguous` shows them and a person runs "
+        "`finops alerts resend ID` or `finops alerts dismiss ID`."
+    ),
+    no_args_is_help=True,
 )
 
 #: `finops check` says "deny" with its own exit code, so a gateway can tell it from a broken finops (1).
@@ -211,17 +219,23 @@ def _sender(settings: Settings) -> Any:
     return sender_for(settings)
 
 
+_STATUSES = ("pending", "sending", "sent", "failed", "ambiguous", "dismissed")
+
+
 @alerts_app.command("list")
 def alerts_list(
     status_filter: Annotated[
-        str | None, typer.Option("--status", help="pending, sent, failed, ambiguous.")
+        str | None,
+        typer.Option("--status", help=f"Only rows in this state: {', '.join(_STATUSES)}."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     db: DbOpt = None,
 ) -> None:
-    """The alert outbox, newest first: what was sent, what failed and why."""
+    """The alert outbox, newest first: ID, when, state, channel, what; why it failed or is ambiguous."""
     from finops.storage.alerts import outbox_rows
 
+    if status_filter is not None and status_filter not in _STATUSES:
+        raise UsageError(f"--status takes one of {', '.join(_STATUSES)}, got {status_filter!r}")
     ledger = ledger_for(db)
     with ledger.engine.connect() as conn:
         rows = outbox_rows(conn, status=status_filter, limit=limit)
@@ -234,9 +248,55 @@ def alerts_list(
             else {"kind": "report", "period": row.dedupe_key}
         )
         typer.echo(
-            f"{created}  {row.status:<9}  {row.channel or '(default)'}  {p.get('kind')} "
+            f"{row.id:>6}  {created}  {row.status:<9}  {row.channel or '(default)'}  {p.get('kind')} "
             f"{p.get('budget_key')} {p.get('period')}" + (f"  — {row.last_error}" if row.last_error else "")
         )
+
+
+AlertId = Annotated[
+    int, typer.Argument(metavar="ID", help="The alert's ID, as `finops alerts list` shows it.", min=1)
+]
+
+
+@alerts_app.command("resend")
+def alerts_resend(alert_id: AlertId, db: DbOpt = None) -> None:
+    """Send an ambiguous (or failed) alert again now, after checking its channel: it is not there.
+
+    Meant for incoming webhooks, which cannot read the channel (a bot token's lookup decides by
+    itself). The message carries the same tag, so a later lookup still finds it.
+    """
+    from finops.usecases.alerts import resend
+
+    ledger = ledger_for(db)
+    try:
+        delivered = resend(ledger, _sender(ledger.settings), alert_id)
+    finally:
+        ledger.close()
+    if delivered.sent:
+        typer.echo(f"alert {alert_id} sent")
+        return
+    for problem in delivered.problems:
+        typer.echo(f"alert not delivered: {problem}", err=True)
+    if not delivered.problems:
+        typer.echo(
+            f"alert {alert_id} not sent yet: Slack asked to retry later; it goes on the next run "
+            "(`finops alerts list` says why)",
+            err=True,
+        )
+    raise typer.Exit(1)
+
+
+@alerts_app.command("dismiss")
+def alerts_dismiss(alert_id: AlertId, db: DbOpt = None) -> None:
+    """Never send an ambiguous (or failed) alert: you found it in the channel, or it no longer matters."""
+    from finops.usecases.alerts import dismiss
+
+    ledger = ledger_for(db)
+    try:
+        dismiss(ledger, alert_id)
+    finally:
+        ledger.close()
+    typer.echo(f"alert {alert_id} dismissed")
 
 
 def register(app: typer.Typer, budgets_app: typer.Typer) -> None:

@@ -8,6 +8,9 @@ Every outcome is a :class:`Delivery` the outbox can act on, never an exception:
 * ``ambiguous`` — the request went out but no answer came back (a read timeout):
   Slack may have posted it, so it is *not* sent again blindly (see ``find_sent``).
 
+A send takes at most ``max_call_s`` seconds, and never starts an attempt that could end after
+the ``deadline`` it is given: the outbox's claim on the message lasts that long.
+
 Secrets never leave this module: ``detail``, log records and the exceptions it
 raises are scrubbed of the token and webhook URL.
 """
@@ -29,8 +32,10 @@ from finops.errors import ConfigError, NotifyError
 from finops.notify.messages import SlackMessage
 from finops.notify.transport import (
     BoundedRateLimitRetryHandler,
+    CallDeadline,
     Scrubber,
     ServerErrorRetryHandler,
+    max_call_s,
     retry_after,
     scrubbing_logger,
 )
@@ -84,6 +89,12 @@ class Delivery:
     detail: str
     retry_after_s: float | None = None
     slack_ts: str | None = None
+
+
+_TOO_LATE = Delivery(
+    "retry",
+    "the claim on this message ended before it could be sent; nothing was sent, it goes on the next run",
+)
 
 
 def _hint(code: str, channel: str, data: Mapping[str, Any]) -> str:
@@ -184,10 +195,12 @@ class SlackSender:
             default_channel.strip() if default_channel and default_channel.strip() else None
         )
         self._timeout_s = timeout_s
+        self._max_retries = max_retries
         self._channel_ids: dict[str, str] = {}
+        self._deadline = CallDeadline(attempt_s=2 * timeout_s)
         handlers = [
-            BoundedRateLimitRetryHandler(max_retry_count=max_retries),
-            ServerErrorRetryHandler(max_retry_count=max_retries),
+            BoundedRateLimitRetryHandler(max_retry_count=max_retries, deadline=self._deadline),
+            ServerErrorRetryHandler(max_retry_count=max_retries, deadline=self._deadline),
         ]
         logger = scrubbing_logger(self._scrub)
         # urllib takes float seconds; slack-sdk merely annotates the timeout as int.
@@ -210,14 +223,35 @@ class SlackSender:
         mode = "bot token" if self._web is not None else "incoming webhook"
         return f"SlackSender({mode}, default_channel={self._default_channel!r}, timeout_s={self._timeout_s})"
 
+    @property
+    def max_call_s(self) -> float:
+        """The longest one ``send`` (one Web API call with its retries) may take, in seconds."""
+        return max_call_s(self._timeout_s, self._max_retries)
+
+    @property
+    def can_look_up(self) -> bool:
+        """Whether ``find_sent`` can read the channel (a bot token can; a webhook cannot)."""
+        return self._web is not None
+
     # ------------------------------------------------------------ sending
 
-    def send(self, channel: str | None, message: SlackMessage) -> Delivery:
+    def send(self, channel: str | None, message: SlackMessage, *, deadline: float | None = None) -> Delivery:
         """Post ``message`` to ``channel`` (or the default channel); never raises for Slack's answers.
 
         With a webhook the channel is the webhook's own and ``channel`` is ignored.
-        Rate limits (up to 30 s) and 5xx answers are retried here, ``max_retries`` times in all.
+        Rate limits (up to 30 s) and 5xx answers are retried here, ``max_retries`` times in all,
+        but no attempt is started that could end after ``deadline`` (epoch seconds): the
+        answer is then ``retry``, and that attempt was not sent.
         """
+        self._deadline.at = deadline
+        try:
+            return self._send(channel, message)
+        finally:
+            self._deadline.at = None
+
+    def _send(self, channel: str | None, message: SlackMessage) -> Delivery:
+        if not self._deadline.allows():
+            return _TOO_LATE
         try:
             if self._hook is not None:
                 return self._send_webhook(self._hook, message)
@@ -234,9 +268,20 @@ class SlackSender:
             where = None if self._hook is not None else ((channel or "").strip() or self._default_channel)
             return self._from_exception(exc, where)
 
-    def upload(self, channel: str | None, *, filename: str, content: str, title: str) -> Delivery:
+    def upload(
+        self, channel: str | None, *, filename: str, content: str, title: str, deadline: float | None = None
+    ) -> Delivery:
         """Attach a file (the full report) to ``channel`` with files_upload_v2; needs a bot token
-        with files:write. Same outcomes as ``send``: sent, retry, failed, ambiguous."""
+        with files:write. Same outcomes and ``deadline`` as ``send``; it makes up to four calls."""
+        self._deadline.at = deadline
+        try:
+            return self._upload(channel, filename=filename, content=content, title=title)
+        finally:
+            self._deadline.at = None
+
+    def _upload(self, channel: str | None, *, filename: str, content: str, title: str) -> Delivery:
+        if not self._deadline.allows():
+            return _TOO_LATE
         if self._web is None:
             return Delivery(
                 "failed", "an incoming webhook cannot upload files: use a bot token (files:write)"

@@ -7,6 +7,10 @@ are retried here: HTTP 429 (Slack says when to come back) and 5xx. slack-sdk's
 ``RemoteDisconnected`` and resets that happen after the request was sent, when
 Slack may already have posted the message.
 
+Every wait and attempt is bounded (:func:`max_call_s`), and a :class:`CallDeadline` set by
+the caller stops the handlers from starting an attempt that could end after it: the outbox
+claims a message for that long, and nothing of ours may reach Slack once the claim has ended.
+
 A bot token or webhook URL is a password. :class:`Scrubber` removes them from
 any text finops produces, and :func:`scrubbing_logger` gives slack-sdk a logger
 that does the same (its debug log prints the webhook URL).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +34,10 @@ from slack_sdk.http_retry.state import RetryState
 __all__ = [
     "MAX_INLINE_WAIT_S",
     "BoundedRateLimitRetryHandler",
+    "CallDeadline",
     "Scrubber",
     "ServerErrorRetryHandler",
+    "max_call_s",
     "retry_after",
     "scrubbing_logger",
 ]
@@ -39,6 +46,9 @@ _log = logging.getLogger("finops.notify.slack")
 
 #: A Retry-After longer than this is not slept through inside one send: the outbox retries later.
 MAX_INLINE_WAIT_S = 30.0
+#: slack-sdk adds up to a second of random jitter to every wait between attempts.
+_JITTER_S = 1.0
+_BACKOFF_FACTOR = 0.5
 _REDACTED = "[redacted]"
 #: Slack token shapes and webhook paths, scrubbed even when they are not the configured secret.
 _PATTERNS = (
@@ -64,12 +74,43 @@ def retry_after(headers: Any) -> float | None:
     return None
 
 
+def max_call_s(timeout_s: float, max_retries: int) -> float:
+    """The longest one Slack API call may take with its retries.
+
+    Every attempt may use the timeout twice (connecting, then waiting for the answer), and
+    every wait between attempts may be as long as we honour: a Retry-After up to
+    ``MAX_INLINE_WAIT_S`` or the 5xx backoff, plus slack-sdk's jitter.
+    """
+    longest_wait = max(MAX_INLINE_WAIT_S, _BACKOFF_FACTOR * 2.0 ** max(max_retries - 1, 0)) + _JITTER_S
+    return (max_retries + 1) * 2 * timeout_s + max_retries * longest_wait
+
+
+class CallDeadline:
+    """When the call in progress must be over (epoch seconds; None: no deadline).
+
+    Set by the sender around one call and read by the retry handlers: an attempt (up to
+    ``attempt_s``) is started only if it, and the wait before it, end by the deadline.
+    """
+
+    def __init__(self, attempt_s: float) -> None:
+        self.attempt_s = attempt_s
+        self.at: float | None = None
+
+    def allows(self, wait_s: float = 0.0) -> bool:
+        return self.at is None or time.time() + wait_s + self.attempt_s <= self.at
+
+
 class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
     """slack-sdk's 429 handler (sleeps Retry-After, then retries), unless Slack asks for a long wait.
 
     A daemon blocked for minutes on one channel delays every other alert; a long
-    Retry-After is returned to the caller as ``retry`` with ``retry_after_s`` instead.
+    Retry-After is returned to the caller as ``retry`` with ``retry_after_s`` instead. So is
+    one that would end the retry after the caller's deadline.
     """
+
+    def __init__(self, max_retry_count: int = 1, deadline: CallDeadline | None = None) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._deadline = deadline
 
     def _can_retry(
         self,
@@ -83,7 +124,10 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
             return False
         assert response is not None
         wait = retry_after(response.headers)
-        return wait is None or wait <= MAX_INLINE_WAIT_S
+        if wait is not None and (wait > MAX_INLINE_WAIT_S or wait != int(wait)):
+            return False  # slack-sdk would raise on "1.5" after the answer came: the outbox waits instead
+        slept = (1.0 if wait is None else int(wait)) + _JITTER_S  # as slack-sdk sleeps it
+        return self._deadline is None or self._deadline.allows(slept)
 
 
 class ServerErrorRetryHandler(RetryHandler):
@@ -95,8 +139,9 @@ class ServerErrorRetryHandler(RetryHandler):
 
     STATUSES = frozenset({500, 502, 503, 504})
 
-    def __init__(self, max_retry_count: int = 1) -> None:
-        super().__init__(max_retry_count, BackoffRetryIntervalCalculator(backoff_factor=0.5))
+    def __init__(self, max_retry_count: int = 1, deadline: CallDeadline | None = None) -> None:
+        super().__init__(max_retry_count, BackoffRetryIntervalCalculator(backoff_factor=_BACKOFF_FACTOR))
+        self._deadline = deadline
 
     def _can_retry(
         self,
@@ -106,7 +151,10 @@ class ServerErrorRetryHandler(RetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return response is not None and response.status_code in self.STATUSES
+        if response is None or response.status_code not in self.STATUSES:
+            return False
+        slept = _BACKOFF_FACTOR * 2.0**state.current_attempt + _JITTER_S
+        return self._deadline is None or self._deadline.allows(slept)
 
 
 class Scrubber:

@@ -3,35 +3,56 @@
 A breach is recorded once per (budget, kind, period, threshold): the unique
 constraint decides, whatever the number of replicas evaluating at once. The
 alert is written to the outbox in the same transaction, so a crash after the
-commit loses nothing: whoever runs delivery next sends it. Delivery claims a
-row (pending -> sending) before calling Slack, so two deliverers never send
-the same row; a row left in "sending" by a dead process is checked against
-Slack before it is ever sent again (see finops.usecases.alerts).
+commit loses nothing: whoever runs delivery next sends it.
+
+Delivery claims a row (pending -> sending) before calling Slack, so two
+deliverers never send the same row. A claim is a lease: it is stamped with the
+time it was taken and lasts until ``lease_until_us`` (longer than the longest
+send; renewed before a further Slack call). The claim is identified by the
+attempt number it set, and every later change of the row is conditional on it,
+so a deliverer that lost its claim changes nothing. A row whose lease expired
+(its deliverer died) and a row whose send went unanswered (``ambiguous``) are
+checked against Slack before they are ever sent again (see finops.usecases.alerts).
+
+Statuses: pending, sending, sent, failed, ambiguous, dismissed (a person decided).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import ColumnElement, Connection, func, select, update
 
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import alert_outbox, budget_breaches
 
 __all__ = [
+    "DECIDABLE",
+    "OLD_LEASE_US",
     "OutboxRow",
     "claim",
+    "decide",
+    "due_lookups",
     "due_rows",
     "enqueue",
+    "expired_claims",
     "finish",
     "open_breaches",
+    "outbox_row",
     "outbox_rows",
     "record_breach",
+    "renew",
     "resolve_breach",
-    "stale_claims",
+    "settle",
 ]
+
+#: A claim taken by a finops from before leases (no lease_until_us) lasted this long.
+OLD_LEASE_US = 120_000_000
+#: Statuses a person may decide about with `finops alerts resend|dismiss`.
+DECIDABLE = ("ambiguous", "failed")
 
 
 @dataclass(frozen=True)
@@ -46,20 +67,24 @@ class OutboxRow:
     last_error: str | None
     slack_ts: str | None
     created_us: int
+    next_attempt_us: int
+    lease_until_us: int | None
 
 
 def _row(r: Any) -> OutboxRow:
     return OutboxRow(
-        r.id,
-        r.dedupe_key,
-        r.channel,
-        json.loads(r.payload),
-        r.status,
-        r.attempts,
-        r.claimed_us,
-        r.last_error,
-        r.slack_ts,
-        r.created_us,
+        id=r.id,
+        dedupe_key=r.dedupe_key,
+        channel=r.channel,
+        payload=json.loads(r.payload),
+        status=r.status,
+        attempts=r.attempts,
+        claimed_us=r.claimed_us,
+        last_error=r.last_error,
+        slack_ts=r.slack_ts,
+        created_us=r.created_us,
+        next_attempt_us=r.next_attempt_us,
+        lease_until_us=r.lease_until_us,
     )
 
 
@@ -147,61 +172,162 @@ def resolve_breach(
     return True
 
 
-def due_rows(conn: Connection, *, now_us: int, limit: int = 100) -> list[OutboxRow]:
-    """Pending rows whose next attempt is due, oldest first."""
+def _among(ids: Collection[int] | None) -> ColumnElement[bool]:
+    return alert_outbox.c.id.in_(list(ids)) if ids is not None else alert_outbox.c.id.is_not(None)
+
+
+def due_rows(
+    conn: Connection, *, now_us: int, limit: int = 100, ids: Collection[int] | None = None
+) -> list[OutboxRow]:
+    """Pending rows whose next attempt is due, oldest first (only ``ids``, when given)."""
     o = alert_outbox.c
     stmt = (
         select(alert_outbox)
-        .where(o.status == "pending", o.next_attempt_us <= now_us)
+        .where(o.status == "pending", o.next_attempt_us <= now_us, _among(ids))
         .order_by(o.id)
         .limit(limit)
     )
     return [_row(r) for r in conn.execute(stmt)]
 
 
-def claim(conn: Connection, row_id: int, *, now_us: int) -> bool:
-    """Take a pending row for delivery; only one deliverer ever wins."""
+def claim(conn: Connection, row: OutboxRow, *, now_us: int, lease_until_us: int) -> bool:
+    """Take a pending row for delivery until ``lease_until_us``; only one deliverer ever wins.
+
+    The claim is attempt ``row.attempts + 1``: that number identifies it from now on.
+    """
     o = alert_outbox.c
     result = conn.execute(
         update(alert_outbox)
-        .where(and_(o.id == row_id, o.status == "pending"))
-        .values(status="sending", claimed_us=now_us, attempts=o.attempts + 1, updated_us=now_us)
+        .where(o.id == row.id, o.status == "pending", o.attempts == row.attempts)
+        .values(
+            status="sending",
+            claimed_us=now_us,
+            lease_until_us=lease_until_us,
+            attempts=row.attempts + 1,
+            updated_us=now_us,
+        )
     )
     return result.rowcount == 1
+
+
+def renew(conn: Connection, row_id: int, *, attempts: int, now_us: int, lease_until_us: int) -> bool:
+    """Extend a claim that has not expired yet; ``False`` when it expired or was taken over."""
+    o = alert_outbox.c
+    result = conn.execute(
+        update(alert_outbox)
+        .where(o.id == row_id, o.status == "sending", o.attempts == attempts, o.lease_until_us > now_us)
+        .values(lease_until_us=lease_until_us, updated_us=now_us)
+    )
+    return result.rowcount == 1
+
+
+def _outcome(
+    status: str,
+    now_us: int,
+    error: str | None,
+    slack_ts: str | None,
+    next_attempt_us: int | None,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": status,
+        "updated_us": now_us,
+        "last_error": error,
+        "lease_until_us": None,
+    }
+    if slack_ts is not None:
+        values["slack_ts"] = slack_ts
+    if next_attempt_us is not None:
+        values["next_attempt_us"] = next_attempt_us
+    return values
 
 
 def finish(
     conn: Connection,
     row_id: int,
     *,
+    attempts: int,
     status: str,
     now_us: int,
     error: str | None = None,
     slack_ts: str | None = None,
     next_attempt_us: int | None = None,
-    claimed_us: int | None = None,
 ) -> bool:
     """Record how a delivery ended: sent, failed (permanent), ambiguous, or pending again.
 
-    Only the claim that sent it may finish a row (status "sending", the same ``claimed_us``):
-    a deliverer that was too slow and lost its claim to recovery changes nothing. Returns
-    whether the row was updated.
+    Only the claim that sent it (``attempts``, still "sending") may finish a row: a deliverer
+    that lost its claim changes nothing. Returns whether the row was updated.
     """
-    values: dict[str, Any] = {"status": status, "updated_us": now_us, "last_error": error}
-    if slack_ts is not None:
-        values["slack_ts"] = slack_ts
-    if next_attempt_us is not None:
-        values["next_attempt_us"] = next_attempt_us
     o = alert_outbox.c
-    stmt = update(alert_outbox).where(o.id == row_id, o.status == "sending", o.claimed_us == claimed_us)
-    return bool(conn.execute(stmt.values(**values)).rowcount)
+    stmt = update(alert_outbox).where(o.id == row_id, o.status == "sending", o.attempts == attempts)
+    return bool(
+        conn.execute(stmt.values(**_outcome(status, now_us, error, slack_ts, next_attempt_us))).rowcount
+    )
 
 
-def stale_claims(conn: Connection, *, older_than_us: int) -> list[OutboxRow]:
-    """Rows a deliverer claimed and never finished (it died mid-send)."""
+def settle(
+    conn: Connection,
+    row: OutboxRow,
+    *,
+    status: str,
+    now_us: int,
+    error: str | None = None,
+    slack_ts: str | None = None,
+    next_attempt_us: int | None = None,
+) -> bool:
+    """Record what a lookup in Slack decided about ``row``, if the row is still as it was read
+    (same status, claim and lease): a claim renewed meanwhile, or another deliverer's decision,
+    wins. Returns whether the row was updated."""
     o = alert_outbox.c
-    stmt = select(alert_outbox).where(o.status == "sending", o.claimed_us < older_than_us).order_by(o.id)
+    lease = (
+        o.lease_until_us.is_(None) if row.lease_until_us is None else o.lease_until_us == row.lease_until_us
+    )
+    stmt = update(alert_outbox).where(
+        o.id == row.id, o.status == row.status, o.attempts == row.attempts, lease
+    )
+    return bool(
+        conn.execute(stmt.values(**_outcome(status, now_us, error, slack_ts, next_attempt_us))).rowcount
+    )
+
+
+def expired_claims(conn: Connection, *, now_us: int, ids: Collection[int] | None = None) -> list[OutboxRow]:
+    """Rows claimed by a deliverer whose lease ended before ``now_us`` (it died mid-send)."""
+    o = alert_outbox.c
+    lease_end = func.coalesce(o.lease_until_us, o.claimed_us + OLD_LEASE_US)
+    stmt = select(alert_outbox).where(o.status == "sending", lease_end < now_us, _among(ids)).order_by(o.id)
     return [_row(r) for r in conn.execute(stmt)]
+
+
+def due_lookups(conn: Connection, *, now_us: int, ids: Collection[int] | None = None) -> list[OutboxRow]:
+    """Ambiguous rows whose lookup in Slack is due (``next_attempt_us``)."""
+    o = alert_outbox.c
+    stmt = (
+        select(alert_outbox)
+        .where(o.status == "ambiguous", o.next_attempt_us <= now_us, _among(ids))
+        .order_by(o.id)
+    )
+    return [_row(r) for r in conn.execute(stmt)]
+
+
+def decide(conn: Connection, row_id: int, *, status: str, now_us: int, note: str) -> bool:
+    """A person's decision on an ambiguous or failed row: send it again ("pending", due now) or
+    leave it ("dismissed"). ``False`` when the row is not (or no longer) ambiguous or failed."""
+    o = alert_outbox.c
+    values: dict[str, Any] = {
+        "status": status,
+        "updated_us": now_us,
+        "last_error": note,
+        "lease_until_us": None,
+    }
+    if status == "pending":
+        values["next_attempt_us"] = now_us
+    stmt = update(alert_outbox).where(o.id == row_id, o.status.in_(DECIDABLE)).values(**values)
+    return bool(conn.execute(stmt).rowcount)
+
+
+def outbox_row(conn: Connection, row_id: int) -> OutboxRow | None:
+    """One row of the outbox, or None."""
+    found = conn.execute(select(alert_outbox).where(alert_outbox.c.id == row_id)).first()
+    return None if found is None else _row(found)
 
 
 def outbox_rows(conn: Connection, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:

@@ -258,10 +258,12 @@ alert_outbox = Table(
     Column("dedupe_key", String(300), nullable=False, unique=True),
     Column("channel", String(200), nullable=True),
     Column("payload", Text, nullable=False),  # the AlertMessage as JSON
-    Column("status", String(12), nullable=False),  # pending | sending | sent | failed | ambiguous
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_us", BigInteger, nullable=False),
+    # pending | sending | sent | failed | ambiguous | dismissed
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),  # claims so far; the current claim's number
+    Column("next_attempt_us", BigInteger, nullable=False),  # pending: next send; ambiguous: lookup
     Column("claimed_us", BigInteger, nullable=True),
+    Column("lease_until_us", BigInteger, nullable=True),  # sending: the claim ends then
     Column("last_error", Text, nullable=True),
     Column("slack_ts", String(64), nullable=True),
     Column("created_us", BigInteger, nullable=False),

@@ -2,9 +2,18 @@
 
 Evaluation and delivery are separate on purpose. Evaluation commits a breach
 and its alert together (exactly once, by a unique constraint), so several
-replicas may evaluate at once. Delivery claims a row before sending it, and a
-row a dead process left claimed ("sending") is looked up in Slack before it is
-sent again: delivered once, even across a crash mid-send.
+replicas may evaluate at once.
+
+Delivery claims a row before sending it, with the time of the claim and a lease
+that outlives the longest send Slack's answers allow (every attempt timing out,
+every Retry-After we honour) plus ``LEASE_MARGIN``; it is renewed before each
+further Slack call of the row, and the sender starts no attempt that could end
+after it. A row whose lease ended (its deliverer died) is looked up in the
+channel, by the dedupe key each message carries in its metadata, before it is
+sent again: delivered once, even across a crash mid-send. So is a send that got
+no answer (``ambiguous``): with a bot token it is looked up once Slack has had
+``LEASE_MARGIN`` to show it, and sent again only if it is not there; a webhook
+cannot read the channel, so a person decides (``resend``, ``dismiss``).
 """
 
 from __future__ import annotations
@@ -13,15 +22,17 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from sqlalchemy import Connection, Engine
+
 from finops.domain.budgets import Budget, BudgetState, project
 from finops.domain.money import format_usd, usd_to_nanos
-from finops.errors import NotifyError
+from finops.errors import NotifyError, UsageError
 from finops.notify.messages import AlertMessage, SlackMessage, render_alert
 from finops.notify.slack import Delivery
 from finops.storage import alerts as outbox
@@ -29,10 +40,24 @@ from finops.storage.db import write_transaction
 from finops.usecases.budgets import budget_state, drivers, fanout_count, successes
 from finops.usecases.ledger import Ledger
 
-__all__ = ["DeliveryReport", "EvaluationReport", "Sender", "deliver", "evaluate_alerts", "failpoint"]
+__all__ = [
+    "LEASE_MARGIN",
+    "DeliveryReport",
+    "EvaluationReport",
+    "Sender",
+    "deliver",
+    "dismiss",
+    "evaluate_alerts",
+    "failpoint",
+    "resend",
+]
 
-#: A claim older than this belongs to a process that died mid-send.
-CLAIM_LEASE = timedelta(minutes=2)
+#: Added to every lease beyond the longest send: replicas' clocks may disagree this much, and
+#: Slack may take this long to show a post it accepted. An unanswered send is looked up after it.
+LEASE_MARGIN = timedelta(minutes=2)
+_MARGIN_US = int(LEASE_MARGIN.total_seconds() * 1_000_000)
+#: Slack calls a report's file upload may make (channel id, upload URL, the bytes, completion).
+_UPLOAD_CALLS = 4
 _RETRY_BACKOFF_S = (30, 120, 600, 1800, 3600)
 
 
@@ -258,15 +283,27 @@ def _cost_per_success(
 class Sender(Protocol):
     """What delivery needs from Slack (finops.notify.slack.SlackSender fits)."""
 
-    def send(self, channel: str | None, message: SlackMessage) -> Delivery: ...
+    @property
+    def max_call_s(self) -> float: ...
+
+    @property
+    def can_look_up(self) -> bool: ...
+
+    def send(
+        self, channel: str | None, message: SlackMessage, *, deadline: float | None = None
+    ) -> Delivery: ...
 
     def find_sent(self, channel: str | None, dedupe_key: str, since_us: int) -> str | None: ...
 
-    def upload(self, channel: str | None, *, filename: str, content: str, title: str) -> Delivery: ...
+    def upload(
+        self, channel: str | None, *, filename: str, content: str, title: str, deadline: float | None = None
+    ) -> Delivery: ...
 
 
 @dataclass
 class DeliveryReport:
+    """What one delivery run did; ``recovered`` counts rows a lookup in Slack settled."""
+
     sent: int = 0
     failed: int = 0
     retrying: int = 0
@@ -275,59 +312,142 @@ class DeliveryReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _recover(ledger: Ledger, sender: Sender, now_us: int, report: DeliveryReport) -> None:
-    """Rows a dead deliverer left claimed: sent after all (found in Slack), or pending again."""
+def _clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _label(row: outbox.OutboxRow) -> str:
+    return f"alert {row.id} ({row.dedupe_key})"
+
+
+def _where(row: outbox.OutboxRow) -> str:
+    return row.channel or "the alert's channel"
+
+
+def _ask_a_person(row_id: int) -> str:
+    return (
+        f"a webhook cannot read the channel, so a person decides: `finops alerts resend {row_id}` "
+        f"if it is not there, `finops alerts dismiss {row_id}` if it is"
+    )
+
+
+@dataclass
+class _Claim:
+    """One deliverer's hold on one row: claim number ``attempts``, leased until ``until_us``."""
+
+    engine: Engine
+    row_id: int
+    attempts: int
+    until_us: int
+
+    def deadline(self, seconds: float) -> float | None:
+        """When a Slack call that may take ``seconds`` must be over (epoch seconds), the lease
+        renewed first if it would not cover the call; None when the claim expired or was taken
+        over, and nothing more may be sent."""
+        now_us = _clock_us()
+        needed = now_us + int(seconds * 1_000_000) + _MARGIN_US
+        if needed > self.until_us:
+            with write_transaction(self.engine) as conn:
+                if not outbox.renew(
+                    conn, self.row_id, attempts=self.attempts, now_us=now_us, lease_until_us=needed
+                ):
+                    return None
+            self.until_us = needed
+        return (self.until_us - _MARGIN_US) / 1_000_000
+
+
+_LOST = Delivery("retry", "the claim on this alert expired before it was sent; nothing was sent")
+#: A claim covers its first Slack call if that call starts within this of the claim.
+_FIRST_CALL_US = 5_000_000
+
+
+def _claim(ledger: Ledger, row: outbox.OutboxRow, sender: Sender) -> _Claim | None:
+    """Claim ``row`` at this moment (not when the run began) for as long as one send may take."""
+    now_us = _clock_us()
+    until_us = now_us + _FIRST_CALL_US + int(sender.max_call_s * 1_000_000) + _MARGIN_US
+    with write_transaction(ledger.engine) as conn:
+        if not outbox.claim(conn, row, now_us=now_us, lease_until_us=until_us):
+            return None  # another deliverer has it
+    return _Claim(ledger.engine, row.id, row.attempts + 1, until_us)
+
+
+def _look_up(
+    ledger: Ledger, sender: Sender, now_us: int, report: DeliveryReport, only: Collection[int] | None
+) -> None:
+    """Rows whose delivery is in doubt are checked in Slack before anything is sent again:
+    claims whose lease expired (their deliverer died) and, with a bot token, unanswered sends
+    once Slack has had ``LEASE_MARGIN`` to show them."""
     with ledger.engine.connect() as conn:
-        stale = outbox.stale_claims(conn, older_than_us=now_us - int(CLAIM_LEASE.total_seconds() * 1e6))
-    for row in stale:
-        since = (row.claimed_us or row.created_us) - 60_000_000
-        try:
-            ts = sender.find_sent(row.channel, row.dedupe_key, since)
-        except NotifyError as exc:  # Slack could not be asked: we cannot know
-            with write_transaction(ledger.engine) as conn:
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status="ambiguous",
-                    now_us=now_us,
-                    claimed_us=row.claimed_us,
-                    error=f"interrupted mid-send and Slack could not be checked: {exc}",
-                )
+        rows = outbox.expired_claims(conn, now_us=now_us, ids=only)
+        if sender.can_look_up:
+            rows += outbox.due_lookups(conn, now_us=now_us, ids=only)
+    for row in rows:
+        _settle(ledger, sender, row, now_us, report)
+
+
+def _settle(
+    ledger: Ledger, sender: Sender, row: outbox.OutboxRow, now_us: int, report: DeliveryReport
+) -> None:
+    """Found in the channel: sent. Not found: pending again, sent once more (tagged as before)."""
+    what = "an interrupted send" if row.status == "sending" else "an unanswered send"
+    if not sender.can_look_up:  # an expired claim, with a webhook
+        if _record(ledger, row, status="ambiguous", now_us=now_us, error=f"{what}: {_ask_a_person(row.id)}"):
             report.ambiguous += 1
-            continue
-        with write_transaction(ledger.engine) as conn:
-            if ts is not None and row.payload.get("type") == "report":  # the summary went; the file may not
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status="pending",
-                    now_us=now_us,
-                    slack_ts=ts,
-                    next_attempt_us=now_us,
-                    claimed_us=row.claimed_us,
-                    error="summary found in Slack after an interrupted send; attaching the report again",
-                )
-            elif ts is not None:
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status="sent",
-                    now_us=now_us,
-                    slack_ts=ts,
-                    claimed_us=row.claimed_us,
-                    error="found in Slack after an interrupted send",
-                )
-            else:
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status="pending",
-                    now_us=now_us,
-                    next_attempt_us=now_us,
-                    claimed_us=row.claimed_us,
-                    error="interrupted before Slack posted it; sending again",
-                )
-        report.recovered += 1
+            report.problems.append(f"{_label(row)}: {what} may have been posted; {_ask_a_person(row.id)}")
+        return
+    try:
+        ts = sender.find_sent(row.channel, row.dedupe_key, row.created_us - 60_000_000)
+    except NotifyError as exc:  # Slack could not be asked: we cannot know yet
+        retry_s = _RETRY_BACKOFF_S[2]
+        error = (
+            f"{what}, and Slack could not be checked: {exc}; checked again in {retry_s // 60} minutes, "
+            f"or decide yourself: `finops alerts resend {row.id}` or `finops alerts dismiss {row.id}`"
+        )
+        if _record(
+            ledger,
+            row,
+            status="ambiguous",
+            now_us=now_us,
+            error=error,
+            next_attempt_us=now_us + retry_s * 1_000_000,
+        ):
+            report.ambiguous += 1 if row.status == "sending" else 0
+            report.problems.append(f"{_label(row)}: {error}")
+        return
+    if ts is not None and row.payload.get("type") == "report":  # the summary went; the file may not
+        settled = _record(
+            ledger,
+            row,
+            status="pending",
+            now_us=now_us,
+            slack_ts=ts,
+            next_attempt_us=now_us,
+            error=f"summary found in {_where(row)} after {what}; attaching the report again",
+        )
+    elif ts is not None:
+        settled = _record(
+            ledger,
+            row,
+            status="sent",
+            now_us=now_us,
+            slack_ts=ts,
+            error=f"found in {_where(row)} after {what}",
+        )
+    else:
+        settled = _record(
+            ledger,
+            row,
+            status="pending",
+            now_us=now_us,
+            next_attempt_us=now_us,
+            error=f"not found in {_where(row)} after {what}; sent again, tagged so a later check finds it",
+        )
+    report.recovered += 1 if settled else 0
+
+
+def _record(ledger: Ledger, row: outbox.OutboxRow, **outcome: Any) -> bool:
+    with write_transaction(ledger.engine) as conn:
+        return outbox.settle(conn, row, **outcome)
 
 
 def deliver(
@@ -337,89 +457,158 @@ def deliver(
     now: datetime | None = None,
     limit: int = 200,
     stop: Callable[[], bool] = lambda: False,
+    only: Collection[int] | None = None,
 ) -> DeliveryReport:
     """Send every due outbox row once; failures are recorded and never block the others.
 
-    ``stop`` is asked before each row: a daemon shutting down leaves the rest pending (they are
-    in the database; the next start sends them) instead of waiting on a slow Slack.
+    ``now`` is when this run looks at the outbox (what is due, which leases have ended); each
+    row is claimed with the time it is claimed, for as long as its send may take, so a long
+    run never hands out claims that already look expired. ``stop`` is asked before each row:
+    a daemon shutting down leaves the rest pending (they are in the database; the next start
+    sends them) instead of waiting on a slow Slack. ``only`` limits the run to those rows.
     """
     report = DeliveryReport()
-    now_us = _us(now or datetime.now(UTC))
-    _recover(ledger, sender, now_us, report)
+    now_us = _clock_us() if now is None else _us(now)
+    _look_up(ledger, sender, now_us, report, only)
     with ledger.engine.connect() as conn:
-        rows = outbox.due_rows(conn, now_us=now_us, limit=limit)
+        rows = outbox.due_rows(conn, now_us=now_us, limit=limit, ids=only)
     for row in rows:
         if stop():
             break
-        with write_transaction(ledger.engine) as conn:
-            if not outbox.claim(conn, row.id, now_us=now_us):
-                continue  # another deliverer has it
+        claim = _claim(ledger, row, sender)
+        if claim is None:
+            continue
         failpoint("after-claim")
-        result = _send_all(sender, row)
-        done_us = time.time_ns() // 1000
-        with write_transaction(ledger.engine) as conn:
-            if result.status == "retry":
-                wait = result.retry_after_s or _RETRY_BACKOFF_S[min(row.attempts, len(_RETRY_BACKOFF_S) - 1)]
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status="pending",
-                    now_us=done_us,
-                    error=result.detail,
-                    slack_ts=result.slack_ts,  # a report's summary that went: not posted again
-                    next_attempt_us=done_us + int(wait * 1_000_000),
-                    claimed_us=now_us,
-                )
-            else:
-                outbox.finish(
-                    conn,
-                    row.id,
-                    status=result.status,
-                    now_us=done_us,
-                    error=None if result.status == "sent" else result.detail,
-                    slack_ts=result.slack_ts,
-                    claimed_us=now_us,
-                )
-        if result.status == "sent":
-            report.sent += 1
-        elif result.status == "failed":
-            report.failed += 1
-            report.problems.append(
-                f"{row.dedupe_key} to {row.channel or '(default channel)'}: {result.detail}"
-            )
-        elif result.status == "ambiguous":
-            report.ambiguous += 1
-            report.problems.append(f"{row.dedupe_key}: {result.detail}")
-        else:
-            report.retrying += 1
+        _finish(ledger, sender, row, claim, _send_all(sender, row, claim), report)
     return report
 
 
-def _send_report(sender: Sender, row: outbox.OutboxRow) -> Delivery:
+def _finish(
+    ledger: Ledger,
+    sender: Sender,
+    row: outbox.OutboxRow,
+    claim: _Claim,
+    result: Delivery,
+    report: DeliveryReport,
+) -> None:
+    done_us = _clock_us()
+    outcome: dict[str, Any] = {"status": result.status, "slack_ts": result.slack_ts}
+    if result.status == "retry":
+        wait = result.retry_after_s or _RETRY_BACKOFF_S[min(row.attempts, len(_RETRY_BACKOFF_S) - 1)]
+        # a report's summary that went (slack_ts) is not posted again
+        outcome.update(status="pending", error=result.detail, next_attempt_us=done_us + int(wait * 1_000_000))
+    elif result.status == "ambiguous":
+        then = (
+            f"finops looks for it in {_where(row)} in {LEASE_MARGIN.seconds // 60} minutes "
+            "and sends it again only if it is not there"
+            if sender.can_look_up
+            else _ask_a_person(row.id)
+        )
+        outcome.update(error=f"{result.detail}; {then}", next_attempt_us=done_us + _MARGIN_US)
+    else:
+        outcome.update(error=None if result.status == "sent" else result.detail)
+    with write_transaction(ledger.engine) as conn:
+        finished = outbox.finish(conn, row.id, attempts=claim.attempts, now_us=done_us, **outcome)
+    if not finished:
+        report.problems.append(
+            f"{_label(row)}: its claim expired before the send ended ({result.detail}); "
+            "the deliverer that took it over checks Slack before sending"
+        )
+    elif result.status == "sent":
+        report.sent += 1
+    elif result.status == "failed":
+        report.failed += 1
+        report.problems.append(f"{_label(row)} to {row.channel or '(default channel)'}: {result.detail}")
+    elif result.status == "ambiguous":
+        report.ambiguous += 1
+        report.problems.append(f"{_label(row)}: {outcome['error']}")
+    else:
+        report.retrying += 1
+
+
+def _decidable(conn: Connection, row_id: int) -> outbox.OutboxRow:
+    row = outbox.outbox_row(conn, row_id)
+    if row is None:
+        raise UsageError(f"no alert {row_id} in the outbox: see `finops alerts list`")
+    if row.status not in outbox.DECIDABLE:
+        raise UsageError(
+            f"alert {row_id} is {row.status}: only an ambiguous or failed alert can be re-sent or "
+            "dismissed (see `finops alerts list --status ambiguous`)"
+        )
+    return row
+
+
+def resend(ledger: Ledger, sender: Sender, row_id: int) -> DeliveryReport:
+    """A person checked the channel and did not find an ambiguous (or failed) alert: send it
+    again now, tagged as before.
+
+    Raises:
+        UsageError: no such alert, or it is not ambiguous or failed.
+    """
+    with write_transaction(ledger.engine) as conn:
+        _decidable(conn, row_id)
+        if not outbox.decide(
+            conn, row_id, status="pending", now_us=_clock_us(), note="sent again by `finops alerts resend`"
+        ):
+            raise UsageError(f"alert {row_id} changed meanwhile: see `finops alerts list`")
+    return deliver(ledger, sender, only=[row_id])
+
+
+def dismiss(ledger: Ledger, row_id: int) -> None:
+    """A person found an ambiguous alert in the channel (or gave up on a failed one): never send it.
+
+    Raises:
+        UsageError: no such alert, or it is not ambiguous or failed.
+    """
+    with write_transaction(ledger.engine) as conn:
+        row = _decidable(conn, row_id)
+        if not outbox.decide(
+            conn,
+            row_id,
+            status="dismissed",
+            now_us=_clock_us(),
+            note=f"dismissed by `finops alerts dismiss` (was {row.status}: {row.last_error})",
+        ):
+            raise UsageError(f"alert {row_id} changed meanwhile: see `finops alerts list`")
+
+
+def _send_report(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delivery:
     """A report: its summary message, then the full report as a file."""
     p = row.payload
     summary_ts = row.slack_ts  # set once the summary went: a retry only attaches the file
     if summary_ts is None:
+        deadline = claim.deadline(sender.max_call_s)
+        if deadline is None:
+            return _LOST
         summary = SlackMessage(text=p["summary"]["text"], blocks=tuple(p["summary"]["blocks"]))
-        sent = sender.send(row.channel, _tagged(summary, row.dedupe_key))
+        sent = sender.send(row.channel, _tagged(summary, row.dedupe_key), deadline=deadline)
         if sent.status != "sent":
             return sent
         summary_ts = sent.slack_ts or "sent"
-    uploaded = sender.upload(row.channel, filename=p["filename"], content=p["content"], title=p["title"])
+    deadline = claim.deadline(sender.max_call_s * _UPLOAD_CALLS)
+    if deadline is None:
+        return dataclasses.replace(_LOST, slack_ts=summary_ts)
+    uploaded = sender.upload(
+        row.channel, filename=p["filename"], content=p["content"], title=p["title"], deadline=deadline
+    )
     return dataclasses.replace(uploaded, slack_ts=summary_ts)
 
 
-def _send_all(sender: Sender, row: outbox.OutboxRow) -> Delivery:
+def _send_all(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delivery:
     """A long alert may be several Slack messages; the row is sent when all of them are."""
     if row.payload.get("type") == "report":
-        return _send_report(sender, row)
+        return _send_report(sender, row, claim)
     if row.payload.get("type") == "message":  # a digest: one ready-made message
         p = row.payload
-        return sender.send(row.channel, _tagged(SlackMessage(p["text"], tuple(p["blocks"])), row.dedupe_key))
-    message = message_from_payload(row.payload)
+        parts = [SlackMessage(p["text"], tuple(p["blocks"]))]
+    else:
+        parts = render_alert(message_from_payload(row.payload))
     last: Delivery | None = None
-    for part in render_alert(message):
-        last = sender.send(row.channel, _tagged(part, row.dedupe_key))
+    for part in parts:
+        deadline = claim.deadline(sender.max_call_s)
+        if deadline is None:
+            return _LOST
+        last = sender.send(row.channel, _tagged(part, row.dedupe_key), deadline=deadline)
         if last.status != "sent":
             return last
     assert last is not None
