@@ -196,7 +196,9 @@ def test_tokens_must_be_well_formed_and_required_off_loopback(sqlite_url: str, b
 
 
 def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", "--once", "--db", sqlite_url, "--budgets", str(budgets)])
+    result = CliRunner().invoke(
+        app, ["run", "--once", "--init", "--db", sqlite_url, "--budgets", str(budgets)]
+    )
     assert result.exit_code == 0, result.output
     assert "1 budgets: 0 new alerts" in result.stdout and "retention" in result.stdout
 

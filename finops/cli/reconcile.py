@@ -40,7 +40,7 @@ def poll(provider: ProviderOpt = None, db: DbOpt = None) -> None:
     from finops.usecases.pollers import poll_all
 
     wanted = _provider(provider)
-    ledger = ledger_for(db)
+    ledger = ledger_for(db, create=True)  # loading reports into a new database is a start
     try:
         summaries = poll_all(ledger, ledger.settings, providers=(wanted,) if wanted else _PROVIDERS)
     finally:

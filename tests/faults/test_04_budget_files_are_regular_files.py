@@ -122,7 +122,7 @@ def test_nothing_of_a_linked_file_reaches_messages_slack_or_logs(
         slack_default_channel="#finops",
     )
     caplog.set_level(logging.DEBUG)
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, create=True)
     try:
         finishes(daemon.cycle)
         finishes(daemon.cycle)
@@ -139,7 +139,7 @@ def test_nothing_of_a_linked_file_reaches_messages_slack_or_logs(
 def test_a_file_replaced_by_a_symlink_keeps_its_last_good_version_not_the_linked_one(
     db_url: str, folder: Path, outside: Path
 ) -> None:
-    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder))
+    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder), create=True)
     try:
         daemon.cycle()
         assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]

@@ -235,7 +235,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_the_daemon_starts_and_keeps_reloading_the_other_files(db_url: str, folder: Path) -> None:
-    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder, cycle_s=3600))
+    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder, cycle_s=3600), create=True)
     try:
         daemon.start()  # this raised RecursionError: the daemon could not start
         assert [b.key for b in daemon.budgets.budgets] == ["support-gpt-en"]

@@ -56,7 +56,7 @@ def test_a_file_with_2000_thresholds_queues_no_alert(db_url: str, tmp_path: Path
     folder = tmp_path / "budgets"
     folder.mkdir()
     (folder / "support.yaml").write_text(budget_text(2_000))
-    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder, cycle_s=3600))
+    daemon = Daemon(Settings(database_url=db_url, budgets_dir=folder, cycle_s=3600), create=True)
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         record = {"id": "r1", "ts": now.isoformat(), "model": "gpt-4o-mini", "flow": "support-gpt-en"}
