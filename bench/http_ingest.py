@@ -47,7 +47,7 @@ TOKEN = "bench-token-0123456789abcdef"
 
 
 def jsonl_rate(path: Path, url: str) -> tuple[float, int]:
-    ledger = Ledger.open(Settings(database_url=url))
+    ledger = Ledger.open(Settings(database_url=url), create=True)
     start = time.perf_counter()
     summary = ingest_paths(ledger, [path])
     elapsed = time.perf_counter() - start
@@ -95,7 +95,7 @@ def check_latency(port: int, calls: int) -> list[float]:
 
 
 def check_in_process(url: str, budgets: Path, calls: int) -> list[float]:
-    ledger = Ledger.open(Settings(database_url=url))
+    ledger = Ledger.open(Settings(database_url=url), create=True)
     found = budgets_in_force(ledger, budgets).budgets
     times = []
     with ledger.engine.connect() as conn:
@@ -126,7 +126,19 @@ def http_rate(
     env = {**os.environ, "FINOPS_INGEST_TOKENS": f"bench={TOKEN}", "FINOPS_LOG_FORMAT": "json"}
     with (tmp / "daemon.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "finops", "run", "--port", str(port), "--db", url, "--budgets", str(tmp)],
+            [
+                sys.executable,
+                "-m",
+                "finops",
+                "run",
+                "--init",
+                "--port",
+                str(port),
+                "--db",
+                url,
+                "--budgets",
+                str(tmp),
+            ],
             env=env,
             stdout=log,
             stderr=log,

@@ -64,7 +64,7 @@ def baseline(path: Path, db: Path, ledger: Ledger) -> tuple[float, int]:
 
 
 def finops_ingest(path: Path, db: Path) -> tuple[float, int]:
-    ledger = Ledger.open(Settings(database_url=f"sqlite:///{db}"))
+    ledger = Ledger.open(Settings(database_url=f"sqlite:///{db}"), create=True)
     start = time.perf_counter()
     summary = ingest_paths(ledger, [path], batch_size=BATCH)
     elapsed = time.perf_counter() - start
@@ -114,7 +114,7 @@ def main() -> None:
             # fork and exec, so a child forked later from the 1M rows below would report them.
             big = write_jsonl(args.data / f"usage-{args.rss_records}.jsonl", args.rss_records, seed=2)
             rss = peak_rss(big, Path(tmp) / "rss.db")
-        ledger = Ledger.open(Settings(database_url=f"sqlite:///{Path(tmp) / 'book.db'}"))
+        ledger = Ledger.open(Settings(database_url=f"sqlite:///{Path(tmp) / 'book.db'}"), create=True)
         base_s, base_n = baseline(path, Path(tmp) / "raw.db", ledger)
         ledger.close()
         fin_s, fin_n = finops_ingest(path, Path(tmp) / "finops.db")

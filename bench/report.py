@@ -41,7 +41,7 @@ def main() -> None:
         print(
             f"loaded {args.records:,} records with {args.prompts:,} prompts in {time.perf_counter() - t:.0f} s"
         )
-    ledger = Ledger.open(Settings(database_url=f"sqlite:///{db}"))
+    ledger = Ledger.open(Settings(database_url=f"sqlite:///{db}"), create=True)
     t = time.perf_counter()
     report = build_monthly_report(ledger, month="2026-11", tz=ZoneInfo("UTC"), top=20)
     built = time.perf_counter() - t
