@@ -73,6 +73,7 @@ _MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_ID = 256
 _NO_TAGS: Mapping[str, str] = {}
 _STR_ONLY = {str}
+_NAMES = ("model", "provider", "flow")  # never blank: people read them in tables and alerts
 
 
 class RecordError(ValueError):
@@ -188,10 +189,15 @@ def _sub(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def _text(
     obj: Mapping[str, Any], name: str, limit: int = 512, *, check: Callable[[str, str, int], str] = check_text
 ) -> str | None:
-    """An optional text field (a number is taken as its digits), checked by ``check``."""
+    """An optional text field (a number is taken as its digits), checked by ``check``.
+
+    A plain string within ``limit`` is returned as is: :func:`parse_usage` scans all of a
+    record's texts for forbidden characters in one pass (the hot path of ingest)."""
     value = obj.get(name)
     if value is None or value == "":
         return None
+    if value.__class__ is str and len(value) <= limit and check is not _any_text:
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RecordError(f"{name} must be a string, got {type(value).__name__}")
     text = value if isinstance(value, str) else str(value) if abs(value) < 10**64 else "?" * (limit + 1)
@@ -199,6 +205,16 @@ def _text(
         return check(text, name, limit)
     except TextError as exc:
         raise RecordError(str(exc)) from None
+
+
+def _check_texts(texts: Mapping[str, str | None]) -> None:
+    """Name the field at fault, once the one-pass scan in :func:`parse_usage` found one."""
+    for name, text in texts.items():
+        if text is not None:
+            try:
+                (check_name if name in _NAMES else check_text)(text, name, len(text))
+            except TextError as exc:
+                raise RecordError(str(exc)) from None
 
 
 def _any_text(value: str, name: str, limit: int) -> str:
@@ -300,7 +316,7 @@ def _tags(value: object) -> Mapping[str, str]:
         set(map(type, values)) == _STR_ONLY
         and max(map(len, values)) <= 256
         and max(map(len, value)) <= 128
-        and not has_forbidden(" ".join((*value, *values)))
+        and not has_forbidden(" ".join(value) + " " + " ".join(values))
         and all(map(str.strip, value))
     ):
         return value  # JSON object keys are strings already; the whole check runs in C
@@ -369,16 +385,12 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
         raise RecordError("missing required field model")
     if model[0].isspace() or model[-1].isspace():
         model = model.strip()
-    try:
-        check_name(model, "model", 200)
-    except TextError as exc:
-        raise RecordError(str(exc)) from None
+    if len(model) > 200:
+        raise RecordError("model is longer than 200 characters")
 
     provider_raw = obj.get("provider")
     if provider_raw is not None and (not isinstance(provider_raw, str) or len(provider_raw) > 64):
         raise RecordError("provider must be a short string")
-    if provider_raw:
-        _text(obj, "provider", 64, check=check_name)
     provider = canonical_provider(provider_raw) if provider_raw else infer_provider(model) or "unknown"
 
     native = obj.get("usage")
@@ -422,11 +434,19 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
         )
 
     tier_raw: Any = obj.get("service_tier") or tier_hint or "standard"
-    tier = _TIER_ALIASES.get(tier_raw.lower()) if isinstance(tier_raw, str) else None
+    tier = (
+        (_TIER_ALIASES.get(tier_raw) or _TIER_ALIASES.get(tier_raw.lower()))
+        if isinstance(tier_raw, str)
+        else None
+    )
     if tier is None:
         raise RecordError(f"service_tier is not one of {', '.join(SERVICE_TIERS)}, got {shown(tier_raw)}")
     status_raw: Any = obj.get("status") or "ok"
-    status = _STATUS_ALIASES.get(status_raw.lower()) if isinstance(status_raw, str) else None
+    status = (
+        (_STATUS_ALIASES.get(status_raw) or _STATUS_ALIASES.get(status_raw.lower()))
+        if isinstance(status_raw, str)
+        else None
+    )
     if status is None:
         raise RecordError(f"status is not ok or error, got {shown(status_raw)}")
 
@@ -443,6 +463,18 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     if obj.get("tool_calls") is not None:
         tool_calls = _count(obj, "tool_calls", maximum=MAX_REQUESTS)
 
+    prompt_id, trace_id, session_id = (
+        _text(obj, "prompt_id"),
+        _text(obj, "trace_id"),
+        _text(obj, "session_id"),
+    )
+    # Every text in one scan (the hot path); the slow path names the field at fault.
+    joined = (
+        f"{rid} {model} {provider_raw or ''} {flow} {prompt_id or ''} {trace_id or ''} {session_id or ''}"
+    )
+    if has_forbidden(joined) or not flow.strip() or (provider_raw and not provider_raw.strip()):
+        texts = {"id": rid, "model": model, "provider": provider_raw or None, "flow": flow}
+        _check_texts({**texts, "prompt_id": prompt_id, "trace_id": trace_id, "session_id": session_id})
     prompt = obj.get("prompt")
     prompt_text = _prompt_text(prompt) if prompt is not None else None
     return UsageRecord(
@@ -462,10 +494,10 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
         service_tier=tier,
         requests=requests,
         status=status,
-        prompt_id=_text(obj, "prompt_id"),
+        prompt_id=prompt_id,
         user_hash=user_hash,
-        trace_id=_text(obj, "trace_id"),
-        session_id=_text(obj, "session_id"),
+        trace_id=trace_id,
+        session_id=session_id,
         latency_ms=latency,
         tool_calls=tool_calls,
     )
