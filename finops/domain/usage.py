@@ -385,11 +385,11 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
         )
 
     tier_raw: Any = obj.get("service_tier") or tier_hint or "standard"
-    tier = _TIER_ALIASES.get(tier_raw) or _TIER_ALIASES.get(str(tier_raw).lower())
+    tier = _TIER_ALIASES.get(tier_raw.lower()) if isinstance(tier_raw, str) else None  # a list: unhashable
     if tier is None:
         raise RecordError(f"service_tier {tier_raw!r} is not one of {', '.join(SERVICE_TIERS)}")
     status_raw: Any = obj.get("status") or "ok"
-    status = _STATUS_ALIASES.get(status_raw) or _STATUS_ALIASES.get(str(status_raw).lower())
+    status = _STATUS_ALIASES.get(status_raw.lower()) if isinstance(status_raw, str) else None
     if status is None:
         raise RecordError(f"status {status_raw!r} is not ok or error")
 
