@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -41,6 +43,10 @@ log = logging.getLogger("finops.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 _NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+#: Longer than any name finops stores (the longest column is 1,024), and a URL can hold several.
+_MAX_PARAM_CHARS = 1024
+#: Values of one repeated parameter (``flow=a&flow=b...``): each is a bound SQL parameter.
+_MAX_PARAM_VALUES = 1000
 
 
 class ApiState:
@@ -73,6 +79,31 @@ def _error(status: int, message: str, **more: Any) -> Response:
 class _Refused(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+def _printable(name: str, value: str) -> None:
+    if len(value) > _MAX_PARAM_CHARS:
+        raise _Refused(_error(400, f"{name} is longer than {_MAX_PARAM_CHARS:,} characters"))
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise _Refused(
+            _error(400, f"{name} contains the control character U+{ord(bad):04X}: send printable text")
+        )
+
+
+def _check_parameters(request: Request) -> None:
+    """Query and path parameters are printable and bounded before anything reads them: a NUL
+    reaching PostgreSQL, or a 100,000-character flow, is the sender's mistake (400), not a 500."""
+    for name, value in request.path_params.items():
+        _printable(name, value)
+    counts = Counter[str]()
+    for name, value in request.query_params.multi_items():
+        _printable("a query parameter name", name)
+        _printable(name, value)
+        counts[name] += 1
+    for name, count in counts.items():
+        if count > _MAX_PARAM_VALUES:
+            raise _Refused(_error(400, f"{name} is given {count:,} times; at most {_MAX_PARAM_VALUES:,}"))
 
 
 def _source(state: ApiState, request: Request) -> str:
@@ -175,7 +206,7 @@ def _span_items(body: bytes, protobuf: bool, limit: int) -> list[tuple[str, Any]
         raise _Refused(_error(400, "the body is not an OTLP ExportTraceServiceRequest (a JSON object)"))
     try:
         items = list(span_records(payload))
-    except (AttributeError, TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError, OverflowError) as exc:
         raise _Refused(
             _error(400, f"the body is not an OTLP ExportTraceServiceRequest: resourceSpans[...] {exc}")
         ) from None
@@ -210,6 +241,14 @@ async def post_traces(request: Request) -> Response:
     return _json(doc)
 
 
+_ENTRY = {"standard": "StandardLoggingPayload", "spendlogs": "LiteLLM_SpendLogs row"}
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "true/false", int: "a number", float: "a number", str: "a string"}
+    return names.get(type(value), "an array")
+
+
 async def post_litellm(request: Request) -> Response:
     """LiteLLM's generic logging callback (``StandardLoggingPayload``: one, an array, or NDJSON), or
     ``?kind=spendlogs`` for rows of its ``LiteLLM_SpendLogs`` table."""
@@ -227,18 +266,26 @@ async def post_litellm(request: Request) -> Response:
 
     def work() -> BatchResult:
         bad: list[Rejection] = []
+        entries: list[tuple[int, Any]] = []  # (index: array position or NDJSON line number, entry)
         if ndjson:  # a line that is not JSON is rejected alone, as on /v1/usage
-            payload: list[Any] = []
             for number, line in enumerate(ndjson_lines(body), 1):
                 if not line.strip():
                     continue
                 try:
-                    payload.append(orjson.loads(line))
+                    entries.append((number, orjson.loads(line)))
                 except orjson.JSONDecodeError as exc:
                     bad.append(Rejection("http", number, f"invalid JSON: {exc}", unparsed_line(line)))
         else:
             payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
-        items = list(litellm_objects(payload, kind))
+            entries = list(enumerate(payload if isinstance(payload, list) else [payload]))
+        objects = []
+        for index, entry in entries:  # `null` would read as "not a billed call" and vanish: refuse it
+            if isinstance(entry, dict):
+                objects.append(entry)
+            else:
+                reason = f"a LiteLLM {_ENTRY[kind]} must be a JSON object, got {_json_type(entry)}"
+                bad.append(Rejection("http", index, reason, ""))
+        items = list(litellm_objects(objects, kind))
         if len(items) > limit:
             raise _Refused(_error(413, f"{len(items):,} payloads in one request; at most {limit:,}"))
         return service.mapped(items, source=source, rejections=bad)
@@ -371,6 +418,7 @@ def _instrumented(name: str, handler: Handler) -> Handler:
         state: ApiState = request.app.state.api
         started = time.perf_counter()
         try:
+            _check_parameters(request)
             response = await handler(request)
         except _Refused as refused:
             response = refused.response
