@@ -60,3 +60,6 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
         logger.propagate = True
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A connection lost mid-batch makes psycopg warn "error ignored terminating <Pipeline>" once per
+    # pooled connection; the outage already has its line (finops.database), and its errors raise.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops import __version__
+from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.body import BodyError, read_body
 from finops.daemon.http.metrics import Metrics
@@ -73,7 +74,14 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 def _error(status: int, message: str, **more: Any) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="finops"'} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return _json({"error": message, **more}, status, headers)
+
+
+def _unavailable() -> Response:
+    """The answer while the database cannot serve: the client backs off and sends again."""
+    return _error(503, "database unavailable: retry later", retry_after_s=RETRY_AFTER_S)
 
 
 class _Refused(Exception):
@@ -377,17 +385,24 @@ async def get_spend(request: Request) -> Response:
 
 
 async def get_health(request: Request) -> Response:
-    """200 when the database answers and the daemon is not stopping; 503 otherwise."""
+    """200 when the database answers and the daemon is not stopping; 503 otherwise (and while
+    writes are failing, e.g. a full disk, even though reads answer)."""
     state: ApiState = request.app.state.api
     engine = state.service.ledger.engine
+    outage = state.service.outage
 
     def probe() -> str | None:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # reported, not raised: health says what is wrong
-            return f"{type(exc).__name__}: {exc}"
-        return None
+        except Exception as exc:  # reported, not raised: health says what is wrong (the log, why)
+            if not unavailable(exc):
+                log.exception("health probe failed")
+                return f"error ({type(exc).__name__})"
+            outage.failed(exc, writing=False)
+            return "unavailable"
+        outage.succeeded(writing=False)
+        return "writes failing" if outage.writes_failing() else None
 
     problem = await run_in_threadpool(probe)
     found = state.service.budgets.current
@@ -401,7 +416,8 @@ async def get_health(request: Request) -> Response:
         if (last := state.last_cycle())
         else None,
     }
-    return _json(doc, 200 if problem is None and not state.stopping else 503)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if problem else None
+    return _json(doc, 200 if problem is None and not state.stopping else 503, headers)
 
 
 def _iso(us: int | None) -> str | None:
@@ -422,9 +438,17 @@ def _instrumented(name: str, handler: Handler) -> Handler:
             response = await handler(request)
         except _Refused as refused:
             response = refused.response
-        except Exception as exc:  # a bug: JSON like every other answer, counted, and in the log
-            log.exception("request failed", extra={"route": name})
-            response = _error(500, f"internal error ({type(exc).__name__}); the daemon's log has the details")
+        except DatabaseUnavailable:  # told once to the log by the service, not per request
+            response = _unavailable()
+        except Exception as exc:
+            if unavailable(exc):  # outside the service's guard: the same answer
+                state.service.outage.failed(exc, writing=request.method == "POST")
+                response = _unavailable()
+            else:  # a bug: JSON like every other answer, counted, and in the log
+                log.exception("request failed", extra={"route": name})
+                response = _error(
+                    500, f"internal error ({type(exc).__name__}); the daemon's log has the details"
+                )
         state.metrics.requests.labels(name, str(response.status_code)).inc()
         state.metrics.latency.labels(name).observe(time.perf_counter() - started)
         return response
