@@ -203,7 +203,7 @@ def test_postgres_stopped_mid_ingest_gets_503_then_recovers_without_restart(
     assert upgraded.exit_code == 0, upgraded.output
     proc = DaemonProcess(tmp_path, pg.url).start()
     try:
-        batches = [[usage(b * 100 + i) for i in range(100)] for b in range(60)]
+        batches = [[usage(b * 100 + i) for i in range(100)] for b in range(80)]
         loader = Loader(proc, batches)
         loading = threading.Thread(target=loader.run)
         loading.start()
@@ -223,7 +223,7 @@ def test_postgres_stopped_mid_ingest_gets_503_then_recovers_without_restart(
             assert "retry-after" in health.headers
             assert b"finops_database_up 0.0" in client.get("/metrics").content
         time.sleep(1.5)  # three cycles (FINOPS_CYCLE_S=0.5) fail in the outage
-        acked_in_outage = set(loader.acked)
+        acked_before_restart = set(loader.acked)
 
         pg.start()  # the same daemon, no restart
         restarted = time.monotonic()
@@ -235,8 +235,8 @@ def test_postgres_stopped_mid_ingest_gets_503_then_recovers_without_restart(
         assert statuses == {200, 503}, statuses  # never a 500
         assert all(retry is not None for _, status, retry in loader.answers if status == 503)
         stored = _stored(pg.url)
-        assert len(stored) == 60 * 100 and set(stored.values()) == {1}  # every record, once
-        assert all(f"req-{b * 100}" in stored for b in acked_in_outage)
+        assert len(stored) == 80 * 100 and set(stored.values()) == {1}  # every record, once
+        assert all(f"req-{b * 100}" in stored for b in acked_before_restart)
 
         with proc.client() as client:
             last_cycle = client.get("/healthz").json()["last_cycle"]
@@ -266,7 +266,7 @@ class PipedDaemon(DaemonProcess):
         assert stream is not None
 
         def copy() -> None:
-            with self.log.open("ab") as log:
+            with stream, self.log.open("ab") as log:  # until the daemon exits
                 for line in stream:
                     log.write(line)
                     log.flush()
