@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from finops.daemon.budget_watch import BudgetWatch
+from finops.daemon.database_outage import DatabaseOutage, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.metrics import Metrics
 from finops.daemon.schedules import Job, default_jobs, owner_id, run_due
@@ -51,6 +52,7 @@ class CycleReport:
     failed: int = 0
     jobs: list[tuple[str, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    database_unavailable: int = 0  # steps that failed because the database could not serve
 
 
 def _tokens(settings: Settings) -> TokenTable:
@@ -88,7 +90,9 @@ class Daemon:
         self.budgets = BudgetWatch(self.ledger, settings.budgets_dir)
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.service = IngestService(self.ledger, self.budgets, on_ingest=self.wake.set)
+        self.metrics.database_up.set(1)
+        self.outage = DatabaseOutage(on_change=lambda up: self.metrics.database_up.set(int(up)))
+        self.service = IngestService(self.ledger, self.budgets, on_ingest=self.wake.set, outage=self.outage)
         self._sender = sender
         self._pollers = pollers if pollers is not None else {}
         self._jobs = jobs if jobs is not None else default_jobs(self.ledger, extra=extra_jobs)
@@ -120,8 +124,13 @@ class Daemon:
         try:
             work()
         except Exception as exc:  # one broken step never stops the others
-            log.exception("cycle step failed", extra={"step": name})
             self.metrics.cycle_errors.labels(name).inc()
+            if unavailable(exc):  # logged once per outage, not per step and cycle
+                self.outage.failed(exc, writing=False)
+                report.database_unavailable += 1
+                report.errors.append(f"{name}: the database is unavailable")
+                return
+            log.exception("cycle step failed", extra={"step": name})
             report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     def _prices_fingerprint(self) -> tuple[Any, ...]:
@@ -178,7 +187,10 @@ class Daemon:
         self.metrics.cycles.inc()
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.last_cycle_us = time.time_ns() // 1000
-        if report.new_alerts or report.sent or report.failed or report.errors:
+        if not report.database_unavailable:
+            self.outage.succeeded(writing=False)
+        news = report.new_alerts or report.sent or report.failed
+        if news or len(report.errors) > report.database_unavailable:  # an outage has its own lines
             log.info(
                 "cycle",
                 extra={
@@ -218,8 +230,12 @@ class Daemon:
             try:
                 line = poller(self.ledger, now or datetime.now(UTC))
             except Exception as exc:  # the next poll retries from the persisted cursor
-                log.warning("provider poll failed", extra={"provider": name, "error": str(exc)})
                 self.metrics.poll_errors.labels(name).inc()
+                if unavailable(exc):
+                    self.outage.failed(exc, writing=False)
+                    lines.append(f"{name}: failed: the database is unavailable")
+                    continue
+                log.warning("provider poll failed", extra={"provider": name, "error": str(exc)})
                 lines.append(f"{name}: failed: {exc}")
                 continue
             self.metrics.poll_success.labels(name).set(time.time())

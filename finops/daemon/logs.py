@@ -9,11 +9,41 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
+
+from sqlalchemy.exc import StatementError
+
+from finops.storage.db import describe_db_error
 
 __all__ = ["configure_logging"]
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message", "taskName"}
+
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def format_exception(exc_info: _ExcInfo) -> str:
+    """A traceback whose database errors say their kind and SQLSTATE only: PostgreSQL writes the
+    refused value (an email, a prompt) into its message, and logs must never hold it."""
+    value = exc_info[1]
+    if value is None:
+        return ""
+    parts = []
+    seen: set[int] = set()
+    exc: BaseException | None = value
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        if isinstance(exc, StatementError):
+            what = f"{type(exc).__name__}: {describe_db_error(exc)}"
+        else:
+            what = traceback.format_exception_only(exc)[-1].strip()
+        parts.append(f"Traceback (most recent call last):\n{frames}{what}")
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "\n\nwhich was raised while handling:\n\n".join(reversed(parts))
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +58,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
-            doc["error"] = self.formatException(record.exc_info)
+            doc["error"] = format_exception(record.exc_info)
         return json.dumps(doc, default=str, ensure_ascii=False)
 
 
@@ -41,7 +71,7 @@ class TextFormatter(logging.Formatter):
             f"  {extras}" if extras else ""
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + format_exception(record.exc_info)
         return line
 
 
@@ -60,3 +90,6 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
         logger.propagate = True
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A connection lost mid-batch makes psycopg warn "error ignored terminating <Pipeline>" once per
+    # pooled connection; the outage already has its line (finops.database), and its errors raise.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)

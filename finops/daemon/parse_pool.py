@@ -9,7 +9,6 @@ parser is replaced and its request parsed in the daemon; a new price book restar
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +20,7 @@ import orjson
 from finops.domain.pricing import PriceBook
 from finops.sources.jsonl import Line, ndjson_lines
 from finops.usecases.ingest import RowBatch, prepare_lines, prepare_objects, to_rows
+from finops.usecases.process_pool import process_pool
 
 __all__ = ["BodyProblem", "ParsePool", "parse_usage_body"]
 
@@ -86,10 +86,7 @@ class ParsePool:
             if self._pool is None or self._book is not book:
                 if self._pool is not None:
                     self._pool.shutdown(wait=False)
-                context = multiprocessing.get_context("spawn")  # no inherited database handles
-                self._pool = ProcessPoolExecutor(
-                    self._workers, mp_context=context, initializer=_init, initargs=(book, user_key)
-                )
+                self._pool = process_pool(self._workers, _init, (book, user_key))  # dies with the daemon
                 self._book = book
             return self._pool
 

@@ -7,13 +7,15 @@ time (the database has one writer anyway); PostgreSQL takes a few at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from finops.daemon.budget_watch import BudgetWatch
+from finops.daemon.database_outage import DatabaseOutage, DatabaseUnavailable, unavailable
 from finops.daemon.parse_pool import BodyProblem, ParsePool
 from finops.storage.ledger import Rejection
 from finops.usecases.budgets import CheckResult, check_flow
@@ -79,21 +81,48 @@ def _rejection(r: Rejection) -> dict[str, Any]:
 
 
 class IngestService:
-    """The operations behind the HTTP API; ``on_ingest`` wakes the daemon loop to check budgets."""
+    """The operations behind the HTTP API; ``on_ingest`` wakes the daemon loop to check budgets.
 
-    def __init__(self, ledger: Ledger, budgets: BudgetWatch, on_ingest: Callable[[], None] = lambda: None):
+    Raises :class:`DatabaseUnavailable` when the database cannot serve now (the API answers 503).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        budgets: BudgetWatch,
+        on_ingest: Callable[[], None] = lambda: None,
+        outage: DatabaseOutage | None = None,
+    ):
         self.ledger = ledger
         self.budgets = budgets
         self._on_ingest = on_ingest
+        self.outage = outage or DatabaseOutage()
         sqlite = ledger.engine.dialect.name == "sqlite"
         self._writers = threading.BoundedSemaphore(1 if sqlite else 4)
         self._parsers = ParsePool(ledger.settings.ingest_workers)
+
+    @contextmanager
+    def _database(self, *, writing: bool) -> Iterator[None]:
+        """Database work: an outage is told to ``outage`` (one log line) and raised as
+        ``DatabaseUnavailable``; anything else propagates as it is."""
+        try:
+            yield
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self.outage.failed(exc, writing=writing)
+            raise DatabaseUnavailable(str(exc)) from None
+        self.outage.succeeded(writing=writing)
 
     def _summary(self) -> IngestSummary:
         return IngestSummary(example_limit=self.ledger.settings.max_batch_records)
 
     def _write(self, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
-        with self._writers:
+        rows = batch.rows if isinstance(batch, RowBatch) else batch.items
+        if not rows and not batch.rejections:  # nothing to write: says nothing about the database
+            write_prepared(self.ledger, source, batch, summary)
+            return
+        with self._writers, self._database(writing=True):
             write_prepared(self.ledger, source, batch, summary)
         if summary.stored:
             self._on_ingest()
@@ -142,18 +171,18 @@ class IngestService:
 
     def outcomes(self, objects: Sequence[Any], *, source: str) -> BatchResult:
         summary = self._summary()
-        with self._writers:
+        with self._writers, self._database(writing=True):
             ingest_outcome_objects(self.ledger, objects, source=source, location="http", summary=summary)
         return BatchResult.of(summary)
 
     def check(
         self, flow: str, *, tags: Mapping[str, str], estimate_usd: Decimal, now: datetime
     ) -> CheckResult:
-        with self.ledger.engine.connect() as conn:
+        with self._database(writing=False), self.ledger.engine.connect() as conn:
             return check_flow(
                 conn, self.budgets.budgets, flow=flow, tags=tags, now=now, estimate_usd=estimate_usd
             )
 
     def spend(self, query: SpendQuery) -> SpendResult:
-        with self.ledger.engine.connect() as conn:
+        with self._database(writing=False), self.ledger.engine.connect() as conn:
             return run_spend(conn, query)

@@ -71,7 +71,10 @@ def _ts(span: Mapping[str, Any]) -> str | None:
         value = int(nanos)
     except (TypeError, ValueError):
         return None
-    return (_EPOCH + timedelta(microseconds=value // 1000)).isoformat()
+    try:
+        return (_EPOCH + timedelta(microseconds=value // 1000)).isoformat()
+    except OverflowError:  # past the year 9999: the record is rejected for its missing ts
+        return None
 
 
 def span_records(request: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:

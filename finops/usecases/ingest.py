@@ -7,13 +7,12 @@ becomes a dead letter with file, line and reason and never stops the others.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from finops.storage.ledger import (
 )
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
+from finops.usecases.process_pool import process_pool
 
 __all__ = [
     "IngestSummary",
@@ -325,10 +325,7 @@ def ingest_lines(
         for chunk in chunked(lines, size):
             write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
         return summary
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited database handles
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(ledger.book, ledger.user_key, source)
-    ) as pool:
+    with process_pool(workers, _worker_init, (ledger.book, ledger.user_key, source)) as pool:
         pending: deque[Future[RowBatch]] = deque()
         try:
             for chunk in chunked(lines, size):

@@ -6,15 +6,21 @@ The CLI and the HTTP API ask the same questions with the same words, so both go 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from finops.domain.periods import month_range, parse_instant
 from finops.domain.providers import canonical_provider
 from finops.usecases.spend import SpendQuery
 
-__all__ = ["resolve_period", "resolve_zone", "spend_query"]
+__all__ = ["EARLIEST", "LATEST", "resolve_period", "resolve_zone", "spend_query"]
+
+#: Periods start and end within these instants: before 1970 nothing was metered, and a period of
+#: thousands of years is a typo (``99999999d``) that would only cost time (or overflow) to answer.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def resolve_zone(name: str) -> ZoneInfo:
@@ -40,16 +46,40 @@ def resolve_period(
     if month:
         if until:
             raise ValueError(f"{dash}month already ends the period; drop {dash}until")
-        return month_range(month, tz)
-    start = (
-        parse_instant("today", now=now, tz=tz)
-        if today
-        else (parse_instant(since, now=now, tz=tz) if since else None)
-    )
-    end = parse_instant(until, now=now, tz=tz) if until else None
+        return _bounded(f"{dash}month", month, lambda: month_range(month, tz))
+    start = end = None
+    if today:
+        start = parse_instant("today", now=now, tz=tz)
+    elif since:
+        start = _bounded(f"{dash}since", since, lambda: parse_instant(since, now=now, tz=tz))
+    if until:
+        end = _bounded(f"{dash}until", until, lambda: parse_instant(until, now=now, tz=tz))
     if start and end and start >= end:
         raise ValueError(f"{dash}since must be before {dash}until")
     return start, end
+
+
+_Period = TypeVar("_Period", datetime, tuple[datetime, datetime])
+
+
+def _bounded(option: str, text: str, read: Callable[[], _Period]) -> _Period:
+    """``read()``, refused with a reason when it falls outside [EARLIEST, LATEST] (or the calendar)."""
+    value: _Period | None
+    try:
+        value = read()
+    except OverflowError:
+        value = None
+    except ValueError as exc:
+        if "out of range" not in str(exc):  # a typo: the message says what to type instead
+            raise
+        value = None
+    instants = value if isinstance(value, tuple) else (value,)
+    if value is None or not all(i is not None and EARLIEST <= i <= LATEST for i in instants):
+        raise ValueError(
+            f"{option} {text!r} is out of range: ask for a time from {EARLIEST:%Y-%m-%d} to "
+            f"{LATEST:%Y-%m-%d} (leave {option} out for no limit)"
+        )
+    return value
 
 
 def spend_query(

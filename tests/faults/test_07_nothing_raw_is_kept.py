@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import MetaData, String, Text, select
 from sqlalchemy.exc import DBAPIError
 
+from finops.daemon.logs import format_exception
 from finops.storage.db import create_engine_for, describe_db_error
 from tests.conftest import usage
 from tests.daemon_proc import DaemonProcess
@@ -102,4 +103,6 @@ def test_a_failed_statement_is_described_without_its_values(postgres_url: str) -
     assert "parameters hidden" in str(failed.value)
     assert EMAIL in str(failed.value.orig)  # the server's own message: never shown by finops
     assert describe_db_error(failed.value) == "InvalidTextRepresentation (SQLSTATE 22P02)"
+    logged = format_exception((type(failed.value), failed.value, failed.value.__traceback__))
+    assert "InvalidTextRepresentation (SQLSTATE 22P02)" in logged and EMAIL not in logged
     engine.dispose()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -23,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops import __version__
+from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.body import BodyError, read_body
 from finops.daemon.http.metrics import Metrics
@@ -41,6 +44,10 @@ log = logging.getLogger("finops.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 _NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+#: Longer than any name finops stores (the longest column is 1,024), and a URL can hold several.
+_MAX_PARAM_CHARS = 1024
+#: Values of one repeated parameter (``flow=a&flow=b...``): each is a bound SQL parameter.
+_MAX_PARAM_VALUES = 1000
 
 
 class ApiState:
@@ -67,12 +74,44 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 def _error(status: int, message: str, **more: Any) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="finops"'} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return _json({"error": message, **more}, status, headers)
+
+
+def _unavailable() -> Response:
+    """The answer while the database cannot serve: the client backs off and sends again."""
+    return _error(503, "database unavailable: retry later", retry_after_s=RETRY_AFTER_S)
 
 
 class _Refused(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+def _printable(name: str, value: str) -> None:
+    if len(value) > _MAX_PARAM_CHARS:
+        raise _Refused(_error(400, f"{name} is longer than {_MAX_PARAM_CHARS:,} characters"))
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise _Refused(
+            _error(400, f"{name} contains the control character U+{ord(bad):04X}: send printable text")
+        )
+
+
+def _check_parameters(request: Request) -> None:
+    """Query and path parameters are printable and bounded before anything reads them: a NUL
+    reaching PostgreSQL, or a 100,000-character flow, is the sender's mistake (400), not a 500."""
+    for name, value in request.path_params.items():
+        _printable(name, value)
+    counts = Counter[str]()
+    for name, value in request.query_params.multi_items():
+        _printable("a query parameter name", name)
+        _printable(name, value)
+        counts[name] += 1
+    for name, count in counts.items():
+        if count > _MAX_PARAM_VALUES:
+            raise _Refused(_error(400, f"{name} is given {count:,} times; at most {_MAX_PARAM_VALUES:,}"))
 
 
 def _source(state: ApiState, request: Request) -> str:
@@ -175,7 +214,7 @@ def _span_items(body: bytes, protobuf: bool, limit: int) -> list[tuple[str, Any]
         raise _Refused(_error(400, "the body is not an OTLP ExportTraceServiceRequest (a JSON object)"))
     try:
         items = list(span_records(payload))
-    except (AttributeError, TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError, OverflowError) as exc:
         raise _Refused(
             _error(400, f"the body is not an OTLP ExportTraceServiceRequest: resourceSpans[...] {exc}")
         ) from None
@@ -210,6 +249,14 @@ async def post_traces(request: Request) -> Response:
     return _json(doc)
 
 
+_ENTRY = {"standard": "StandardLoggingPayload", "spendlogs": "LiteLLM_SpendLogs row"}
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "true/false", int: "a number", float: "a number", str: "a string"}
+    return names.get(type(value), "an array")
+
+
 async def post_litellm(request: Request) -> Response:
     """LiteLLM's generic logging callback (``StandardLoggingPayload``: one, an array, or NDJSON), or
     ``?kind=spendlogs`` for rows of its ``LiteLLM_SpendLogs`` table."""
@@ -227,19 +274,27 @@ async def post_litellm(request: Request) -> Response:
 
     def work() -> BatchResult:
         bad: list[Rejection] = []
+        entries: list[tuple[int, Any]] = []  # (index: array position or NDJSON line number, entry)
         if ndjson:  # a line that is not JSON is rejected alone, as on /v1/usage
-            payload: list[Any] = []
             for number, line in enumerate(ndjson_lines(body), 1):
                 if not line.strip():
                     continue
                 try:
-                    payload.append(orjson.loads(line))
+                    entries.append((number, orjson.loads(line)))
                 except orjson.JSONDecodeError as exc:
                     digest = line_digest(line, service.ledger.user_key)
                     bad.append(Rejection("http", number, f"invalid JSON: {exc}", digest))
         else:
             payload = _decode(body, "a LiteLLM StandardLoggingPayload or a JSON array of them")
-        items = list(litellm_objects(payload, kind))
+            entries = list(enumerate(payload if isinstance(payload, list) else [payload]))
+        objects = []
+        for index, entry in entries:  # `null` would read as "not a billed call" and vanish: refuse it
+            if isinstance(entry, dict):
+                objects.append(entry)
+            else:
+                reason = f"a LiteLLM {_ENTRY[kind]} must be a JSON object, got {_json_type(entry)}"
+                bad.append(Rejection("http", index, reason, ""))
+        items = list(litellm_objects(objects, kind))
         if len(items) > limit:
             raise _Refused(_error(413, f"{len(items):,} payloads in one request; at most {limit:,}"))
         return service.mapped(items, source=source, rejections=bad)
@@ -331,17 +386,24 @@ async def get_spend(request: Request) -> Response:
 
 
 async def get_health(request: Request) -> Response:
-    """200 when the database answers and the daemon is not stopping; 503 otherwise."""
+    """200 when the database answers and the daemon is not stopping; 503 otherwise (and while
+    writes are failing, e.g. a full disk, even though reads answer)."""
     state: ApiState = request.app.state.api
     engine = state.service.ledger.engine
+    outage = state.service.outage
 
     def probe() -> str | None:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # reported, not raised: health says what is wrong
-            return f"{type(exc).__name__}: {exc}"
-        return None
+        except Exception as exc:  # reported, not raised: health says what is wrong (the log, why)
+            if not unavailable(exc):
+                log.exception("health probe failed")
+                return f"error ({type(exc).__name__})"
+            outage.failed(exc, writing=False)
+            return "unavailable"
+        outage.succeeded(writing=False)
+        return "writes failing" if outage.writes_failing() else None
 
     problem = await run_in_threadpool(probe)
     found = state.service.budgets.current
@@ -355,7 +417,8 @@ async def get_health(request: Request) -> Response:
         if (last := state.last_cycle())
         else None,
     }
-    return _json(doc, 200 if problem is None and not state.stopping else 503)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if problem else None
+    return _json(doc, 200 if problem is None and not state.stopping else 503, headers)
 
 
 def _iso(us: int | None) -> str | None:
@@ -372,12 +435,21 @@ def _instrumented(name: str, handler: Handler) -> Handler:
         state: ApiState = request.app.state.api
         started = time.perf_counter()
         try:
+            _check_parameters(request)
             response = await handler(request)
         except _Refused as refused:
             response = refused.response
-        except Exception as exc:  # a bug: JSON like every other answer, counted, and in the log
-            log.exception("request failed", extra={"route": name})
-            response = _error(500, f"internal error ({type(exc).__name__}); the daemon's log has the details")
+        except DatabaseUnavailable:  # told once to the log by the service, not per request
+            response = _unavailable()
+        except Exception as exc:
+            if unavailable(exc):  # outside the service's guard: the same answer
+                state.service.outage.failed(exc, writing=request.method == "POST")
+                response = _unavailable()
+            else:  # a bug: JSON like every other answer, counted, and in the log
+                log.exception("request failed", extra={"route": name})
+                response = _error(
+                    500, f"internal error ({type(exc).__name__}); the daemon's log has the details"
+                )
         state.metrics.requests.labels(name, str(response.status_code)).inc()
         state.metrics.latency.labels(name).observe(time.perf_counter() - started)
         return response

@@ -64,6 +64,9 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.database_up = Gauge(
+            "finops_database_up", "1 while the database serves, 0 during an outage (503s).", registry=r
+        )
         self.poll_errors = Counter(
             "finops_provider_poll_errors", "Failed provider polls.", ["provider"], registry=r
         )
