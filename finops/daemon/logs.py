@@ -25,6 +25,9 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "co
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
+_DRIVERS = {"psycopg", "psycopg2", "sqlite3"}  # their errors, chained under SQLAlchemy's, carry values too
+
+
 def format_exception(exc_info: _ExcInfo) -> str:
     """A traceback whose database errors say their kind and SQLSTATE only: PostgreSQL writes the
     refused value (an email, a prompt) into its message, and logs must never hold it."""
@@ -37,7 +40,7 @@ def format_exception(exc_info: _ExcInfo) -> str:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         frames = "".join(traceback.format_tb(exc.__traceback__))
-        if isinstance(exc, StatementError):
+        if isinstance(exc, StatementError) or type(exc).__module__.split(".")[0] in _DRIVERS:
             what = f"{type(exc).__name__}: {describe_db_error(exc)}"
         else:
             what = traceback.format_exception_only(exc)[-1].strip()
