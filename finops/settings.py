@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="Keep a redacted preview (numbers, ids, emails, dates masked) of each prompt's text.",
     )
     budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (docs/design.md §4).")
+    admit_unpriced: bool = Field(
+        default=False,
+        description="Let a reserve on a blocking budget hold $0 for a model with no price and no "
+        "estimate_usd (off: such a call is denied, since its cost cannot be bounded).",
+    )
     slack_bot_token: SecretStr | None = Field(
         default=None,
         description="Bot token (xoxb-...) with chat:write; channels:history lets finops "

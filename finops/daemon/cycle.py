@@ -27,6 +27,7 @@ from finops.daemon.service import IngestService
 from finops.errors import ConfigError
 from finops.settings import Settings
 from finops.storage.tables import alert_outbox, price_entries
+from finops.usecases.admission import lapse_holds
 from finops.usecases.alerts import Sender, deliver, evaluate_alerts
 from finops.usecases.ledger import Ledger
 
@@ -184,6 +185,7 @@ class Daemon:
         if not final:
             self._step(report, "schedules", lambda: report.jobs.extend(self._run_jobs(now)))
             self._step(report, "deliver", lambda: self._deliver(report))
+            self._step(report, "holds", self._lapse_holds)
         self.metrics.cycles.inc()
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.last_cycle_us = time.time_ns() // 1000
@@ -203,6 +205,10 @@ class Daemon:
                 },
             )
         return report
+
+    def _lapse_holds(self) -> None:
+        for state, count in lapse_holds(self.ledger).items():
+            self.metrics.holds.labels(state).set(count)
 
     def _run_jobs(self, now: datetime) -> list[tuple[str, str, str]]:
         return run_due(self.ledger, self._jobs, now=now, owner=self._owner)

@@ -18,6 +18,7 @@ from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.database_outage import DatabaseOutage, DatabaseUnavailable, unavailable
 from finops.daemon.parse_pool import BodyProblem, ParsePool
 from finops.storage.ledger import Rejection
+from finops.usecases.admission import ReserveRequest, ReserveResult, release, reserve
 from finops.usecases.budgets import CheckResult, check_flow
 from finops.usecases.ingest import (
     IngestSummary,
@@ -182,6 +183,15 @@ class IngestService:
             return check_flow(
                 conn, self.budgets.budgets, flow=flow, tags=tags, now=now, estimate_usd=estimate_usd
             )
+
+    def reserve(self, req: ReserveRequest, *, source: str) -> ReserveResult:
+        """Hold money for a call in flight, or deny (usecases/admission.py)."""
+        with self._database(writing=True):
+            return reserve(self.ledger, self.budgets.budgets, req, source=source)
+
+    def release(self, reservation_id: str) -> str:
+        with self._database(writing=True):
+            return release(self.ledger, reservation_id)
 
     def spend(self, query: SpendQuery) -> SpendResult:
         with self._database(writing=False), self.ledger.engine.connect() as conn:

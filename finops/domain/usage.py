@@ -113,6 +113,8 @@ class UsageRecord:
     session_id: str | None = None
     latency_ms: int | None = None
     tool_calls: int | None = None
+    #: The admission-control hold this call's cost settles (finops.usecases.admission); not stored.
+    reservation_id: str | None = field(default=None, compare=False)
     #: The prompt's text, only while the record is being ingested: it is fingerprinted and
     #: counted, never stored (unless the operator opts in to a redacted preview).
     prompt_text: str | None = field(default=None, compare=False, repr=False)
@@ -475,9 +477,13 @@ def parse_usage(obj: object, *, user_key: bytes | None = None) -> UsageRecord:
     if has_forbidden(joined) or not flow.strip() or (provider_raw and not provider_raw.strip()):
         texts = {"id": rid, "model": model, "provider": provider_raw or None, "flow": flow}
         _check_texts({**texts, "prompt_id": prompt_id, "trace_id": trace_id, "session_id": session_id})
+    reservation_id = _text(obj, "reservation_id", 64) if "reservation_id" in obj else None
+    if reservation_id is not None and has_forbidden(reservation_id):
+        raise RecordError("reservation_id contains a control character")
     prompt = obj.get("prompt")
     prompt_text = _prompt_text(prompt) if prompt is not None else None
     return UsageRecord(
+        reservation_id=reservation_id,
         prompt_text=prompt_text,
         id=rid,
         ts=ts,

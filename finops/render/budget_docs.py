@@ -6,13 +6,17 @@ from typing import Any
 
 from finops.domain.budgets import BudgetState
 from finops.domain.money import format_usd
+from finops.usecases.admission import ReserveResult
 from finops.usecases.budgets import CheckResult
 
-__all__ = ["check_document", "state_document"]
+__all__ = ["check_document", "reserve_document", "state_document"]
 
 
-def state_document(state: BudgetState) -> dict[str, Any]:
+def state_document(state: BudgetState, held_nanos: int | None = None) -> dict[str, Any]:
+    """One budget today; with ``held_nanos`` (open reservations), what is held and what remains
+    once it is spent."""
     b = state.budget
+    remaining = state.remaining_nanos if held_nanos is None else max(0, state.remaining_nanos - held_nanos)
     doc: dict[str, Any] = {
         "budget": b.key,
         "owner": b.owner,
@@ -20,7 +24,8 @@ def state_document(state: BudgetState) -> dict[str, Any]:
         "day": state.local_day.isoformat(),
         "spend_usd": format_usd(state.spend_nanos),
         "cap_usd": format_usd(state.cap_nanos),
-        "remaining_usd": format_usd(state.remaining_nanos),
+        "remaining_usd": format_usd(remaining),
+        **({} if held_nanos is None else {"held_usd": format_usd(held_nanos)}),
         "percent": f"{state.fraction * 100:.1f}",
         "state": state.state,
         "on_breach": b.on_breach,
@@ -50,11 +55,39 @@ def check_document(result: CheckResult) -> dict[str, Any]:
         "estimate_usd": format_usd(result.estimate_nanos),
     }
     if tight is not None:
+        held = result.held.get(tight.budget.key, 0)
         doc.update(
             spend_usd=format_usd(tight.spend_nanos),
+            held_usd=format_usd(held),
             cap_usd=format_usd(tight.cap_nanos),
-            remaining_usd=format_usd(tight.remaining_nanos),
+            remaining_usd=format_usd(max(0, tight.remaining_nanos - held)),
             budget=tight.budget.key,
         )
-    doc["budgets"] = [state_document(s) for s in result.states]
+    doc["budgets"] = [state_document(s, result.held.get(s.budget.key, 0)) for s in result.states]
+    return doc
+
+
+def reserve_document(result: ReserveResult) -> dict[str, Any]:
+    """The reserve answer: allow with a reservation to settle or release, or deny and why."""
+    doc: dict[str, Any] = {
+        "allow": result.allow,
+        "decision": result.decision,
+        "reason": result.reason,
+        "estimate_usd": None if result.estimate.nanos is None else format_usd(result.estimate.nanos),
+        "estimate": result.estimate.how,
+    }
+    if result.allow:
+        assert result.expires_at is not None
+        doc["reservation_id"] = result.reservation_id
+        doc["expires_at"] = result.expires_at.isoformat()
+    if result.replayed:
+        doc["replayed"] = True  # the same request_id was answered before: this is that answer
+    states = result.states
+    if states:
+        tight = min(states, key=lambda s: s.cap_nanos - s.spend_nanos - result.held.get(s.budget.key, 0))
+        doc["remaining_usd"] = format_usd(
+            max(0, tight.remaining_nanos - result.held.get(tight.budget.key, 0))
+        )
+        doc["budget"] = tight.budget.key
+    doc["budgets"] = [state_document(s, result.held.get(s.budget.key, 0)) for s in states]
     return doc

@@ -127,7 +127,7 @@ def head_revision(engine: Engine) -> str:
 
 
 #: The newest migration (alembic/versions); tests/test_migrations.py keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0005_outbox_leases"
+SCHEMA_HEAD = "0006_reservations"
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -119,6 +119,7 @@ class BatchOutcome:
     conflicts: list[Rejection] = field(default_factory=list)
     too_old: list[Rejection] = field(default_factory=list)  # before the retention watermark
     unpriced_models: Counter[str] = field(default_factory=Counter)  # provider/model of stored unpriced rows
+    inserted: dict[str, int | None] = field(default_factory=dict)  # record id -> cost, of rows stored
 
     def add(self, other: BatchOutcome) -> None:
         """Count ``other`` (a part of the same batch, written apart) in this one."""
@@ -129,6 +130,7 @@ class BatchOutcome:
         self.conflicts.extend(other.conflicts)
         self.too_old.extend(other.too_old)
         self.unpriced_models.update(other.unpriced_models)
+        self.inserted.update(other.inserted)
 
 
 def _tags_json(tags: Any) -> str:
@@ -488,6 +490,7 @@ def write_rows(
 def _stored(conn: Connection, rows: list[tuple[Any, ...]], outcome: BatchOutcome) -> None:
     add_to_rollups(conn, rows)
     outcome.stored = len(rows)
+    outcome.inserted = {row[1]: row[17] for row in rows}
     for row in rows:
         if row[17] is None:
             outcome.unpriced += 1

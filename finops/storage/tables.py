@@ -412,3 +412,45 @@ schedule_runs = Table(
     Column("finished_us", BigInteger, nullable=True),
     Column("result", Text, nullable=True),
 )
+
+#: One row per budget that admission control may hold money against: a reserve locks its
+#: budgets' rows (in key order) before it reads spend and holds, so two replicas never hand out
+#: holds that together pass a cap. A settlement takes the same locks before it swaps a hold for
+#: the actual cost.
+budget_locks = Table(
+    "budget_locks",
+    metadata,
+    Column("budget_key", String(300), primary_key=True),
+)
+
+#: Money held for a call in flight, from `reserve` until the call's usage settles it, a client
+#: releases it, or it lapses at `expires_us`. Denials are kept too, so a retried request_id
+#: gets the same answer.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("source", String(128), nullable=False),
+    Column("request_id", String(256), nullable=True),
+    Column("flow", String(128), nullable=False),
+    Column("tags", Text, nullable=False),  # canonical JSON object
+    Column("estimate_nanos", BigInteger, nullable=False),
+    Column("status", String(10), nullable=False),  # open | settled | released | lapsed | denied
+    Column("answer", Text, nullable=False),  # the JSON answer given, for an idempotent retry
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("closed_us", BigInteger, nullable=True),  # when settled, released or marked lapsed
+    Column("cost_nanos", BigInteger, nullable=True),  # the settling usage's cost (NULL: unpriced)
+    Column("record_id", String(256), nullable=True),  # the settling usage record
+    UniqueConstraint("source", "request_id"),
+    Index(None, "status", "expires_us"),
+)
+
+#: Which budgets a reservation's hold counts against (those covering its flow and tags then).
+reservation_budgets = Table(
+    "reservation_budgets",
+    metadata,
+    Column("reservation_id", String(40), primary_key=True),
+    Column("budget_key", String(300), primary_key=True),
+    Index(None, "budget_key", "reservation_id"),
+)

@@ -14,9 +14,10 @@ from sqlalchemy import Connection, func, select
 
 from finops.config.budget_files import load_budget_dir
 from finops.domain.budgets import Budget, BudgetState, evaluate
-from finops.domain.money import usd_to_nanos
+from finops.domain.money import format_usd, usd_to_nanos
 from finops.storage.budget_snapshots import load_snapshots, save_snapshots
 from finops.storage.db import write_transaction
+from finops.storage.reservations import held_by_budget
 from finops.storage.sql import like_pattern
 from finops.storage.tables import outcomes, usage_records
 from finops.usecases.ledger import Ledger
@@ -125,21 +126,24 @@ class CheckResult:
     reason: str
     states: tuple[BudgetState, ...]
     estimate_nanos: int
+    #: money held by open reservations (admission control), per budget key
+    held: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def tightest(self) -> BudgetState | None:
         return min(self.states, key=lambda s: s.cap_nanos - s.spend_nanos, default=None)
 
 
-def _blocked(state: BudgetState, estimate: int) -> str | None:
+def _blocked(state: BudgetState, held: int, estimate: int) -> str | None:
     if state.budget.on_breach != "block":
         return None
     if state.spend_nanos >= state.cap_nanos:
         return f"budget {state.budget.key} is exhausted for {state.local_day}"
-    if state.spend_nanos + estimate > state.cap_nanos:
-        return f"budget {state.budget.key} would be exceeded by this request"
+    if state.spend_nanos + held + estimate > state.cap_nanos:
+        in_flight = f" (calls in flight hold ${format_usd(held)})" if held else ""
+        return f"budget {state.budget.key} would be exceeded by this request{in_flight}"
     m_cap, m_spend = state.month_cap_nanos, state.month_spend_nanos
-    if m_cap is not None and m_spend is not None and (m_spend >= m_cap or m_spend + estimate > m_cap):
+    if m_cap is not None and m_spend is not None and (m_spend >= m_cap or m_spend + held + estimate > m_cap):
         return f"budget {state.budget.key} is exhausted for {state.month_label}"
     return None
 
@@ -158,11 +162,12 @@ def check_flow(
     states = tuple(budget_state(conn, b, now) for b in budgets if b.matches(flow, tags))
     if not states:
         return CheckResult("allow", flow, "no budget covers this flow", states, estimate)
+    held = held_by_budget(conn, [s.budget.key for s in states], now_us=int(now.timestamp() * 1_000_000))
     for state in states:
-        why = _blocked(state, estimate)
+        why = _blocked(state, held[state.budget.key], estimate)
         if why:
-            return CheckResult("deny", flow, why, states, estimate)
-    return CheckResult("allow", flow, "within budget", states, estimate)
+            return CheckResult("deny", flow, why, states, estimate, held)
+    return CheckResult("allow", flow, "within budget", states, estimate, held)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from finops.storage.ledger import (
     write_dead_letters,
     write_rows_isolating,
 )
+from finops.storage.reservations import settle_reservations
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
 from finops.usecases.process_pool import process_pool
@@ -111,6 +112,8 @@ class Prepared:
     matches: dict[str, PriceMatch] = field(default_factory=dict)
     #: prompts seen in this batch: key -> (first ts, text, model); counted and stored once each
     prompts: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    #: record id -> the reservation its cost settles (admission control)
+    reservations: dict[str, str] = field(default_factory=dict)
 
 
 def _accept(
@@ -139,6 +142,8 @@ def _accept(
             ts_us = (record.ts - _EPOCH) // _MICROSECOND
             out.prompts[record.prompt_id] = (ts_us, text, record.model)
         record.prompt_text = None  # the text goes no further
+    if record.reservation_id is not None:
+        out.reservations[record.id] = record.reservation_id
     cost, match = price_record(book, record)
     version = None
     if match is not None:
@@ -233,6 +238,7 @@ class RowBatch:
     rejections: list[Rejection]
     matches: dict[str, PriceMatch]
     prompts: dict[str, tuple[int, str, str]]
+    reservations: dict[str, str] = field(default_factory=dict)
 
 
 def to_rows(batch: Prepared, source: str) -> RowBatch:
@@ -244,6 +250,7 @@ def to_rows(batch: Prepared, source: str) -> RowBatch:
         batch.rejections,
         batch.matches,
         batch.prompts,
+        batch.reservations,
     )
 
 
@@ -264,6 +271,13 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
             record_price_versions(conn, rb.matches.values(), now_us=now)
         outcome, refused = write_rows_isolating(conn, source=source, rows=rb.rows, where=rb.where, now_us=now)
         write_dead_letters(conn, source=source, rejections=[*rb.rejections, *refused], now_us=now)
+        if rb.reservations:  # the actual cost replaces the hold, in the transaction that stores it
+            settled = {
+                rid: (record_id, outcome.inserted[record_id])
+                for record_id, rid in rb.reservations.items()
+                if record_id in outcome.inserted
+            }
+            settle_reservations(conn, settled, now_us=now)
         if prompt_rows:
             record_prompts(conn, prompt_rows)
     for rejection in refused:

@@ -31,10 +31,12 @@ from finops.daemon.http.body import BodyError, read_body
 from finops.daemon.http.metrics import Metrics
 from finops.daemon.parse_pool import BodyProblem
 from finops.daemon.service import BatchResult, IngestService
-from finops.render.budget_docs import check_document
+from finops.errors import UsageError
+from finops.render.budget_docs import check_document, reserve_document
 from finops.render.spend import spend_document
 from finops.sources.jsonl import ndjson_lines
 from finops.storage.ledger import Rejection
+from finops.usecases.admission import DEFAULT_TTL_S, ReserveRequest
 from finops.usecases.ingest import line_digest
 from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
 
@@ -339,6 +341,92 @@ async def get_check(request: Request) -> Response:
     return _json(check_document(result))
 
 
+_RESERVE_FIELDS = {
+    "estimate_usd", "ttl_s", "tags", "request_id", "model", "provider", "input_tokens", "prompt",
+    "max_output_tokens", "service_tier",
+}  # fmt: skip
+
+
+def _reserve_request(flow: str, doc: Any) -> ReserveRequest:
+    """The reserve body, checked field by field: a wrong one is a 400 that names it."""
+    if not isinstance(doc, dict):
+        raise _Refused(_error(400, "the body must be a JSON object (estimate_usd, ttl_s, tags, ...)"))
+    unknown = sorted(set(doc) - _RESERVE_FIELDS)
+    if unknown:
+        raise _Refused(
+            _error(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(_RESERVE_FIELDS))}")
+        )
+    estimate = doc.get("estimate_usd")
+    if estimate is not None and (isinstance(estimate, bool) or not isinstance(estimate, str | int | float)):
+        raise _Refused(_error(400, 'estimate_usd takes a number of dollars, as a string: "0.012"'))
+    tags = doc.get("tags") or {}
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise _Refused(_error(400, "tags takes an object of strings"))
+    for key, value in tags.items():
+        _printable("a tag", key + value)
+    texts = {}
+    for name in ("request_id", "model", "provider", "prompt", "service_tier"):
+        value = doc.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _Refused(_error(400, f"{name} takes a string"))
+        if value is not None and name != "prompt":
+            _printable(name, value)
+        texts[name] = value
+    counts = {}
+    for name in ("ttl_s", "input_tokens", "max_output_tokens"):
+        value = doc.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**9
+        ):
+            raise _Refused(_error(400, f"{name} takes a whole number from 0 to 999,999,999"))
+        counts[name] = value
+    try:
+        amount = None if estimate is None else Decimal(str(estimate))
+    except InvalidOperation:
+        raise _Refused(_error(400, 'estimate_usd takes a number of dollars, as a string: "0.012"')) from None
+    return ReserveRequest(
+        flow=flow,
+        tags=tags,
+        estimate_usd=amount,
+        model=texts["model"],
+        provider=texts["provider"],
+        input_tokens=counts["input_tokens"],
+        prompt=texts["prompt"],
+        max_output_tokens=counts["max_output_tokens"],
+        service_tier=texts["service_tier"] or "standard",
+        ttl_s=counts["ttl_s"] if counts["ttl_s"] is not None else DEFAULT_TTL_S,
+        request_id=texts["request_id"],
+    )
+
+
+async def post_reserve(request: Request) -> Response:
+    """Hold money for one call before it is made (HTTP 200 either way; read ``allow``)."""
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    req = _reserve_request(
+        request.path_params["flow"], _decode(await _body(state, request), "a reserve request")
+    )
+    try:
+        result = await run_in_threadpool(state.service.reserve, req, source=source)
+    except UsageError as exc:
+        return _error(400, str(exc))
+    state.metrics.reservations.labels(result.decision).inc()
+    return _json(reserve_document(result))
+
+
+async def delete_reservation(request: Request) -> Response:
+    """Release a hold: the call failed or was not made. Releasing twice is harmless."""
+    state: ApiState = request.app.state.api
+    _source(state, request)
+    try:
+        what = await run_in_threadpool(state.service.release, request.path_params["reservation_id"])
+    except UsageError as exc:
+        return _error(404, str(exc))
+    return _json({"reservation_id": request.path_params["reservation_id"], "status": what})
+
+
 def _int(value: str | None, name: str) -> int | None:
     if value is None:
         return None
@@ -464,6 +552,12 @@ def create_app(state: ApiState, *, extra_routes: list[Route] | None = None) -> S
         Route("/v1/traces", _instrumented("traces", post_traces), methods=["POST"]),
         Route("/v1/litellm", _instrumented("litellm", post_litellm), methods=["POST"]),
         Route("/v1/budgets/{flow:path}/check", _instrumented("check", get_check), methods=["GET"]),
+        Route("/v1/budgets/{flow:path}/reserve", _instrumented("reserve", post_reserve), methods=["POST"]),
+        Route(
+            "/v1/reservations/{reservation_id}",
+            _instrumented("release", delete_reservation),
+            methods=["DELETE"],
+        ),
         Route("/v1/spend", _instrumented("spend", get_spend), methods=["GET"]),
         Route("/healthz", _instrumented("healthz", get_health), methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),

@@ -67,6 +67,15 @@ class Metrics:
         self.database_up = Gauge(
             "finops_database_up", "1 while the database serves, 0 during an outage (503s).", registry=r
         )
+        self.reservations = Counter(
+            "finops_reservations", "Reserve answers, by decision (allow | deny).", ["decision"], registry=r
+        )
+        self.holds = Gauge(
+            "finops_holds",
+            "Reservations by state after the last cycle: open (holding money), lapsed, settled, released.",
+            ["state"],
+            registry=r,
+        )
         self.poll_errors = Counter(
             "finops_provider_poll_errors", "Failed provider polls.", ["provider"], registry=r
         )

@@ -1,0 +1,203 @@
+"""Reservations in the database: holds on budgets for calls in flight, and the budget locks that
+make a reserve atomic across replicas.
+
+A reserve locks the rows of its budgets in ``budget_locks`` (key order: two reserves never wait
+on each other in a cycle), then reads spend and open holds and inserts its own hold in the same
+transaction; a settlement takes the same locks before it swaps a hold for the actual cost. So
+while a reserve decides, no hold of its budgets can vanish from under its reads, and two
+reserves on the same budget run one after the other. On SQLite every write transaction holds
+the database's write lock from its first statement, which serialises the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from finops.storage.sql import dialect_insert
+from finops.storage.tables import budget_locks, reservation_budgets, reservations
+
+__all__ = [
+    "Reservation",
+    "close_reservation",
+    "held_by_budget",
+    "hold_counts",
+    "insert_reservation",
+    "lock_budgets",
+    "mark_lapsed",
+    "reservation",
+    "reservation_for_request",
+    "settle_reservations",
+]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    source: str
+    request_id: str | None
+    flow: str
+    estimate_nanos: int
+    status: str
+    answer: dict[str, Any]
+    expires_us: int
+
+
+def _row(r: Any) -> Reservation:
+    return Reservation(
+        r.id, r.source, r.request_id, r.flow, r.estimate_nanos, r.status, json.loads(r.answer), r.expires_us
+    )
+
+
+def lock_budgets(conn: Connection, keys: Iterable[str]) -> None:
+    """Hold the lock of each budget until the transaction ends (PostgreSQL: row locks, in key
+    order; SQLite: the transaction's write lock already serialises every writer)."""
+    ordered = sorted(set(keys))
+    if not ordered or conn.dialect.name == "sqlite":
+        return
+    conn.execute(
+        dialect_insert(conn, budget_locks).on_conflict_do_nothing(index_elements=["budget_key"]),
+        [{"budget_key": k} for k in ordered],
+    )
+    k = budget_locks.c.budget_key
+    list(conn.execute(select(k).where(k.in_(ordered)).order_by(k).with_for_update()))
+
+
+def held_by_budget(conn: Connection, keys: Sequence[str], *, now_us: int) -> dict[str, int]:
+    """The money held by open, unexpired reservations, per budget key (0 where none)."""
+    held = dict.fromkeys(keys, 0)
+    if not keys:
+        return held
+    r, rb = reservations.c, reservation_budgets.c
+    query = (
+        select(rb.budget_key, func.coalesce(func.sum(r.estimate_nanos), 0))
+        .join(reservations, r.id == rb.reservation_id)
+        .where(rb.budget_key.in_(list(keys)), r.status == "open", r.expires_us > now_us)
+        .group_by(rb.budget_key)
+    )
+    for key, total in conn.execute(query):
+        held[key] = int(total)
+    return held
+
+
+def reservation_for_request(conn: Connection, source: str, request_id: str) -> Reservation | None:
+    r = reservations.c
+    row = conn.execute(select(reservations).where(r.source == source, r.request_id == request_id)).first()
+    return _row(row) if row else None
+
+
+def reservation(conn: Connection, reservation_id: str) -> Reservation | None:
+    row = conn.execute(select(reservations).where(reservations.c.id == reservation_id)).first()
+    return _row(row) if row else None
+
+
+def insert_reservation(
+    conn: Connection,
+    *,
+    reservation_id: str,
+    source: str,
+    request_id: str | None,
+    flow: str,
+    tags: Mapping[str, str],
+    estimate_nanos: int,
+    status: str,
+    answer: Mapping[str, Any],
+    budget_keys: Sequence[str],
+    now_us: int,
+    expires_us: int,
+) -> bool:
+    """Insert a reservation (or a denial); ``False`` when its request_id was answered before."""
+    inserted = conn.execute(
+        dialect_insert(conn, reservations)
+        .values(
+            id=reservation_id,
+            source=source,
+            request_id=request_id,
+            flow=flow,
+            tags=json.dumps(dict(tags), sort_keys=True, separators=(",", ":")),
+            estimate_nanos=estimate_nanos,
+            status=status,
+            answer=json.dumps(answer, sort_keys=True),
+            created_us=now_us,
+            expires_us=expires_us,
+        )
+        .on_conflict_do_nothing()
+        .returning(reservations.c.id)
+    ).first()
+    if inserted is None:
+        return False
+    if status == "open" and budget_keys:
+        conn.execute(
+            reservation_budgets.insert(),
+            [{"reservation_id": reservation_id, "budget_key": k} for k in sorted(set(budget_keys))],
+        )
+    return True
+
+
+def budgets_of(conn: Connection, reservation_ids: Iterable[str]) -> list[str]:
+    ids = list(set(reservation_ids))
+    if not ids:
+        return []
+    rb = reservation_budgets.c
+    return sorted({k for (k,) in conn.execute(select(rb.budget_key).where(rb.reservation_id.in_(ids)))})
+
+
+def close_reservation(conn: Connection, reservation_id: str, *, status: str, now_us: int) -> str | None:
+    """Release (or otherwise close) an open reservation; returns its status before, ``None`` if
+    there is none. Only an open one changes: a reservation is closed once."""
+    r = reservations.c
+    before = conn.execute(select(r.status).where(r.id == reservation_id)).scalar()
+    if before == "open":
+        conn.execute(
+            update(reservations)
+            .where(r.id == reservation_id, r.status == "open")
+            .values(status=status, closed_us=now_us)
+        )
+    return str(before) if before is not None else None
+
+
+def settle_reservations(
+    conn: Connection, settled: Mapping[str, tuple[str, int | None]], *, now_us: int
+) -> int:
+    """Swap holds for actual costs: ``{reservation_id: (record_id, cost_nanos)}`` of usage stored
+    in this transaction. An unknown, released or already settled reservation is left alone (the
+    usage is stored and priced all the same). Returns how many were settled."""
+    if not settled:
+        return 0
+    lock_budgets(conn, budgets_of(conn, settled))
+    r = reservations.c
+    done = 0
+    for rid, (record_id, cost) in sorted(settled.items()):
+        done += conn.execute(
+            update(reservations)
+            .where(r.id == rid, r.status.in_(("open", "lapsed")))
+            .values(status="settled", closed_us=now_us, cost_nanos=cost, record_id=record_id)
+        ).rowcount
+    return done
+
+
+def mark_lapsed(conn: Connection, *, now_us: int) -> int:
+    """Open reservations past their expiry become ``lapsed`` (they stopped counting at expiry)."""
+    r = reservations.c
+    return conn.execute(
+        update(reservations)
+        .where(and_(r.status == "open", r.expires_us <= now_us))
+        .values(status="lapsed", closed_us=now_us)
+    ).rowcount
+
+
+def hold_counts(conn: Connection, *, now_us: int) -> dict[str, int]:
+    """Reservations by state, for metrics: open (unexpired), lapsed, settled, released, denied."""
+    r = reservations.c
+    counts = {"open": 0, "lapsed": 0, "settled": 0, "released": 0, "denied": 0}
+    expired = and_(r.status == "open", r.expires_us <= now_us)
+    for status, n in conn.execute(select(r.status, func.count()).group_by(r.status)):
+        counts[str(status)] = counts.get(str(status), 0) + int(n)
+    stale = int(conn.scalar(select(func.count()).where(expired)) or 0)
+    counts["open"] -= stale
+    counts["lapsed"] += stale
+    return counts
