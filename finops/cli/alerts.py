@@ -17,13 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from finops.cli.common import ledger_for
-from finops.domain.budgets import Budget
+from finops.cli.common import budgets_for, ledger_for, tag_pair
 from finops.domain.money import format_usd
 from finops.errors import UsageError
 from finops.render.budget_docs import check_document, state_document
 from finops.settings import Settings
-from finops.usecases.ledger import Ledger
 
 __all__ = ["alerts_app", "check", "register"]
 
@@ -48,16 +46,6 @@ BudgetsOpt = Annotated[
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
 
 
-def _budgets(ledger: Ledger, directory: Path | None, err: Console) -> list[Budget]:
-    """The budgets in force; file problems go to stderr (a broken file keeps its last good version)."""
-    from finops.usecases.budgets import budgets_in_force
-
-    found = budgets_in_force(ledger, directory or ledger.settings.budgets_dir)
-    for message in found.messages:
-        err.print(message, markup=False)
-    return list(found.budgets)
-
-
 def check(
     flow: Annotated[str, typer.Argument(help="The flow about to spend.")],
     estimate_usd: Annotated[str, typer.Option("--estimate-usd", help="What the next call may cost.")] = "0",
@@ -74,10 +62,10 @@ def check(
         raise UsageError(f"--estimate-usd takes a number of dollars, got {estimate_usd!r}") from None
     if not estimate.is_finite() or estimate < 0:
         raise UsageError(f"--estimate-usd takes a non-negative number of dollars, got {estimate_usd!r}")
-    tags = dict(_pair(t) for t in tag or [])
+    tags = dict(tag_pair(t) for t in tag or [])
     err = Console(stderr=True, highlight=False)
     ledger = ledger_for(db)
-    found = _budgets(ledger, budgets, err)
+    found = budgets_for(ledger, budgets, err)
     with ledger.engine.connect() as conn:
         result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
     ledger.close()
@@ -87,27 +75,23 @@ def check(
         raise typer.Exit(DENY_EXIT)
 
 
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"--tag takes KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def status(
     budgets: BudgetsOpt = None,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
-    """Every budget today, in its own time zone: spend, cap, projection, state, what drives it."""
+    """Every budget today, in its own time zone: spend, held by calls in flight (open
+    reservations), cap, projection, state, what drives it."""
     from finops.usecases.budgets import budget_state, drivers
+    from finops.usecases.holds import held_now
 
     err = Console(stderr=True, highlight=False)
     ledger = ledger_for(db)
-    found = _budgets(ledger, budgets, err)
+    found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)
     rows = []
     with ledger.engine.connect() as conn:
+        held = held_now(conn, found, now)
         for budget in found:
             state = budget_state(conn, budget, now)
             rows.append((state, drivers(conn, budget, state.start, state.end)))
@@ -117,7 +101,7 @@ def status(
             json.dumps(
                 [
                     {
-                        **state_document(s),
+                        **state_document(s, held[s.budget.key]),
                         "top_models": [{"model": m, "cost_usd": format_usd(c)} for m, c in d.models],
                         "top_prompts": [{"prompt": p, "cost_usd": format_usd(c)} for p, c in d.prompts],
                     }
@@ -134,8 +118,9 @@ def status(
         )
         return
     table = Table(box=None, pad_edge=False)
-    for name in ("budget", "today", "spend", "cap", "%", "projected", "cap hit at", "state", "top model"):
-        table.add_column(name, justify="right" if name in ("spend", "cap", "%", "projected") else "left")
+    numbers = ("spend", "held", "cap", "%", "projected")
+    for name in ("budget", "today", *numbers, "cap hit at", "state", "top model"):
+        table.add_column(name, justify="right" if name in numbers else "left")
     style = {"ok": "green", "warning": "yellow", "breached": "bold red"}
     for s, d in rows:
         hit = s.projection.cap_hit_at
@@ -143,6 +128,7 @@ def status(
             s.budget.key,
             f"{s.local_day} {s.budget.timezone}",
             format_usd(s.spend_nanos, cents=True),
+            format_usd(held[s.budget.key], cents=True),
             format_usd(s.cap_nanos, cents=True),
             f"{s.fraction * 100:.0f}%",
             format_usd(s.projection.end_of_period_nanos, cents=True),
@@ -166,7 +152,7 @@ def alerts_run(
 
     err = Console(stderr=True, highlight=False)
     ledger = ledger_for(db)
-    found = _budgets(ledger, budgets, err)
+    found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)
     if dry_run:
         from finops.notify.messages import render_alert

@@ -11,11 +11,24 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 
+from finops.domain.budgets import Budget
 from finops.errors import UsageError
 from finops.settings import Settings
 from finops.usecases.ledger import Ledger
 
-__all__ = ["DbOpt", "Format", "TzOpt", "date_arg", "ledger_for", "out", "period", "settings_for", "zone"]
+__all__ = [
+    "DbOpt",
+    "Format",
+    "TzOpt",
+    "budgets_for",
+    "date_arg",
+    "ledger_for",
+    "out",
+    "period",
+    "settings_for",
+    "tag_pair",
+    "zone",
+]
 
 
 class Format(StrEnum):
@@ -79,3 +92,21 @@ def date_arg(text: str, option: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{option} takes a date like 2026-11-01, got {text!r}") from None
+
+
+def budgets_for(ledger: Ledger, directory: Path | None, err: Console) -> list[Budget]:
+    """The budgets in force; file problems go to stderr (a broken file keeps its last good version)."""
+    from finops.usecases.budgets import budgets_in_force
+
+    found = budgets_in_force(ledger, directory or ledger.settings.budgets_dir)
+    for message in found.messages:
+        err.print(message, markup=False)
+    return list(found.budgets)
+
+
+def tag_pair(text: str) -> tuple[str, str]:
+    """``--tag KEY=VALUE`` as a pair."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--tag takes KEY=VALUE, got {text!r}")
+    return key, value

@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from finops import __version__
+from finops.cli.admission import register as register_admission_commands
 from finops.cli.alerts import register as register_alert_commands
 from finops.cli.audit import register as register_audit_commands
 from finops.cli.budgets import budgets_app
@@ -76,6 +77,7 @@ app.add_typer(prices_app, name="prices")
 app.command()(reprice)
 app.add_typer(budgets_app, name="budgets")
 register_alert_commands(app, budgets_app)
+register_admission_commands(app)
 register_audit_commands(app)
 register_reconcile_commands(app)
 register_run_command(app)
