@@ -49,7 +49,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("reservation_id", "budget_key", name=op.f("pk_reservation_budgets")),
     )
     op.create_index(
-        op.f("ix_reservation_budgets_budget_key_reservation_id"), "reservation_budgets", ["budget_key", "reservation_id"]
+        op.f("ix_reservation_budgets_budget_key_reservation_id"),
+        "reservation_budgets",
+        ["budget_key", "reservation_id"],
     )
 
 
