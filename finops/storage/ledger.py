@@ -397,10 +397,14 @@ def write_rows_isolating(
     """:func:`write_rows`, in a savepoint; if the database refuses a value, the batch is halved
     until the rows at fault are alone, and those come back as rejections: a record the
     validation let through but the database cannot hold never blocks its batch-mates."""
+    savepoint = conn.begin_nested()
     try:
-        with conn.begin_nested():
-            return write_rows(conn, source=source, rows=rows, where=where, now_us=now_us), []
+        outcome = write_rows(conn, source=source, rows=rows, where=where, now_us=now_us)
     except Exception as exc:
+        try:
+            savepoint.rollback()
+        except Exception:  # the transaction is gone (SQLite after an I/O error): the first error counts
+            raise exc from None
         if not refused_by_database(exc):
             raise
         if len(rows) == 1:
@@ -408,6 +412,9 @@ def write_rows_isolating(
             return BatchOutcome(), [
                 Rejection(where[0][0], where[0][1], reason, _row_digest(rows[0]), rows[0][1])
             ]
+    else:
+        savepoint.commit()
+        return outcome, []
     half = len(rows) // 2
     outcome, refused = write_rows_isolating(
         conn, source=source, rows=rows[:half], where=where[:half], now_us=now_us

@@ -258,7 +258,7 @@ class PipedDaemon(DaemonProcess):
 
     def _spawn(self, out: Any) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "finops", "run", "--port", str(self.port), "--db", self.db_url,
+            [sys.executable, "-m", "finops", "run", "--init", "--port", str(self.port), "--db", self.db_url,
              "--budgets", str(self.budgets)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.tmp,
         )  # fmt: skip
