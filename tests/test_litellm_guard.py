@@ -156,7 +156,7 @@ def test_twenty_concurrent_calls_never_pass_a_blocking_cap(
     assert doc["decision"] == "allow"  # the cap is not reached: $0.0099 is left, less than one call
 
 
-def test_a_failed_call_releases_its_hold_and_a_refused_call_is_never_made(
+def test_a_failed_call_releases_its_hold_and_refused_calls_are_never_made(
     guarded: Any, proxy_loop: asyncio.AbstractEventLoop
 ) -> None:
     daemon, guard = guarded("0.015")  # room for one call of $0.01 and a few input tokens
@@ -165,21 +165,25 @@ def test_a_failed_call_releases_its_hold_and_a_refused_call_is_never_made(
 
     async def run() -> tuple[list[Any], dict[str, Any]]:
         outcomes = []
-        for reply in (Exception("the provider failed"), None, None):
+        calls = [request(inputs, reply=Exception("the provider failed")), request(inputs), request(inputs)]
+        calls.append({**request(inputs), "model": "house-model"})  # no price: its cost has no bound
+        for data in calls:
             try:
-                outcomes.append(await through_proxy(guard, request(inputs, reply=reply)))
+                outcomes.append(await through_proxy(guard, data))
             except Exception as exc:
                 outcomes.append(exc)
         doc = await settled(daemon, format_usd(per_call))
         await guard.aclose()
         return outcomes, doc
 
-    (failed, answered, refused), doc = proxy_loop.run_until_complete(run())
+    (failed, answered, refused, unpriced), doc = proxy_loop.run_until_complete(run())
     assert isinstance(failed, litellm.InternalServerError), (
         failed
     )  # the provider's error, as LiteLLM raises it
     assert isinstance(answered, litellm.ModelResponse), answered  # the failed call's hold was released
     assert isinstance(refused, litellm.BudgetExceededError), refused
+    assert isinstance(unpriced, litellm.BudgetExceededError), unpriced
+    assert "the model has no price" in unpriced.message
     # the failed call is recorded at its cost ($0), the answered one at its own; nothing is held
     assert (doc["spend_usd"], doc["held_usd"]) == (format_usd(per_call), ZERO)
 

@@ -152,6 +152,7 @@ class FinopsGuard(CustomLogger):  # type: ignore[misc]  # LiteLLM is not type-ch
         self.settings = settings or GuardSettings.from_env()
         self._clients: dict[int, httpx.AsyncClient] = {}  # one per event loop
         self._issued: dict[str, float] = {}  # reservation id -> monotonic expiry: only ours are closed
+        self._next_prune = 0.0
 
     # ------------------------------------------------------------------ HTTP
 
@@ -201,7 +202,12 @@ class FinopsGuard(CustomLogger):  # type: ignore[misc]  # LiteLLM is not type-ch
         if found is None:
             return data  # not a token-priced call (images, audio...): finops does not record it
         flow, tags = found
-        body = self._estimate(data, call)
+        try:
+            body = self._estimate(data, call)
+        except Exception as exc:  # LiteLLM's counter on a shape it does not know: no bound, no call
+            raise _unavailable(
+                f"the guard could not count the request's input tokens ({exc!r})", data
+            ) from None
         body.update(ttl_s=self.settings.ttl_s, tags=tags)
         call_id = data.get("litellm_call_id")
         body["request_id"] = call_id if isinstance(call_id, str) and call_id else f"litellm-{uuid.uuid4()}"
@@ -252,8 +258,9 @@ class FinopsGuard(CustomLogger):  # type: ignore[misc]  # LiteLLM is not type-ch
 
     def _remember(self, rid: str) -> None:
         now = time.monotonic()
-        if len(self._issued) > 10_000:  # holds long lapsed: forget them
+        if now >= self._next_prune:  # forget holds long lapsed (their calls never logged back)
             self._issued = {k: v for k, v in self._issued.items() if v > now}
+            self._next_prune = now + 60
         self._issued[rid] = now + self.settings.ttl_s + 60
 
     # ------------------------------------------------------------------ settle / release
