@@ -111,8 +111,11 @@ _CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_c
 
 @pytest.fixture
 def guarded(tmp_path: Path, db_url: str) -> Iterator[Any]:
-    def start(cap_usd: str) -> tuple[DaemonProcess, FinopsGuard]:
-        daemon = DaemonProcess(tmp_path, db_url, budgets=budget_folder(tmp_path, cap_usd)).start()
+    def start(cap_usd: str, more_budgets: str = "") -> tuple[DaemonProcess, FinopsGuard]:
+        folder = budget_folder(tmp_path, cap_usd)
+        if more_budgets:
+            (folder / "more.yaml").write_text(more_budgets)
+        daemon = DaemonProcess(tmp_path, db_url, budgets=folder).start()
         started.append(daemon)
         guard = FinopsGuard(GuardSettings(url=daemon.base, token=TOKEN, ttl_s=60))
         for name in _CALLBACK_LISTS:
@@ -186,6 +189,48 @@ def test_a_failed_call_releases_its_hold_and_refused_calls_are_never_made(
     assert "the model has no price" in unpriced.message
     # the failed call is recorded at its cost ($0), the answered one at its own; nothing is held
     assert (doc["spend_usd"], doc["held_usd"]) == (format_usd(per_call), ZERO)
+
+
+def test_the_hold_and_the_usage_carry_the_same_flow_and_tags(
+    guarded: Any, proxy_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A budget on a flow glob and the team tag: the proxy's key metadata (team alias) and a
+    ``finops.flow=`` tag reach the hold as they reach the usage record, so both count against it."""
+    team = (
+        "budgets:\n  - name: support-team\n    match: {flow: 'support-*', tags: {team: support}}\n"
+        '    owner: "@dana"\n    daily_cap_usd: 0.015\n    on_breach: block\n'
+    )
+    daemon, guard = guarded("1", team)  # the flow budget does not cover support-chat; the team one does
+    inputs = litellm.token_counter(model=MODEL, messages=MESSAGES)
+    per_call = inputs * 2_500 + 1000 * 10_000
+
+    def team_call() -> dict[str, Any]:
+        data = request(inputs)
+        data["metadata"] = {"tags": ["finops.flow=support-chat"], "user_api_key_team_alias": "support"}
+        return data
+
+    async def run() -> tuple[list[Any], dict[str, Any]]:
+        outcomes = []
+        for _ in range(2):
+            try:
+                outcomes.append(await through_proxy(guard, team_call()))
+            except Exception as exc:
+                outcomes.append(exc)
+        async with httpx.AsyncClient(base_url=daemon.base, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            deadline = time.monotonic() + 20
+            while True:
+                doc = (await c.get("/v1/budgets/support-chat/check", params={"tag": "team=support"})).json()
+                if doc["held_usd"] == ZERO or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        await guard.aclose()
+        return outcomes, doc
+
+    (answered, refused), doc = proxy_loop.run_until_complete(run())
+    assert isinstance(answered, litellm.ModelResponse), answered
+    assert isinstance(refused, litellm.BudgetExceededError), refused
+    assert "budget support-team would be exceeded" in refused.message
+    assert (doc["budget"], doc["spend_usd"], doc["held_usd"]) == ("support-team", format_usd(per_call), ZERO)
 
 
 def test_fail_closed_when_finops_is_unreachable_unless_told_to_fail_open(
