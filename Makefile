@@ -40,6 +40,8 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/http_ingest.py
+	$(BIN)/python bench/admission.py
+	$(BIN)/python bench/admission_overrun.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 
 clean:

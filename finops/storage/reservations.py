@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import budget_locks, reservation_budgets, reservations
@@ -67,19 +68,42 @@ def lock_budgets(conn: Connection, keys: Iterable[str]) -> None:
     list(conn.execute(select(k).where(k.in_(ordered)).order_by(k).with_for_update()))
 
 
+_r, _rb = reservations.c, reservation_budgets.c
+#: The statements a reserve and a settlement run, built once: composing a query costs more
+#: Python than SQLite takes to answer it, and both run while the budgets are locked.
+_HELD = (
+    select(_rb.budget_key, func.coalesce(func.sum(_r.estimate_nanos), 0))
+    .join(reservations, _r.id == _rb.reservation_id)
+    .where(
+        _rb.budget_key.in_(bindparam("keys", expanding=True)),
+        _r.status == "open",
+        _r.expires_us > bindparam("now_us"),
+    )
+    .group_by(_rb.budget_key)
+)
+_BUDGETS_OF = select(_rb.budget_key).where(_rb.reservation_id.in_(bindparam("ids", expanding=True)))
+_SETTLE = (
+    update(reservations)
+    .where(_r.id == bindparam("b_id"), _r.status.in_(("open", "lapsed")))
+    .values(
+        status="settled",
+        closed_us=bindparam("b_now"),
+        cost_nanos=bindparam("b_cost"),
+        record_id=bindparam("b_record"),
+    )
+)
+_INSERT = {
+    name: dialect.insert(reservations).on_conflict_do_nothing().returning(_r.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+
+
 def held_by_budget(conn: Connection, keys: Sequence[str], *, now_us: int) -> dict[str, int]:
     """The money held by open, unexpired reservations, per budget key (0 where none)."""
     held = dict.fromkeys(keys, 0)
     if not keys:
         return held
-    r, rb = reservations.c, reservation_budgets.c
-    query = (
-        select(rb.budget_key, func.coalesce(func.sum(r.estimate_nanos), 0))
-        .join(reservations, r.id == rb.reservation_id)
-        .where(rb.budget_key.in_(list(keys)), r.status == "open", r.expires_us > now_us)
-        .group_by(rb.budget_key)
-    )
-    for key, total in conn.execute(query):
+    for key, total in conn.execute(_HELD, {"keys": list(keys), "now_us": now_us}):
         held[key] = int(total)
     return held
 
@@ -112,21 +136,19 @@ def insert_reservation(
 ) -> bool:
     """Insert a reservation (or a denial); ``False`` when its request_id was answered before."""
     inserted = conn.execute(
-        dialect_insert(conn, reservations)
-        .values(
-            id=reservation_id,
-            source=source,
-            request_id=request_id,
-            flow=flow,
-            tags=json.dumps(dict(tags), sort_keys=True, separators=(",", ":")),
-            estimate_nanos=estimate_nanos,
-            status=status,
-            answer=json.dumps(answer, sort_keys=True),
-            created_us=now_us,
-            expires_us=expires_us,
-        )
-        .on_conflict_do_nothing()
-        .returning(reservations.c.id)
+        _INSERT[conn.dialect.name],
+        {
+            "id": reservation_id,
+            "source": source,
+            "request_id": request_id,
+            "flow": flow,
+            "tags": json.dumps(dict(tags), sort_keys=True, separators=(",", ":")),
+            "estimate_nanos": estimate_nanos,
+            "status": status,
+            "answer": json.dumps(answer, sort_keys=True),
+            "created_us": now_us,
+            "expires_us": expires_us,
+        },
     ).first()
     if inserted is None:
         return False
@@ -142,8 +164,7 @@ def budgets_of(conn: Connection, reservation_ids: Iterable[str]) -> list[str]:
     ids = list(set(reservation_ids))
     if not ids:
         return []
-    rb = reservation_budgets.c
-    return sorted({k for (k,) in conn.execute(select(rb.budget_key).where(rb.reservation_id.in_(ids)))})
+    return sorted({k for (k,) in conn.execute(_BUDGETS_OF, {"ids": ids})})
 
 
 def close_reservation(conn: Connection, reservation_id: str, *, status: str, now_us: int) -> str | None:
@@ -168,15 +189,12 @@ def settle_reservations(
     usage is stored and priced all the same). Returns how many were settled."""
     if not settled:
         return 0
-    lock_budgets(conn, budgets_of(conn, settled))
-    r = reservations.c
+    if conn.dialect.name != "sqlite":  # SQLite: the write lock serialises already (lock_budgets)
+        lock_budgets(conn, budgets_of(conn, settled))
     done = 0
     for rid, (record_id, cost) in sorted(settled.items()):
-        done += conn.execute(
-            update(reservations)
-            .where(r.id == rid, r.status.in_(("open", "lapsed")))
-            .values(status="settled", closed_us=now_us, cost_nanos=cost, record_id=record_id)
-        ).rowcount
+        params = {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id}
+        done += conn.execute(_SETTLE, params).rowcount
     return done
 
 

@@ -21,7 +21,7 @@ from finops.storage.reservations import held_by_budget
 from finops.storage.sql import like_pattern
 from finops.storage.tables import outcomes, usage_records
 from finops.usecases.ledger import Ledger
-from finops.usecases.spend import SpendQuery, run_spend
+from finops.usecases.spend import SpendQuery, cost_total, run_spend
 
 __all__ = [
     "BudgetsInForce",
@@ -37,6 +37,8 @@ __all__ = [
 
 
 def _spend(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    if not budget.tag_filter:  # the common case, in one query (reserve runs it under the budget lock)
+        return cost_total(conn, flow=budget.flow_pattern, start=start, end=end)
     query = SpendQuery(
         start=start, end=end, tz=budget.zone, flows=(budget.flow_pattern,), tags=budget.tag_filter
     )
