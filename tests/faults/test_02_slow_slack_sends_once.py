@@ -8,7 +8,6 @@ seconds is simulated through ``deliver(now=...)``, which is how a run sees the c
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -25,17 +24,14 @@ from sqlalchemy import select
 
 from finops.notify.messages import AlertMessage, render_alert
 from finops.notify.slack import SlackSender
-from finops.storage import alerts as outbox
-from finops.storage.db import write_transaction
 from finops.storage.tables import alert_outbox
 from finops.usecases.alerts import LEASE_MARGIN, DeliveryReport, deliver
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
+from tests.faults._outbox import CHANNEL, KEY
+from tests.faults._outbox import queue_alert as queue
 from tests.slack_fake import TOKEN, FakeSlack, ratelimit
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
-
-CHANNEL = "#support-ai-costs"
-KEY = "breach:1"
 
 
 @pytest.fixture
@@ -53,21 +49,7 @@ def _us(t: datetime) -> int:
 
 def queue_alert(ledger: Ledger, *, at: datetime) -> None:
     """One breach alert waiting in the outbox since ``at`` (as evaluation queues it)."""
-    message = AlertMessage(
-        kind="threshold",
-        budget_key="support-gpt-en",
-        flow="support-gpt-en",
-        owner="U0DANA123",
-        channel=CHANNEL,
-        period="2026-11-03 (Europe/Berlin)",
-        spend_nanos=85_000_000_000,
-        cap_nanos=100_000_000_000,
-        threshold=Decimal("0.8"),
-    )
-    assert len(render_alert(message)) == 1
-    payload = {k: str(v) if isinstance(v, Decimal) else v for k, v in dataclasses.asdict(message).items()}
-    with write_transaction(ledger.engine) as conn:
-        assert outbox.enqueue(conn, dedupe_key=KEY, channel=CHANNEL, payload=payload, now_us=_us(at))
+    queue(ledger, now_us=_us(at))
 
 
 def sender(slack: FakeSlack, **kw: Any) -> SlackSender:

@@ -9,49 +9,30 @@ or answers 503 (it never reached the channel). Later runs are simulated through 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from finops.cli.main import app
-from finops.notify.messages import AlertMessage
 from finops.notify.slack import SlackSender
 from finops.storage import alerts as outbox
 from finops.storage.db import write_transaction
-from finops.storage.tables import alert_outbox
 from finops.usecases.alerts import LEASE_MARGIN, deliver
 from finops.usecases.ledger import Ledger
+from tests.faults._outbox import CHANNEL, KEY
+from tests.faults._outbox import queue_alert as queue
 from tests.slack_fake import TOKEN, FakeSlack, ratelimit, server_error, slow
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
-CHANNEL = "#support-ai-costs"
-KEY = "breach:1"
 TAG = {"event_type": "finops_alert", "event_payload": {"dedupe_key": KEY}}
 
 
 def queue_alert(ledger: Ledger) -> int:
     """One breach alert in the outbox, due now; its outbox id."""
-    message = AlertMessage(
-        kind="threshold",
-        budget_key="support-gpt-en",
-        flow="support-gpt-en",
-        owner="U0DANA123",
-        channel=CHANNEL,
-        period="2026-11-03 (Europe/Berlin)",
-        spend_nanos=85_000_000_000,
-        cap_nanos=100_000_000_000,
-        threshold=Decimal("0.8"),
-    )
-    payload = {k: str(v) if isinstance(v, Decimal) else v for k, v in dataclasses.asdict(message).items()}
-    with write_transaction(ledger.engine) as conn:
-        outbox.enqueue(conn, dedupe_key=KEY, channel=CHANNEL, payload=payload, now_us=time.time_ns() // 1000)
-        return int(conn.execute(select(alert_outbox.c.id)).scalar_one())
+    return queue(ledger, now_us=time.time_ns() // 1000)
 
 
 def bot(slack: FakeSlack) -> SlackSender:
