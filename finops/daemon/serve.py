@@ -89,6 +89,7 @@ def serve(daemon: Daemon, *, access_log: bool = False) -> int:
         http="httptools",
         loop="uvloop" if _has_uvloop() else "asyncio",
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address; a forwarded one could only mislead
     )
     server = _Server(config)
     log.info(

@@ -1,38 +1,46 @@
 """What the daemon's HTTP API does, without HTTP: ingest batches, check budgets, answer spend.
 
-Thread-safe: request handlers call these from a thread pool. On SQLite one batch writes at a
-time (the database has one writer anyway); PostgreSQL takes a few at once.
+Thread-safe: request handlers call these from a thread pool. Every write goes through one
+writer thread (daemon/group_commit.py), which commits what is waiting together.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from anyio import to_thread
+
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.database_outage import DatabaseOutage, DatabaseUnavailable, unavailable
-from finops.daemon.parse_pool import BodyProblem, ParsePool
+from finops.daemon.group_commit import GroupCommit
+from finops.daemon.parse_pool import BodyProblem, ParsePool, parse_usage_body
 from finops.storage.ledger import Rejection
-from finops.usecases.admission import ReserveRequest, ReserveResult, release, reserve
+from finops.usecases.admission import ReserveRequest, ReserveResult, prepare, release, replayed
 from finops.usecases.budgets import CheckResult, check_flow
 from finops.usecases.ingest import (
     IngestSummary,
     Prepared,
     RowBatch,
+    count_written,
     prepare_mapped,
     prepare_objects,
-    write_prepared,
+    stage,
 )
 from finops.usecases.ledger import Ledger
 from finops.usecases.outcomes import ingest_outcome_objects
 from finops.usecases.spend import SpendQuery, SpendResult, run_spend
 
 __all__ = ["BatchResult", "IngestService"]
+
+#: Usage bodies up to this size are parsed on the event loop (a few records: well under a
+#: millisecond); larger ones in a worker thread or the parser process.
+_INLINE_BYTES = 4 * 1024
 
 
 @dataclass
@@ -98,11 +106,8 @@ class IngestService:
         self.budgets = budgets
         self._on_ingest = on_ingest
         self.outage = outage or DatabaseOutage()
-        sqlite = ledger.engine.dialect.name == "sqlite"
-        # SQLite has one writer at a time: a plain lock, whose wait is in C (a semaphore waits on
-        # a Condition in Python: a fifth of the daemon's time under 32 reserve+settle clients).
-        self._writers: AbstractContextManager[Any] = (
-            threading.Lock() if sqlite else threading.BoundedSemaphore(4)
+        self._writer = GroupCommit(
+            ledger, lambda: self.budgets.budgets, max_records=ledger.settings.max_batch_records
         )
         self._parsers = ParsePool(ledger.settings.ingest_workers)
 
@@ -123,12 +128,11 @@ class IngestService:
         return IngestSummary(example_limit=self.ledger.settings.max_batch_records)
 
     def _write(self, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
-        rows = batch.rows if isinstance(batch, RowBatch) else batch.items
-        if not rows and not batch.rejections:  # nothing to write: says nothing about the database
-            write_prepared(self.ledger, source, batch, summary)
+        staged = stage(self.ledger, source, batch, summary)
+        if staged is None:  # nothing to write: says nothing about the database
             return
-        with self._writers, self._database(writing=True):
-            write_prepared(self.ledger, source, batch, summary)
+        with self._database(writing=True):
+            count_written(summary, self._writer.usage(staged))
         if summary.stored:
             self._on_ingest()
 
@@ -155,11 +159,50 @@ class IngestService:
         self._write(source, rows, summary)
         return BatchResult.of(summary)
 
+    async def usage_body_async(self, body: bytes, *, ndjson: bool, source: str) -> BatchResult | BodyProblem:
+        """:meth:`usage_body` for the event loop: a small body without prompts (the common case,
+        a call's usage and its settlement) is parsed here and awaits the writer without a
+        thread of its own; anything slower (a large body, prompt texts to count) goes to a
+        worker thread."""
+        if len(body) > _INLINE_BYTES:
+            return await to_thread.run_sync(lambda: self.usage_body(body, ndjson=ndjson, source=source))
+        rows = parse_usage_body(
+            self.ledger.book,
+            self.ledger.user_key,
+            body,
+            ndjson=ndjson,
+            limit=self.ledger.settings.max_batch_records,
+            source=source,
+        )
+        if isinstance(rows, BodyProblem):
+            return rows
+        summary = self._summary()
+        if rows.prompts:  # counting prompt tokens is slow: not on the event loop
+            await to_thread.run_sync(lambda: self._write(source, rows, summary))
+            return BatchResult.of(summary)
+        staged = stage(self.ledger, source, rows, summary)
+        if staged is not None:
+            with self._database(writing=True):
+                count_written(summary, await asyncio.wrap_future(self._writer.submit_usage(staged)))
+            if summary.stored:
+                self._on_ingest()
+        return BatchResult.of(summary)
+
+    async def reserve_async(self, req: ReserveRequest, *, source: str) -> ReserveResult:
+        """:meth:`reserve` for the event loop; a prompt to count goes to a worker thread. A
+        retried request_id is answered by the writer, from the database, like a new one."""
+        if req.prompt is not None:
+            return await to_thread.run_sync(lambda: self.reserve(req, source=source))
+        ask = prepare(self.ledger, req, source=source, now=datetime.now(UTC))
+        with self._database(writing=True):
+            return await asyncio.wrap_future(self._writer.submit_reserve(ask))
+
     def start(self) -> None:
         """Load the price book and start the parser process before the first request."""
         self._parsers.start(self.ledger.book, self.ledger.user_key)
 
     def close(self) -> None:
+        self._writer.close()
         self._parsers.close()
 
     def mapped(
@@ -176,8 +219,12 @@ class IngestService:
 
     def outcomes(self, objects: Sequence[Any], *, source: str) -> BatchResult:
         summary = self._summary()
-        with self._writers, self._database(writing=True):
-            ingest_outcome_objects(self.ledger, objects, source=source, location="http", summary=summary)
+        with self._database(writing=True):
+            self._writer.call(
+                lambda: ingest_outcome_objects(
+                    self.ledger, objects, source=source, location="http", summary=summary
+                )
+            )
         return BatchResult.of(summary)
 
     def check(
@@ -189,13 +236,18 @@ class IngestService:
             )
 
     def reserve(self, req: ReserveRequest, *, source: str) -> ReserveResult:
-        """Hold money for a call in flight, or deny (usecases/admission.py)."""
-        with self._writers, self._database(writing=True):
-            return reserve(self.ledger, self.budgets.budgets, req, source=source)
+        """Hold money for a call in flight, or deny (usecases/admission.py): a retried request_id
+        is answered from the database; a new one is estimated here and decided by the writer."""
+        with self._database(writing=True):
+            earlier = replayed(self.ledger, req, source=source)
+            if earlier is not None:
+                return earlier
+            ask = prepare(self.ledger, req, source=source, now=datetime.now(UTC))
+            return self._writer.reserve(ask)
 
     def release(self, reservation_id: str) -> str:
-        with self._writers, self._database(writing=True):
-            return release(self.ledger, reservation_id)
+        with self._database(writing=True):
+            return self._writer.call(lambda: release(self.ledger, reservation_id))
 
     def spend(self, query: SpendQuery) -> SpendResult:
         with self._database(writing=False), self.ledger.engine.connect() as conn:

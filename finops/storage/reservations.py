@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from finops.storage.sql import dialect_insert
@@ -27,11 +27,13 @@ __all__ = [
     "close_reservation",
     "held_by_budget",
     "hold_counts",
-    "insert_reservation",
+    "insert_reservations",
     "lock_budgets",
     "mark_lapsed",
     "reservation",
     "reservation_for_request",
+    "reservation_row",
+    "reservations_for_requests",
     "settle_reservations",
 ]
 
@@ -84,7 +86,7 @@ _HELD = (
 _BUDGETS_OF = select(_rb.budget_key).where(_rb.reservation_id.in_(bindparam("ids", expanding=True)))
 _SETTLE = (
     update(reservations)
-    .where(_r.id == bindparam("b_id"), _r.status.in_(("open", "lapsed")))
+    .where(_r.id == bindparam("b_id"), or_(_r.status == "open", _r.status == "lapsed"))  # executemany: no IN
     .values(
         status="settled",
         closed_us=bindparam("b_now"),
@@ -92,8 +94,8 @@ _SETTLE = (
         record_id=bindparam("b_record"),
     )
 )
-_INSERT = {
-    name: dialect.insert(reservations).on_conflict_do_nothing().returning(_r.id)
+_INSERT_MANY = {
+    name: dialect.insert(reservations).on_conflict_do_nothing()
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 
@@ -119,8 +121,23 @@ def reservation(conn: Connection, reservation_id: str) -> Reservation | None:
     return _row(row) if row else None
 
 
-def insert_reservation(
-    conn: Connection,
+def reservations_for_requests(
+    conn: Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The stored answers to ``(source, request_id)`` pairs answered before, in one query."""
+    if not keys:
+        return {}
+    r = reservations.c
+    wanted = set(keys)
+    found = conn.execute(
+        select(r.source, r.request_id, r.answer).where(  # both columns: the (source, request_id) index
+            r.source.in_(sorted({s for s, _ in wanted})), r.request_id.in_(sorted({rid for _, rid in wanted}))
+        )
+    )
+    return {(s, rid): json.loads(a) for s, rid, a in found if (s, rid) in wanted}
+
+
+def reservation_row(
     *,
     reservation_id: str,
     source: str,
@@ -133,31 +150,36 @@ def insert_reservation(
     budget_keys: Sequence[str],
     now_us: int,
     expires_us: int,
-) -> bool:
-    """Insert a reservation (or a denial); ``False`` when its request_id was answered before."""
-    inserted = conn.execute(
-        _INSERT[conn.dialect.name],
-        {
-            "id": reservation_id,
-            "source": source,
-            "request_id": request_id,
-            "flow": flow,
-            "tags": json.dumps(dict(tags), sort_keys=True, separators=(",", ":")),
-            "estimate_nanos": estimate_nanos,
-            "status": status,
-            "answer": json.dumps(answer, sort_keys=True),
-            "created_us": now_us,
-            "expires_us": expires_us,
-        },
-    ).first()
-    if inserted is None:
-        return False
-    if status == "open" and budget_keys:
-        conn.execute(
-            reservation_budgets.insert(),
-            [{"reservation_id": reservation_id, "budget_key": k} for k in sorted(set(budget_keys))],
-        )
-    return True
+) -> dict[str, Any]:
+    """A reservation (or a denial) as :func:`insert_reservations` takes it."""
+    return {
+        "id": reservation_id,
+        "source": source,
+        "request_id": request_id,
+        "flow": flow,
+        "tags": json.dumps(dict(tags), sort_keys=True, separators=(",", ":")),
+        "estimate_nanos": estimate_nanos,
+        "status": status,
+        "answer": json.dumps(answer, sort_keys=True),
+        "created_us": now_us,
+        "expires_us": expires_us,
+        "budget_keys": sorted(set(budget_keys)) if status == "open" else [],
+    }
+
+
+def insert_reservations(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert reservations and denials (:func:`reservation_row`) and link each open hold to its
+    budgets: two statements for any number. A request_id answered before is not inserted again
+    (the caller looked it up under the budget locks: only a flow no budget covers can race)."""
+    if not rows:
+        return
+    conn.execute(
+        _INSERT_MANY[conn.dialect.name],
+        [{k: v for k, v in row.items() if k != "budget_keys"} for row in rows],
+    )
+    links = [{"reservation_id": row["id"], "budget_key": k} for row in rows for k in row["budget_keys"]]
+    if links:
+        conn.execute(reservation_budgets.insert(), links)
 
 
 def budgets_of(conn: Connection, reservation_ids: Iterable[str]) -> list[str]:
@@ -191,11 +213,11 @@ def settle_reservations(
         return 0
     if conn.dialect.name != "sqlite":  # SQLite: the write lock serialises already (lock_budgets)
         lock_budgets(conn, budgets_of(conn, settled))
-    done = 0
-    for rid, (record_id, cost) in sorted(settled.items()):
-        params = {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id}
-        done += conn.execute(_SETTLE, params).rowcount
-    return done
+    params = [
+        {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id}
+        for rid, (record_id, cost) in sorted(settled.items())
+    ]
+    return int(conn.execute(_SETTLE, params).rowcount)
 
 
 def mark_lapsed(conn: Connection, *, now_us: int) -> int:

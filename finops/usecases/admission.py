@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Connection
+
 from finops.domain.budgets import Budget, BudgetState
 from finops.domain.money import usd_to_nanos
 from finops.domain.usage import RecordError, UsageRecord, parse_usage
@@ -28,23 +30,29 @@ from finops.storage.reservations import (
     close_reservation,
     held_by_budget,
     hold_counts,
-    insert_reservation,
+    insert_reservations,
     lock_budgets,
     mark_lapsed,
     reservation,
     reservation_for_request,
+    reservation_row,
+    reservations_for_requests,
 )
 from finops.usecases.budgets import budget_state
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
 
 __all__ = [
+    "Ask",
     "Estimate",
     "ReserveRequest",
     "ReserveResult",
+    "decide",
     "estimate_cost",
     "lapse_holds",
+    "prepare",
     "release",
+    "replayed",
     "reserve",
 ]
 
@@ -153,6 +161,32 @@ def _blocked(state: BudgetState, held: int, estimate: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Ask:
+    """A reserve request with its estimate made (outside the transaction: counting a prompt's
+    tokens is slow), ready to be decided with others in one transaction."""
+
+    req: ReserveRequest
+    source: str
+    estimate: Estimate
+
+
+def prepare(ledger: Ledger, req: ReserveRequest, *, source: str, now: datetime) -> Ask:
+    """Check the request and make its estimate; raises :class:`UsageError` when it is wrong."""
+    if not 1 <= req.ttl_s <= MAX_TTL_S:
+        raise UsageError(f"ttl_s must be between 1 and {MAX_TTL_S:,} seconds, got {req.ttl_s}")
+    return Ask(req, source, estimate_cost(ledger, req, now=now))
+
+
+def replayed(ledger: Ledger, req: ReserveRequest, *, source: str) -> ReserveResult | None:
+    """The answer given before to this request_id, read without the write lock (a retry)."""
+    if req.request_id is None:
+        return None
+    with ledger.engine.connect() as conn:
+        earlier = reservation_for_request(conn, source, req.request_id)
+    return None if earlier is None else _replay(earlier.answer)
+
+
 def reserve(
     ledger: Ledger,
     budgets: Sequence[Budget],
@@ -163,55 +197,86 @@ def reserve(
 ) -> ReserveResult:
     """Hold money for one call, or deny; atomic across replicas (see the module docstring)."""
     now = now or datetime.now(UTC)
-    ttl = req.ttl_s
-    if not 1 <= ttl <= MAX_TTL_S:
-        raise UsageError(f"ttl_s must be between 1 and {MAX_TTL_S:,} seconds, got {ttl}")
-    covering = [b for b in budgets if b.matches(req.flow, req.tags)]
-    keys = [b.key for b in covering]
-    now_us = int(now.timestamp() * 1_000_000)
-    if req.request_id is not None:
-        with ledger.engine.connect() as conn:
-            earlier = reservation_for_request(conn, source, req.request_id)
-        if earlier is not None:
-            return _replay(earlier.answer, covering, now)
-    estimate = estimate_cost(ledger, req, now=now)
+    if (earlier := replayed(ledger, req, source=source)) is not None:
+        return earlier
+    ask = prepare(ledger, req, source=source, now=now)
     with write_transaction(ledger.engine) as conn:
-        lock_budgets(conn, keys)
-        if req.request_id is not None and (earlier := reservation_for_request(conn, source, req.request_id)):
-            return _replay(earlier.answer, covering, now)  # a replica answered it while we waited
-        held = held_by_budget(conn, keys, now_us=now_us)
-        states = tuple(budget_state(conn, b, now) for b in covering)
-        reason = _decide(states, held, estimate, ledger.settings.admit_unpriced)
-        rid = "rsv_" + secrets.token_hex(12)
-        expires = now + timedelta(seconds=ttl)
+        [result] = decide(conn, budgets, [ask], now=now, admit_unpriced=ledger.settings.admit_unpriced)
+    return result
+
+
+def decide(
+    conn: Connection,
+    budgets: Sequence[Budget],
+    asks: Sequence[Ask],
+    *,
+    now: datetime,
+    admit_unpriced: bool,
+) -> list[ReserveResult]:
+    """Decide ``asks`` in order in the caller's write transaction, and leave their holds (or
+    denials) in it: one answer per ask.
+
+    The budgets of every ask are locked first; spend and open holds are read once, and each
+    allowed ask adds its estimate to the holds the next ask sees, exactly as if each had come
+    alone one after the other. A ``request_id`` answered before (or earlier in ``asks``) gets
+    that answer again, never a second hold.
+    """
+    covering = [[b for b in budgets if b.matches(a.req.flow, a.req.tags)] for a in asks]
+    by_key = {b.key: b for found in covering for b in found}
+    lock_budgets(conn, by_key)
+    answered = reservations_for_requests(
+        conn, [(a.source, a.req.request_id) for a in asks if a.req.request_id is not None]
+    )
+    now_us = int(now.timestamp() * 1_000_000)
+    held = held_by_budget(conn, list(by_key), now_us=now_us)
+    states = {key: budget_state(conn, b, now) for key, b in by_key.items()}
+    results: list[ReserveResult] = []
+    rows: list[dict[str, Any]] = []
+    for ask, found in zip(asks, covering, strict=True):
+        req, keys = ask.req, [b.key for b in found]
+        known = (ask.source, req.request_id) if req.request_id is not None else None
+        if known is not None and known in answered:
+            results.append(_replay(answered[known]))
+            continue
+        mine = {k: held[k] for k in keys}
+        reason = _decide([states[k] for k in keys], mine, ask.estimate, admit_unpriced)
         allow = reason is None
-        nanos = estimate.nanos or 0
+        nanos = ask.estimate.nanos or 0
         if allow:
-            held = {k: v + nanos for k, v in held.items()}
+            for k in keys:
+                held[k] += nanos
+            mine = {k: held[k] for k in keys}
+        expires = now + timedelta(seconds=req.ttl_s)
+        rid = "rsv_" + secrets.token_hex(12)
         result = ReserveResult(
             "allow" if allow else "deny",
-            reason or ("within budget" if covering else "no budget covers this flow"),
+            reason or ("within budget" if found else "no budget covers this flow"),
             rid if allow else None,
             expires if allow else None,
-            estimate,
-            states,
-            held,
+            ask.estimate,
+            tuple(states[k] for k in keys),
+            mine,
         )
-        insert_reservation(
-            conn,
-            reservation_id=rid,
-            source=source,
-            request_id=req.request_id,
-            flow=req.flow,
-            tags=req.tags,
-            estimate_nanos=nanos,
-            status="open" if allow else "denied",
-            answer=_answer(result),
-            budget_keys=keys,
-            now_us=now_us,
-            expires_us=int(expires.timestamp() * 1_000_000),
+        results.append(result)
+        if known is not None:
+            answered[known] = _answer(result)
+        rows.append(
+            reservation_row(
+                reservation_id=rid,
+                source=ask.source,
+                request_id=req.request_id,
+                flow=req.flow,
+                tags=req.tags,
+                estimate_nanos=nanos,
+                status="open" if allow else "denied",
+                answer=_answer(result),
+                budget_keys=keys,
+                now_us=now_us,
+                expires_us=int(expires.timestamp() * 1_000_000),
+            )
         )
-    return result
+    insert_reservations(conn, rows)
+    return results
 
 
 def _decide(
@@ -244,7 +309,7 @@ def _answer(result: ReserveResult) -> dict[str, Any]:
     }
 
 
-def _replay(answer: Mapping[str, Any], covering: Sequence[Budget], now: datetime) -> ReserveResult:
+def _replay(answer: Mapping[str, Any]) -> ReserveResult:
     expires = answer.get("expires_at")
     return ReserveResult(
         str(answer["decision"]),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from finops.domain.digest import input_digest
 from finops.domain.pricing import PriceBook, PriceMatch
@@ -29,6 +30,7 @@ from finops.errors import IngestError
 from finops.sources.jsonl import Line, expand_paths, read_lines
 from finops.storage.db import write_transaction
 from finops.storage.ledger import (
+    BatchOutcome,
     PricedRecord,
     Rejection,
     record_price_versions,
@@ -45,7 +47,10 @@ from finops.usecases.process_pool import process_pool
 __all__ = [
     "IngestSummary",
     "Prepared",
+    "StagedWrite",
+    "Written",
     "chunked",
+    "count_written",
     "ingest_lines",
     "ingest_litellm_paths",
     "ingest_objects",
@@ -56,7 +61,9 @@ __all__ = [
     "prepare_lines",
     "prepare_mapped",
     "prepare_objects",
+    "stage",
     "write_prepared",
+    "write_staged",
 ]
 
 DEFAULT_SOURCE = "default"
@@ -254,8 +261,30 @@ def to_rows(batch: Prepared, source: str) -> RowBatch:
     )
 
 
-def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
-    """Write one prepared batch in one transaction and add what it did to ``summary``."""
+@dataclass
+class StagedWrite:
+    """One batch ready for the database, its summary already told what needs no database (lines
+    read, records rejected before storage). Several can share a transaction (the daemon's group
+    commit, :func:`write_staged`); the summary learns the rest only after the commit."""
+
+    source: str
+    batch: RowBatch
+    summary: IngestSummary
+    prompt_rows: list[dict[str, Any]]
+
+
+@dataclass
+class Written:
+    """What the database did with one staged batch."""
+
+    outcome: BatchOutcome
+    refused: list[Rejection]  # records the database refused (write_rows_isolating)
+
+
+def stage(
+    ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary
+) -> StagedWrite | None:
+    """The work before the transaction; ``None`` when the batch has nothing to write."""
     rb = batch if isinstance(batch, RowBatch) else to_rows(batch, source)
     prompt_rows = _prompt_rows(ledger, rb.prompts)
     if prompt_rows and (warning := ledger.token_counter.warning()):
@@ -264,23 +293,99 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
     for rejection in rb.rejections:
         summary.add_rejection(rejection)
     if not rb.rows and not rb.rejections:
-        return
-    now = _now_us()
-    with write_transaction(ledger.engine) as conn:
-        if rb.matches:
-            record_price_versions(conn, rb.matches.values(), now_us=now)
-        outcome, refused = write_rows_isolating(conn, source=source, rows=rb.rows, where=rb.where, now_us=now)
-        write_dead_letters(conn, source=source, rejections=[*rb.rejections, *refused], now_us=now)
-        if rb.reservations:  # the actual cost replaces the hold, in the transaction that stores it
-            settled = {
-                rid: (record_id, outcome.inserted[record_id])
-                for record_id, rid in rb.reservations.items()
-                if record_id in outcome.inserted
-            }
-            settle_reservations(conn, settled, now_us=now)
-        if prompt_rows:
-            record_prompts(conn, prompt_rows)
+        return None
+    return StagedWrite(source, rb, summary, prompt_rows)
+
+
+def write_staged(conn: Connection, writes: Sequence[StagedWrite], *, now_us: int) -> list[Written]:
+    """Write staged batches in the caller's transaction, in order; one result per batch.
+
+    Consecutive batches of one source whose record ids are disjoint are written as one (one
+    insert, one rollup upsert, one settlement: what makes a group commit cheap) and their
+    outcomes split back by record id. A batch that shares an id with the run before it starts a
+    new run, so duplicates and conflicts count exactly as if each batch had come alone, in order.
+    """
+    results: list[Written] = []
+    run: list[StagedWrite] = []
+    owner: set[str] = set()
+    for w in writes:
+        ids = {row[1] for row in w.batch.rows}
+        if run and (w.source != run[0].source or not owner.isdisjoint(ids)):
+            results.extend(_write_batches(conn, run[0].source, run, now_us))
+            run, owner = [], set()
+        run.append(w)
+        owner |= ids
+    if run:
+        results.extend(_write_batches(conn, run[0].source, run, now_us))
+    return results
+
+
+def _write_batches(
+    conn: Connection, source: str, writes: Sequence[StagedWrite], now_us: int
+) -> list[Written]:
+    """Batches of one source with disjoint record ids, written together."""
+    batches = [w.batch for w in writes]
+    rows = [row for b in batches for row in b.rows]
+    where = [w for b in batches for w in b.where]
+    matches = {version: m for b in batches for version, m in b.matches.items()}
+    if matches:
+        record_price_versions(conn, matches.values(), now_us=now_us)
+    outcome, refused = write_rows_isolating(conn, source=source, rows=rows, where=where, now_us=now_us)
+    write_dead_letters(
+        conn, source=source, rejections=[*(r for b in batches for r in b.rejections), *refused], now_us=now_us
+    )
+    reservations = {record_id: rid for b in batches for record_id, rid in b.reservations.items()}
+    if reservations:  # the actual cost replaces the hold, in the transaction that stores it
+        settled = {
+            rid: (record_id, outcome.inserted[record_id])
+            for record_id, rid in reservations.items()
+            if record_id in outcome.inserted
+        }
+        settle_reservations(conn, settled, now_us=now_us)
+    prompt_rows = {row["prompt_id"]: row for w in writes for row in w.prompt_rows}
+    if prompt_rows:
+        record_prompts(conn, list(prompt_rows.values()))
+    if len(writes) == 1:
+        return [Written(outcome, refused)]
+    return _split(outcome, refused, batches)
+
+
+def _split(outcome: BatchOutcome, refused: list[Rejection], batches: Sequence[RowBatch]) -> list[Written]:
+    """One merged outcome back into one per batch, by record id (disjoint between batches).
+    Every row ends in exactly one of stored, conflict, too old, refused or duplicate, so a
+    batch's duplicates are its rows less the others."""
+    owner: dict[str, int] = {}
+    for index, b in enumerate(batches):
+        owner.update((row[1], index) for row in b.rows)
+    rows = {row[1]: row for b in batches for row in b.rows}
+    parts = [Written(BatchOutcome(), []) for _ in batches]
+    for rid, cost in outcome.inserted.items():
+        mine = parts[owner[rid]].outcome
+        mine.inserted[rid] = cost
+        mine.stored += 1
+        if cost is None:
+            mine.unpriced += 1
+            mine.unpriced_models[f"{rows[rid][4]}/{rows[rid][5]}"] += 1
+        else:
+            mine.cost_nanos += cost
+    for rejection in outcome.conflicts:
+        parts[owner[str(rejection.record_id)]].outcome.conflicts.append(rejection)
+    for rejection in outcome.too_old:
+        parts[owner[str(rejection.record_id)]].outcome.too_old.append(rejection)
     for rejection in refused:
+        parts[owner[str(rejection.record_id)]].refused.append(rejection)
+    for part, b in zip(parts, batches, strict=True):
+        o = part.outcome
+        o.duplicates = len(b.rows) - o.stored - len(o.conflicts) - len(o.too_old) - len(part.refused)
+    if sum(p.outcome.duplicates for p in parts) != outcome.duplicates:  # the rule above is broken
+        raise AssertionError("a merged batch's outcome did not split back into its parts")
+    return parts
+
+
+def count_written(summary: IngestSummary, written: Written) -> None:
+    """Tell the summary what the committed transaction stored."""
+    outcome = written.outcome
+    for rejection in written.refused:
         summary.add_rejection(rejection)
     summary.stored += outcome.stored
     summary.duplicates += outcome.duplicates
@@ -290,6 +395,16 @@ def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summ
     for rejection in [*outcome.too_old, *outcome.conflicts]:
         summary.add_rejection(rejection)
     summary.unpriced_models.update(outcome.unpriced_models)
+
+
+def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
+    """Write one prepared batch in one transaction and add what it did to ``summary``."""
+    staged = stage(ledger, source, batch, summary)
+    if staged is None:
+        return
+    with write_transaction(ledger.engine) as conn:
+        [written] = write_staged(conn, [staged], now_us=_now_us())
+    count_written(summary, written)
 
 
 # A parser process gets the price book and key once; then lines go in and rows come out.
