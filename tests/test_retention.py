@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -100,3 +101,33 @@ def test_a_batch_waits_for_retention_and_then_sees_its_watermark(service: Ingest
     with ledger.engine.connect() as conn:
         assert final_before_us(conn) > 0
     assert _spend(ledger, ("flow",))[0][1] == 1  # counted once
+
+
+def test_closed_reservations_go_with_the_raw_records_and_open_holds_stay(db_url: str, tmp_path: Path) -> None:
+    from finops.storage.tables import reservation_budgets, reservations
+    from finops.usecases.admission import ReserveRequest, release, reserve
+    from tests.test_admission import budgets
+
+    ledger = make_ledger(db_url, retention_days=40)
+    found = budgets(tmp_path, "100")
+    july = datetime(2026, 7, 10, tzinfo=UTC)
+    old = [
+        reserve(
+            ledger, found, ReserveRequest("admit", estimate_usd=Decimal(1), ttl_s=60), source="a", now=july
+        )
+    ]
+    old.append(
+        reserve(
+            ledger, found, ReserveRequest("admit", estimate_usd=Decimal(1), ttl_s=60), source="a", now=july
+        )
+    )
+    release(ledger, old[0].reservation_id or "")  # released; old[1] lapses unmarked: still "open"
+    fresh = reserve(ledger, found, ReserveRequest("admit", estimate_usd=Decimal(1)), source="a", now=NOW)
+    result = run_retention(ledger, now=NOW)
+    with ledger.engine.connect() as conn:
+        left = dict(conn.execute(select(reservations.c.id, reservations.c.status)).all())
+        links = {rid for (rid,) in conn.execute(select(reservation_budgets.c.reservation_id))}
+    ledger.close()
+    assert result.reservations_deleted == 1 and old[0].reservation_id not in left
+    assert left == {old[1].reservation_id: "open", fresh.reservation_id: "open"}  # never an open one
+    assert links == set(left)

@@ -40,6 +40,8 @@ Poller = Callable[[Ledger, datetime], str]
 
 #: After an HTTP batch, wait this long for more before evaluating (one evaluation per burst).
 _COALESCE_S = 0.5
+#: How often /metrics' counts of settled, released, lapsed and denied holds are refreshed.
+_CLOSED_HOLDS_EVERY_S = 60.0
 #: At shutdown, how long the last cycle waits for one still running.
 _FINAL_WAIT_S = 5.0
 
@@ -90,6 +92,7 @@ class Daemon:
         self.tokens = _tokens(settings)
         self.budgets = BudgetWatch(self.ledger, settings.budgets_dir)
         self.wake = threading.Event()
+        self._holds_counted_at = -_CLOSED_HOLDS_EVERY_S  # the first cycle counts everything
         self.stop = threading.Event()
         self.metrics.database_up.set(1)
         self.outage = DatabaseOutage(on_change=lambda up: self.metrics.database_up.set(int(up)))
@@ -207,7 +210,11 @@ class Daemon:
         return report
 
     def _lapse_holds(self) -> None:
-        for state, count in lapse_holds(self.ledger).items():
+        """Open holds every cycle; the closed states (a scan of the whole table) once a minute."""
+        closed = time.monotonic() - self._holds_counted_at >= _CLOSED_HOLDS_EVERY_S
+        if closed:
+            self._holds_counted_at = time.monotonic()
+        for state, count in lapse_holds(self.ledger, closed=closed).items():
             self.metrics.holds.labels(state).set(count)
 
     def _run_jobs(self, now: datetime) -> list[tuple[str, str, str]]:

@@ -129,7 +129,8 @@ def _retention(ledger: Ledger, now: datetime, period: str) -> str:
     closed = f"usage before {final} final" if result.final_before_us else "no usage old enough yet"
     return (
         f"{closed}: {result.usage_deleted} raw records deleted, "
-        f"{result.dead_letters_deleted} dead letters, {result.previews_cleared} prompt previews"
+        f"{result.dead_letters_deleted} dead letters, {result.previews_cleared} prompt previews, "
+        f"{result.reservations_deleted} closed reservations"
     )
 
 

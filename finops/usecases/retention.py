@@ -26,4 +26,5 @@ def run_retention(ledger: Ledger, *, now: datetime) -> RetentionResult:
             usage_before_us=int(usage_before.timestamp()) * 1_000_000,
             preview_before_day=int(preview_before.timestamp()),
             dead_letters_before_us=int(usage_before.timestamp()) * 1_000_000,
+            reservations_before_us=int(usage_before.timestamp()) * 1_000_000,
         )
