@@ -239,3 +239,27 @@ def test_budgets_are_read_when_the_group_is_written(ledger: Ledger, tmp_path: Pa
         assert writer.reserve(_ask()).allow and not writer.reserve(_ask()).allow
     finally:
         writer.close()
+
+
+def test_event_loop_callers_are_answered_together_and_a_cancelled_one_is_skipped(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    import asyncio
+
+    found = budgets(tmp_path, "0.05")
+    writer = GroupCommit(ledger, lambda: found)
+
+    async def main() -> list[str]:
+        gate, busy = _blocked_writer(writer)
+        tasks = [asyncio.ensure_future(writer.reserve_async(_ask())) for _ in range(7)]
+        await asyncio.sleep(0.05)  # all seven are queued behind the busy writer
+        tasks[0].cancel()  # its caller went away; the others still get their answers
+        gate.set()
+        done = await asyncio.gather(*tasks[1:])
+        assert busy.result(10) is None and tasks[0].cancelled()
+        return [r.decision for r in done]
+
+    try:
+        assert asyncio.run(main()) == ["allow"] * 5 + ["deny"]  # the cancelled one held nothing
+    finally:
+        writer.close()

@@ -11,6 +11,8 @@ away, each of its requests is tried again alone, so a bad request never fails it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -39,6 +41,7 @@ class _Job:
     ask: Ask | None = None
     call: Callable[[], Any] | None = None  # a write of its own (release, outcomes): run alone
     future: Future[Any] = field(default_factory=Future)
+    waiter: asyncio.Future[Any] | None = None  # an event loop's caller (``*_async``)
 
     @property
     def size(self) -> int:
@@ -71,6 +74,24 @@ class GroupCommit:
 
     def submit_reserve(self, ask: Ask) -> Future[ReserveResult]:
         return self._submit(_Job(ask=ask))
+
+    async def usage_async(self, write: StagedWrite) -> Written:
+        result: Written = await self._await(_Job(write=write))
+        return result
+
+    async def reserve_async(self, ask: Ask) -> ReserveResult:
+        result: ReserveResult = await self._await(_Job(ask=ask))
+        return result
+
+    async def _await(self, job: _Job) -> Any:
+        """The answer comes back to the loop with its group-mates' in one wake-up, not one each."""
+        job.waiter = asyncio.get_running_loop().create_future()
+        self._submit(job)
+        try:
+            return await job.waiter
+        except asyncio.CancelledError:
+            job.future.cancel()  # not started yet: never written (started: it commits, unanswered)
+            raise
 
     def usage(self, write: StagedWrite) -> Written:
         return self.submit_usage(write).result()
@@ -126,14 +147,16 @@ class GroupCommit:
                         break
             # a caller that gave up before its job started (a cancelled await) is not written
             group = [job for job in group if job.future.set_running_or_notify_cancel()]
-            calls = [job for job in group if job.call is not None]
-            for job in calls:
-                self._alone(job)
+            answers: list[_Answer] = []
+            for job in group:
+                if job.call is not None:
+                    answers.append(self._alone(job))
             batched = [job for job in group if job.call is None]
             if batched:
-                self._write(batched)
+                answers.extend(self._write(batched))
+            _deliver(answers)
 
-    def _write(self, group: list[_Job]) -> None:
+    def _write(self, group: list[_Job]) -> list[_Answer]:
         writes = [job for job in group if job.write is not None]
         asks = [job for job in group if job.ask is not None]
         try:
@@ -146,24 +169,50 @@ class GroupCommit:
             )
         except Exception as exc:
             if len(group) == 1 or unavailable(exc):  # the database is away: every job would fail
-                for job in group:
-                    job.future.set_exception(exc)
-                return
+                return [(job, None, exc) for job in group]
             log.warning(
                 "a group write failed (%s); writing its %d requests one by one",
                 type(exc).__name__,
                 len(group),
             )
-            for job in group:
-                self._write([job])
-            return
-        for job, answer in zip([*writes, *asks], [*written, *results], strict=True):
-            job.future.set_result(answer)
+            return [answer for job in group for answer in self._write([job])]
+        return [
+            (job, answer, None) for job, answer in zip([*writes, *asks], [*written, *results], strict=True)
+        ]
 
     @staticmethod
-    def _alone(job: _Job) -> None:
+    def _alone(job: _Job) -> _Answer:
         assert job.call is not None
         try:
-            job.future.set_result(job.call())
+            return (job, job.call(), None)
         except Exception as exc:
+            return (job, None, exc)
+
+
+_Answer = tuple[_Job, Any, BaseException | None]
+
+
+def _deliver(answers: list[_Answer]) -> None:
+    """Answer each caller: threads through their futures, event loops with one call each."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+    for job, value, exc in answers:
+        if exc is None:
+            job.future.set_result(value)
+        else:
             job.future.set_exception(exc)
+        if job.waiter is not None:
+            by_loop.setdefault(job.waiter.get_loop(), []).append((job, value, exc))
+    for loop, mine in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, mine)
+
+
+def _resolve(answers: list[_Answer]) -> None:
+    for job, value, exc in answers:
+        waiter = job.waiter
+        if waiter is None or waiter.done():  # its caller gave up
+            continue
+        if exc is None:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(exc)

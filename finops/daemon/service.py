@@ -6,7 +6,6 @@ writer thread (daemon/group_commit.py), which commits what is waiting together.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -183,7 +182,7 @@ class IngestService:
         staged = stage(self.ledger, source, rows, summary)
         if staged is not None:
             with self._database(writing=True):
-                count_written(summary, await asyncio.wrap_future(self._writer.submit_usage(staged)))
+                count_written(summary, await self._writer.usage_async(staged))
             if summary.stored:
                 self._on_ingest()
         return BatchResult.of(summary)
@@ -195,7 +194,7 @@ class IngestService:
             return await to_thread.run_sync(lambda: self.reserve(req, source=source))
         ask = prepare(self.ledger, req, source=source, now=datetime.now(UTC))
         with self._database(writing=True):
-            return await asyncio.wrap_future(self._writer.submit_reserve(ask))
+            return await self._writer.reserve_async(ask)
 
     def start(self) -> None:
         """Load the price book and start the parser process before the first request."""
