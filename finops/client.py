@@ -20,21 +20,30 @@ Usage::
         ...  # the cap would be passed: denied.reason says which budget, denied.answer the numbers
 
 Leaving the ``with`` block by an exception, or without settling, releases the hold. Money at
-stake fails closed: a network error, a timeout or a 5xx on ``reserve`` raises
+stake fails closed: a network error, a timeout, a 429 or a 5xx on ``reserve`` raises
 :class:`FinopsUnavailable` after the retries, never an allow. Every reserve carries a
 ``request_id`` (one is generated per call), and the daemon answers the same id with the same
 decision, so a retry after a timeout never holds twice.
+
+Retries: network errors, timeouts, 429 and 502/503/504 are sent again, ``retries`` times. A 429
+or 503 with ``Retry-After`` (seconds, or an HTTP date) is sent again after the time the server
+asks (the daemon asks 5 s while its database is away); one that asks for more than
+``max_retry_after_s`` (default 5 s) is not waited for: the client gives up at once with
+:class:`FinopsUnavailable`, whose message says what the server asked. Without ``Retry-After`` the
+waits are ``retry_wait_s``, doubled each time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -55,8 +64,11 @@ __all__ = [
 log = logging.getLogger("finops.client")
 
 Money = Decimal | str | int
-#: Answers worth asking again (the daemon or its database is away for now); other errors are final.
-_RETRY_STATUSES = frozenset({502, 503, 504})
+#: Answers worth asking again (the daemon or its database is away for now, or busy); other errors
+#: are final.
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Answers whose ``Retry-After`` says when to ask again (RFC 9110 §10.2.3).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 class FinopsClientError(FinopsError):
@@ -70,7 +82,7 @@ class FinopsClientError(FinopsError):
 
 
 class FinopsUnavailable(FinopsClientError):
-    """No decision could be had (network error, timeout, 5xx): treat it as a deny."""
+    """No decision could be had (network error, timeout, 429, 5xx): treat it as a deny."""
 
 
 class BudgetExceeded(FinopsClientError):
@@ -190,9 +202,11 @@ def _first_reason(answer: Mapping[str, Any]) -> str:
 class FinopsClient:
     """The finops daemon over HTTP (``finops run``). Thread-safe; close it, or use ``with``.
 
-    ``retries`` and ``retry_wait_s`` (doubled each time) apply to network errors, timeouts and
-    502/503/504: every request the client sends is safe to send again (reserve by its
-    ``request_id``, usage by its record ``id``, release by design).
+    ``retries`` and ``retry_wait_s`` (doubled each time) apply to network errors, timeouts, 429
+    and 502/503/504: every request the client sends is safe to send again (reserve by its
+    ``request_id``, usage by its record ``id``, release by design). A 429 or 503 with
+    ``Retry-After`` waits what the server asks instead, up to ``max_retry_after_s``; asked for
+    longer, the client gives up at once with :class:`FinopsUnavailable` (0: never wait on it).
     """
 
     def __init__(
@@ -203,12 +217,16 @@ class FinopsClient:
         timeout: float = 5.0,
         retries: int = 2,
         retry_wait_s: float = 0.2,
+        max_retry_after_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if not max_retry_after_s >= 0:  # NaN too
+            raise ValueError(f"max_retry_after_s takes a number of seconds >= 0, got {max_retry_after_s!r}")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self.retries = retries
         self.retry_wait_s = retry_wait_s
+        self.max_retry_after_s = max_retry_after_s
 
     def close(self) -> None:
         self._http.close()
@@ -315,14 +333,23 @@ class FinopsClient:
 
     # ------------------------------------------------------------------ transport
     def _send(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        """One request, sent again on network errors, timeouts and 502/503/504; any other
-        non-2xx raises with the daemon's one-line error."""
-        return _with_retries(lambda: self._http.request(method, path, **kw), self.retries, self.retry_wait_s)
+        """One request, sent again on network errors, timeouts, 429 and 502/503/504 (after the
+        ``Retry-After`` of a 429 or 503, within ``max_retry_after_s``); any other non-2xx raises
+        with the daemon's one-line error."""
+        return _with_retries(
+            lambda: self._http.request(method, path, **kw),
+            self.retries,
+            self.retry_wait_s,
+            self.max_retry_after_s,
+        )
 
 
-def _with_retries(send: Callable[[], httpx.Response], retries: int, wait_s: float) -> dict[str, Any]:
+def _with_retries(
+    send: Callable[[], httpx.Response], retries: int, wait_s: float, max_retry_after_s: float
+) -> dict[str, Any]:
     attempt = 0
     while True:
+        asked_s: float | None = None  # the server's Retry-After, in seconds from now
         try:
             response = send()
         except httpx.TransportError as exc:
@@ -333,26 +360,62 @@ def _with_retries(send: Callable[[], httpx.Response], retries: int, wait_s: floa
             doc = _document(response)
             if response.is_success:
                 return doc
+            status = response.status_code
             message = str(
                 doc.get("error") or (doc.get("rejections") and _first_reason(doc)) or response.reason_phrase
             )
-            if response.status_code < 500:
+            if status < 500 and status not in _RETRY_STATUSES:
                 raise FinopsClientError(
-                    f"finops refused the request ({response.status_code}): {message}",
-                    status=response.status_code,
+                    f"finops refused the request ({status}): {message}", status=status, answer=doc
+                )
+            what = "is busy" if status == 429 else "failed"
+            problem = FinopsUnavailable(
+                f"finops {what} ({status}): {message}; no decision was made", status=status, answer=doc
+            )
+            if status not in _RETRY_STATUSES:
+                raise problem
+            header = response.headers.get("retry-after") if status in _RETRY_AFTER_STATUSES else None
+            asked_s = _retry_after_s(header)
+            if asked_s is not None and asked_s > max_retry_after_s:
+                raise FinopsUnavailable(
+                    f"finops {what} ({status}): {message}; it asks to be retried after "
+                    f"Retry-After: {_shown(header)} ({_seconds(asked_s)} s), longer than this client waits "
+                    f"(max_retry_after_s={max_retry_after_s:g}): gave up; no decision was made",
+                    status=status,
                     answer=doc,
                 )
-            problem = FinopsUnavailable(
-                f"finops failed ({response.status_code}): {message}; no decision was made",
-                status=response.status_code,
-                answer=doc,
-            )
-            if response.status_code not in _RETRY_STATUSES:
-                raise problem
         if attempt >= retries:
             raise problem
-        time.sleep(wait_s * 2**attempt)
+        time.sleep(asked_s if asked_s is not None else wait_s * 2**attempt)
         attempt += 1
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds from now that a ``Retry-After`` asks for: delay-seconds (a fraction is accepted), or
+    an HTTP date (one in the past is 0). ``None`` when absent or unreadable: the usual waits apply."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # RFC 9110's IMF-fixdate is GMT
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _shown(header: str | None) -> str:
+    text = " ".join(str(header).split())
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 def _document(response: httpx.Response) -> dict[str, Any]:

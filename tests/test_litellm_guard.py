@@ -73,7 +73,8 @@ async def through_proxy(guard: FinopsGuard, data: dict[str, Any]) -> Any:
         data = await guard.async_pre_call_hook(key, DualCache(), data, "acompletion")
         return await litellm.acompletion(**data)
     except Exception as exc:
-        await guard.async_post_call_failure_hook(data, exc, key)
+        # by keyword, as the proxy passes it (tests/test_litellm_proxy.py runs the real proxy)
+        await guard.async_post_call_failure_hook(data, exc, key, traceback_str="Traceback ...")
         raise
 
 

@@ -276,9 +276,15 @@ class FinopsGuard(CustomLogger):  # type: ignore[misc]  # LiteLLM is not type-ch
         await self._settle(kwargs)  # a failed call is recorded too: its cost, often $0, replaces the hold
 
     async def async_post_call_failure_hook(
-        self, request_data: dict[str, Any], original_exception: Exception, user_api_key_dict: Any, *args: Any
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        *args: Any,
+        **kwargs: Any,
     ) -> None:
-        """The proxy refused or failed the call after our hold: release it (a settled hold stays)."""
+        """The proxy refused or failed the call after our hold: release it (a settled hold stays).
+        The proxy passes more by keyword (``traceback_str``) as its versions go on: accept it all."""
         rid = _metadata(request_data).get(RESERVATION_KEY)
         if isinstance(rid, str) and rid in self._issued:
             await self._release(rid)
