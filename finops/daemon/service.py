@@ -18,7 +18,7 @@ from anyio import to_thread
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.database_outage import DatabaseOutage, DatabaseUnavailable, unavailable
 from finops.daemon.group_commit import GroupCommit
-from finops.daemon.parse_pool import BodyProblem, ParsePool, parse_usage_body
+from finops.daemon.parse_pool import BodyProblem, ParsePool
 from finops.storage.ledger import Rejection
 from finops.usecases.admission import ReserveRequest, ReserveResult, prepare, release, replayed
 from finops.usecases.budgets import CheckResult, check_flow
@@ -142,9 +142,8 @@ class IngestService:
         self._write(source, batch, summary)
         return BatchResult.of(summary)
 
-    def usage_body(self, body: bytes, *, ndjson: bool, source: str) -> BatchResult | BodyProblem:
-        """A posted body of usage, parsed in the parser process when it is large."""
-        rows = self._parsers.parse(
+    def _parse(self, body: bytes, *, ndjson: bool, source: str) -> RowBatch | BodyProblem:
+        return self._parsers.parse(
             self.ledger.book,
             self.ledger.user_key,
             body,
@@ -152,6 +151,10 @@ class IngestService:
             limit=self.ledger.settings.max_batch_records,
             source=source,
         )
+
+    def usage_body(self, body: bytes, *, ndjson: bool, source: str) -> BatchResult | BodyProblem:
+        """A posted body of usage, parsed in the parser process when it is large."""
+        rows = self._parse(body, ndjson=ndjson, source=source)
         if isinstance(rows, BodyProblem):
             return rows
         summary = self._summary()
@@ -165,14 +168,7 @@ class IngestService:
         worker thread."""
         if len(body) > _INLINE_BYTES:
             return await to_thread.run_sync(lambda: self.usage_body(body, ndjson=ndjson, source=source))
-        rows = parse_usage_body(
-            self.ledger.book,
-            self.ledger.user_key,
-            body,
-            ndjson=ndjson,
-            limit=self.ledger.settings.max_batch_records,
-            source=source,
-        )
+        rows = self._parse(body, ndjson=ndjson, source=source)  # small: parsed here, not in the pool
         if isinstance(rows, BodyProblem):
             return rows
         summary = self._summary()

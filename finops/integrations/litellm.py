@@ -432,6 +432,8 @@ def _budget_exceeded(flow: str, doc: Mapping[str, Any]) -> Exception:
         f"finops: {doc.get('reason')} (flow {flow}; spent ${spend}, held ${held}, cap ${cap}, "
         f"this call ${doc.get('estimate_usd')})"
     )
+    # LiteLLM's error declares these floats and only shows them; finops decided with exact
+    # integer nano-dollars, and the message above carries the exact decimal amounts.
     return litellm.BudgetExceededError(  # type: ignore[no-any-return]
         current_cost=float(spend), max_budget=float(cap), message=message
     )
