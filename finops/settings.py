@@ -15,7 +15,7 @@ from pydantic_settings import (
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
 
-DEFAULT_DATABASE_URL = "sqlite:///finops.db"
+from finops.env import DEFAULT_BUDGETS_DIR, DEFAULT_DATABASE_URL
 
 
 class Settings(BaseSettings):
@@ -49,7 +49,9 @@ class Settings(BaseSettings):
         default=False,
         description="Keep a redacted preview (numbers, ids, emails, dates masked) of each prompt's text.",
     )
-    budgets_dir: Path = Field(default=Path("budgets"), description="Budget YAML files (docs/design.md §4).")
+    budgets_dir: Path = Field(
+        default=DEFAULT_BUDGETS_DIR, description="Budget YAML files (docs/design.md §4)."
+    )
     admit_unpriced: bool = Field(
         default=False,
         description="Let a reserve on a blocking budget hold $0 for a model with no price and no "

@@ -11,17 +11,16 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from finops.cli.common import budgets_for, ledger_for, tag_pair
+from finops.cli.common import budgets_for, err_console, ledger_for, tag_pair
 from finops.domain.money import format_usd
 from finops.errors import UsageError
-from finops.render.budget_docs import check_document, state_document
-from finops.settings import Settings
+
+if TYPE_CHECKING:
+    from finops.settings import Settings
 
 __all__ = ["alerts_app", "check", "register"]
 
@@ -54,6 +53,7 @@ def check(
     db: DbOpt = None,
 ) -> None:
     """Allow or deny spending on FLOW now: exit 0 allow, 4 deny (1 is an error); JSON with the numbers."""
+    from finops.render.budget_docs import check_document
     from finops.usecases.budgets import check_flow
 
     try:
@@ -63,9 +63,8 @@ def check(
     if not estimate.is_finite() or estimate < 0:
         raise UsageError(f"--estimate-usd takes a non-negative number of dollars, got {estimate_usd!r}")
     tags = dict(tag_pair(t) for t in tag or [])
-    err = Console(stderr=True, highlight=False)
     ledger = ledger_for(db)
-    found = budgets_for(ledger, budgets, err)
+    found = budgets_for(ledger, budgets)  # file messages straight to stderr: no rich for a check
     with ledger.engine.connect() as conn:
         result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
     ledger.close()
@@ -82,10 +81,14 @@ def status(
 ) -> None:
     """Every budget today, in its own time zone: spend, held by calls in flight (open
     reservations), cap, projection, state, what drives it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from finops.render.budget_docs import state_document
     from finops.usecases.budgets import budget_state, drivers
     from finops.usecases.holds import held_now
 
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)
@@ -150,7 +153,7 @@ def alerts_run(
     """Evaluate every budget against the ledger, record breaches once, deliver due alerts to Slack."""
     from finops.usecases.alerts import deliver, evaluate_alerts, render_outbox
 
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)

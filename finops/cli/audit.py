@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from finops.cli.common import DbOpt, Format, TzOpt, ledger_for, out, zone
 from finops.domain.money import format_usd
@@ -64,6 +63,8 @@ def _emit(rows: list[dict[str, Any]], fmt: Format, columns: list[str], doc: dict
         writer.writerows(rows)
         typer.echo(buf.getvalue(), nl=False)
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for name in columns:
         table.add_column(

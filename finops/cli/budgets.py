@@ -12,9 +12,7 @@ from typing import Annotated
 
 import typer
 
-from finops.config.budget_files import budget_json_schema, load_budget_dir
 from finops.errors import UsageError
-from finops.settings import Settings
 
 __all__ = ["budgets_app"]
 
@@ -32,6 +30,9 @@ def validate(
     budgets: Annotated[Path | None, typer.Option("--budgets", help="Same as DIR.")] = None,
 ) -> None:
     """Check every budget file; exit 1 if any has an error (a broken file would not be used)."""
+    from finops.config.budget_files import load_budget_dir
+    from finops.settings import Settings
+
     if directory is not None and budgets is not None and directory != budgets:
         raise UsageError("give the budget folder once: as DIR or as --budgets")
     result = load_budget_dir(directory or budgets or Settings().budgets_dir)
@@ -45,4 +46,6 @@ def validate(
 @budgets_app.command()
 def schema() -> None:
     """Print the JSON Schema of a budget file, for editor completion and checks."""
+    from finops.config.budget_files import budget_json_schema
+
     typer.echo(json.dumps(budget_json_schema(), indent=2))

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from finops.domain.budgets import Budget
 from finops.errors import UsageError
-from finops.settings import Settings
-from finops.usecases.ledger import Ledger
+
+if TYPE_CHECKING:  # imported where used: every command pays only for what it runs
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+
+    from finops.domain.budgets import Budget
+    from finops.settings import Settings
+    from finops.usecases.ledger import Ledger
 
 __all__ = [
     "DbOpt",
@@ -22,6 +26,7 @@ __all__ = [
     "TzOpt",
     "budgets_for",
     "date_arg",
+    "err_console",
     "ledger_for",
     "out",
     "period",
@@ -48,11 +53,22 @@ TzOpt = Annotated[str, typer.Option("--tz", help="Time zone for days, months and
 
 def out() -> Console:
     """stdout; when piped, wide enough that tables are not cut at 80 columns."""
+    from rich.console import Console
+
     probe = Console()
     return Console(highlight=False, soft_wrap=False, width=None if probe.is_terminal else 200)
 
 
+def err_console() -> Console:
+    """stderr, never wrapped: one message stays one line, so `file:line` stays greppable in CI."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
 def settings_for(db: str | None) -> Settings:
+    from finops.settings import Settings
+
     settings = Settings()
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
@@ -62,7 +78,10 @@ def settings_for(db: str | None) -> Settings:
 
 def ledger_for(db: str | None, *, create: bool = False) -> Ledger:
     """The ledger of ``--db`` or FINOPS_DATABASE_URL; only commands that load data ``create`` one."""
-    return Ledger.open(settings_for(db), create=create)
+    from finops.env import database_url
+    from finops.usecases.ledger import Ledger
+
+    return Ledger.open_url(database_url(db), lambda: settings_for(db), create=create)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -94,13 +113,17 @@ def date_arg(text: str, option: str) -> date:
         raise UsageError(f"{option} takes a date like 2026-11-01, got {text!r}") from None
 
 
-def budgets_for(ledger: Ledger, directory: Path | None, err: Console) -> list[Budget]:
+def budgets_for(ledger: Ledger, directory: Path | None, err: Console | None = None) -> list[Budget]:
     """The budgets in force; file problems go to stderr (a broken file keeps its last good version)."""
+    from finops.env import budgets_dir
     from finops.usecases.budgets import budgets_in_force
 
-    found = budgets_in_force(ledger, directory or ledger.settings.budgets_dir)
+    found = budgets_in_force(ledger, directory or budgets_dir())
     for message in found.messages:
-        err.print(message, markup=False)
+        if err is None:
+            typer.echo(message, err=True)
+        else:
+            err.print(message, markup=False)
     return list(found.budgets)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from finops import __version__
@@ -20,7 +19,17 @@ from finops.cli.admission import register as register_admission_commands
 from finops.cli.alerts import register as register_alert_commands
 from finops.cli.audit import register as register_audit_commands
 from finops.cli.budgets import budgets_app
-from finops.cli.common import DbOpt, Format, TzOpt, ledger_for, out, period, settings_for, zone
+from finops.cli.common import (
+    DbOpt,
+    Format,
+    TzOpt,
+    err_console,
+    ledger_for,
+    out,
+    period,
+    settings_for,
+    zone,
+)
 from finops.cli.prices import prices_app, reprice
 from finops.cli.reconcile import register as register_reconcile_commands
 from finops.cli.run import register as register_run_command
@@ -30,14 +39,62 @@ __all__ = ["app", "main"]
 
 
 class _FinopsGroup(TyperGroup):
-    """The root command: the one place where a finops error becomes a message and an exit code."""
+    """The root command: the one place where a finops error becomes a message and an exit code.
+
+    From the console script its sub-commands are built when first asked for (``_lazy``): typer
+    turns every function signature into a click command, and doing that for all forty of
+    them cost a fifth of `finops spend`'s start-up. ``--help`` still lists them all.
+    """
+
+    _lazy: typer.Typer | None = None
+
+    def _built(self, name: str) -> Any:
+        import typer.main as typer_main
+
+        app_ = self._lazy
+        assert app_ is not None
+        for info in app_.registered_commands:
+            assert info.callback is not None
+            if (info.name or typer_main.get_command_name(info.callback.__name__)) == name:
+                return typer_main.get_command_from_info(
+                    info,
+                    pretty_exceptions_short=app_.pretty_exceptions_short,
+                    rich_markup_mode=app_.rich_markup_mode,
+                )
+        for group in app_.registered_groups:
+            if group.name == name:
+                return typer_main.get_group_from_info(
+                    group,
+                    pretty_exceptions_short=app_.pretty_exceptions_short,
+                    rich_markup_mode=app_.rich_markup_mode,
+                    suggest_commands=app_.suggest_commands,
+                )
+        return None
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        if self._lazy is None:
+            return super().list_commands(ctx)
+        import typer.main as typer_main
+
+        names = [
+            info.name or typer_main.get_command_name(info.callback.__name__)  # type: ignore[union-attr]
+            for info in self._lazy.registered_commands
+        ]
+        return names + [g.name for g in self._lazy.registered_groups if g.name]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if self._lazy is not None and cmd_name not in self.commands:
+            built = self._built(cmd_name)
+            if built is None:
+                return None
+            self.commands[cmd_name] = built
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
         try:
             return super().invoke(ctx)
         except FinopsError as exc:
-            err.print(f"error: {exc}", markup=False)
+            _say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             from sqlalchemy.exc import SQLAlchemyError
@@ -47,19 +104,22 @@ class _FinopsGroup(TyperGroup):
             if not isinstance(exc, SQLAlchemyError):
                 raise
             why = describe_db_error(exc)
-            err.print(
+            _say(
                 f"error: the database failed ({why}); check FINOPS_DATABASE_URL or --db and that "
-                "the database is up",
-                markup=False,
+                "the database is up"
             )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print(
+            _say(
                 "interrupted: every batch committed before this point is stored; run the "
-                "same command again to finish (nothing is stored twice)",
-                markup=False,
+                "same command again to finish (nothing is stored twice)"
             )
             raise typer.Exit(130) from None
+
+
+def _say(message: str) -> None:
+    """One line on stderr, never wrapped (plain: no rich needed to print an error)."""
+    typer.echo(message, err=True)
 
 
 app = typer.Typer(
@@ -132,7 +192,7 @@ def ingest(
     from finops.usecases.ingest import ingest_paths
 
     ledger = ledger_for(db, create=True)  # loading data into a new database is how one starts
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     files = expand_paths(paths)
     if kind in (Kind.otlp, Kind.litellm, Kind.litellm_spendlogs):
         from finops.usecases.ingest import ingest_litellm_paths, ingest_otlp_paths
@@ -247,7 +307,7 @@ def spend(
     elif fmt is Format.csv:
         typer.echo(render_csv(result), nl=False)
     else:
-        render_table(result, out())
+        typer.echo(render_table(result))
 
 
 # --------------------------------------------------------------------------- dead letters
@@ -294,12 +354,20 @@ def demo(
     start = now - timedelta(days=days)
     with ledger.engine.connect() as conn:
         console.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
-        render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start)), console)
+        console.print(
+            render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start))), markup=False
+        )
         top = f"finops spend --by provider,model --top 5 --since {days}d"
         console.print(f"\n[bold]Top models[/bold]  ({top})")
-        render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5)), console)
+        console.print(
+            render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5))),
+            markup=False,
+        )
         console.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
-        render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7))), console)
+        console.print(
+            render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7)))),
+            markup=False,
+        )
     if ledger.settings.budgets_dir.is_dir():
         from finops.cli.alerts import status
 
@@ -366,6 +434,26 @@ def db_rebuild_rollups(db: DbOpt = None) -> None:
 
 
 # --------------------------------------------------------------------------- entry point
+def _lazy_root() -> _FinopsGroup:
+    """``app``'s root group, its callback built now and its commands on first use."""
+    import typer.main as typer_main
+
+    shell = typer.Typer(
+        cls=_FinopsGroup,
+        name=app.info.name,
+        help=app.info.help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    shell.registered_callback = app.registered_callback
+    root = typer_main.get_group(shell)
+    assert isinstance(root, _FinopsGroup)
+    root._lazy = app
+    return root
+
+
 def main() -> None:
     """The console script."""
-    app()
+    _lazy_root()(prog_name="finops")

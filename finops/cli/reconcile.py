@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from finops.cli.common import DbOpt, ledger_for, out
 from finops.domain.money import format_usd, usd_to_nanos
@@ -150,6 +149,8 @@ def _table(
             markup=False,
         )
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, title=f"Provider cost vs metered, {label} (UTC days)")
     for name in ("provider", "day", "metered_usd", "reported_usd", "drift_usd", "drift_pct", "causes"):
         table.add_column(name, justify="left" if name in ("provider", "day", "causes") else "right")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from finops.errors import ConfigError
 
@@ -41,6 +40,8 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon: HTTP ingest and checks, budget alerts, digests and reports, provider polls."""
+    from pydantic import ValidationError
+
     from finops.daemon.cycle import Daemon
     from finops.daemon.logs import configure_logging
     from finops.daemon.pollers_wiring import configured_pollers, reconcile_job

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from finops.domain.budgets import BudgetState
 from finops.domain.money import format_usd
-from finops.usecases.admission import ReserveResult
-from finops.usecases.budgets import CheckResult
+
+if TYPE_CHECKING:  # types only: `finops check` should not load the reservation machinery
+    from finops.domain.budgets import BudgetState
+    from finops.usecases.admission import ReserveResult
+    from finops.usecases.budgets import CheckResult
 
 __all__ = ["check_document", "reserve_document", "state_document"]
 

@@ -7,10 +7,8 @@ import io
 import json
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from finops.domain.money import format_usd
+from finops.render.text_table import Column, render
 from finops.usecases.spend import METRICS, SpendResult
 
 __all__ = ["render_csv", "render_json", "render_table", "spend_document"]
@@ -72,56 +70,68 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def render_table(result: SpendResult, console: Console) -> None:
+def _cost(sums: dict[str, int]) -> str:
+    """Cents; ``—`` when nothing in the group has a price, ``+?`` when part of it has none."""
+    if sums["unpriced_records"] and sums["unpriced_records"] >= sums["requests"]:
+        return "—"
+    cost = format_usd(sums["cost_nanos"], cents=True)
+    return cost + " +?" if sums["unpriced_records"] else cost
+
+
+def render_table(result: SpendResult) -> str:
     """A table a person reads: dollars to the cent, the total, and what is not priced."""
     keys = list(result.query.group_by)
-    table = Table(show_footer=True, box=None, pad_edge=False)
     label = [k.replace("tag:", "") for k in keys] or ["all usage"]
-    for i, name in enumerate(label):
-        table.add_column(name, footer="total" if i == 0 else "", style="bold" if i == 0 else "")
     total = result.total
-    table.add_column("cost (USD)", justify="right", footer=format_usd(total["cost_nanos"], cents=True))
-    table.add_column("share", justify="right", footer="100%" if total["cost_nanos"] else "")
-    table.add_column("requests", justify="right", footer=_n(total["requests"]))
-    table.add_column("input tok", justify="right", footer=_n(total["input_tokens"]))
-    table.add_column(
-        "cached", justify="right", footer=_pct(total["cached_input_tokens"], total["input_tokens"])
-    )
-    table.add_column("output tok", justify="right", footer=_n(total["output_tokens"]))
+    columns = [Column(name, footer="total" if i == 0 else "") for i, name in enumerate(label)]
+    columns += [
+        Column("cost (USD)", right=True, footer=_cost(total)),
+        Column("share", right=True, footer="100%" if total["cost_nanos"] else ""),
+        Column("requests", right=True, footer=_n(total["requests"])),
+        Column("input tok", right=True, footer=_n(total["input_tokens"])),
+        Column("cached", right=True, footer=_pct(total["cached_input_tokens"], total["input_tokens"])),
+        Column("output tok", right=True, footer=_n(total["output_tokens"])),
+    ]
     rows = [(list(r.keys.values()) or ["all usage"], r.sums) for r in result.rows]
     if result.others is not None:
         rows.append(([f"({result.others_count} more)", *[""] * (len(label) - 1)], result.others))
-    for key, sums in rows:
-        cost = format_usd(sums["cost_nanos"], cents=True)
-        if sums["unpriced_records"]:
-            cost += " +?"
-        table.add_row(
+    cells = [
+        [
             *key,
-            cost,
-            _pct(sums["cost_nanos"], total["cost_nanos"]),
+            _cost(sums),
+            "—" if _cost(sums) == "—" else _pct(sums["cost_nanos"], total["cost_nanos"]),
             _n(sums["requests"]),
             _n(sums["input_tokens"]),
             _pct(sums["cached_input_tokens"], sums["input_tokens"]),
             _n(sums["output_tokens"]),
-        )
+        ]
+        for key, sums in rows
+    ]
     q = result.query
     span = (
         f"{q.start:%Y-%m-%d %H:%M} to {q.end:%Y-%m-%d %H:%M} {q.tz}"
         if q.start and q.end
         else (f"since {q.start:%Y-%m-%d %H:%M} {q.tz}" if q.start else "all time")
     )
-    console.print(f"[dim]Spend {span}[/dim]")
+    lines = [f"Spend {span}"]
     if not result.rows:
-        console.print("No usage in this period. Ingest some with `finops ingest FILE`.")
-        return
-    console.print(table)
+        lines.append("No usage in this period. Ingest some with `finops ingest FILE`.")
+        return "\n".join(lines)
+    lines.append(render(columns, cells))
     if total["unpriced_records"]:
         models = ", ".join(m for m, _ in result.unpriced_models[:5])
-        console.print(
-            f"[yellow]{_n(total['unpriced_records'])} records have no price (+? above; their cost is "
-            f"not in the total): {models}. Run `finops prices unpriced`.[/yellow]"
+        count = total["unpriced_records"]
+        lines.append(
+            f"{_n(count)} {'record has' if count == 1 else 'records have'} "
+            f"no price (— or +? above; their cost is unknown and not in the total): {models}. "
+            "Run `finops prices unpriced`."
         )
+    return "\n".join(lines)
 
 
 def _pct(part: int, whole: int) -> str:
-    return f"{part * 100 / whole:.1f}%" if whole else "-"
+    """One decimal, rounded half up in integers (display only; sums stay exact)."""
+    if not whole:
+        return "-"
+    tenths = (part * 1000 * 2 + whole) // (whole * 2)
+    return f"{tenths // 10}.{tenths % 10}%"

@@ -15,17 +15,16 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from alembic import command
 from finops.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:  # Alembic is loaded only to migrate: every other command starts without it
+    from alembic.config import Config
 
 __all__ = [
     "SCHEMA_HEAD",
@@ -130,6 +129,8 @@ def _script_location() -> str:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", _script_location())
     config.attributes["url"] = engine.url
@@ -138,6 +139,8 @@ def _alembic_config(engine: Engine) -> Config:
 
 def head_revision(engine: Engine) -> str:
     """The newest migration this finops knows."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
     assert head is not None
     return head
@@ -148,10 +151,17 @@ SCHEMA_HEAD = "0006_reservations"
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The migration the database is at; ``None`` for an empty database."""
+    """The migration the database is at; ``None`` for an empty database.
+
+    Read from Alembic's own table with plain SQL, so that opening a ledger does not import
+    Alembic (a third of a command's start-up); the history is linear, so one row at most.
+    """
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            return None if row is None else str(row[0])
     except OperationalError as exc:
         shown = engine.url.render_as_string(hide_password=True)
         raise StorageError(f"cannot open the database {shown}: {describe_db_error(exc)}") from None
@@ -159,6 +169,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to ``revision`` (default: the newest)."""
+    from alembic import command
+
     config = _alembic_config(engine)
     with write_transaction(engine) as conn:
         config.attributes["connection"] = conn
@@ -167,6 +179,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate down to ``revision`` (``base`` removes every table)."""
+    from alembic import command
+
     config = _alembic_config(engine)
     with write_transaction(engine) as conn:
         config.attributes["connection"] = conn

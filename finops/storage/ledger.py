@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from finops.domain.pricing import PriceMatch, entry_to_mapping
@@ -183,6 +182,8 @@ def _stored_content(conn: Connection, source: str, ids: Sequence[str]) -> dict[s
     t = usage_records.c
     cols = [t[c] for c in CONTENT_COLUMNS]
     postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        from sqlalchemy.dialects import postgresql
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         # PostgreSQL: one array parameter; an IN list of thousands makes a query psycopg parses slowly

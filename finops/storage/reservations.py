@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import budget_locks, reservation_budgets, reservations
@@ -94,10 +93,14 @@ _SETTLE = (
         record_id=bindparam("b_record"),
     )
 )
-_INSERT_MANY = {
-    name: dialect.insert(reservations).on_conflict_do_nothing()
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+_INSERT_MANY: dict[str, Any] = {}  # per dialect, built on first use (a check never imports PostgreSQL's)
+
+
+def _insert_many(conn: Connection) -> Any:
+    name = conn.dialect.name
+    if name not in _INSERT_MANY:
+        _INSERT_MANY[name] = dialect_insert(conn, reservations).on_conflict_do_nothing()
+    return _INSERT_MANY[name]
 
 
 def held_by_budget(conn: Connection, keys: Sequence[str], *, now_us: int) -> dict[str, int]:
@@ -174,7 +177,7 @@ def insert_reservations(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> 
     if not rows:
         return
     conn.execute(
-        _INSERT_MANY[conn.dialect.name],
+        _insert_many(conn),
         [{k: v for k, v in row.items() if k != "budget_keys"} for row in rows],
     )
     links = [{"reservation_id": row["id"], "budget_key": k} for row in rows for k in row["budget_keys"]]

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = ["dialect_insert", "like_pattern"]
 
 
 def dialect_insert(conn: Connection, table: Table) -> Any:
-    """An INSERT with ``on_conflict_do_nothing/do_update`` for this connection's dialect."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    """An INSERT with ``on_conflict_do_nothing/do_update`` for this connection's dialect.
+
+    Each dialect is imported on first use: a SQLite command never loads PostgreSQL's.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def like_pattern(glob: str) -> str:

@@ -103,20 +103,13 @@ usage_records = Table(
     Column("ingested_us", BigInteger, nullable=False),
     UniqueConstraint("source", "record_id"),
     Index(None, "ts_us"),
-    # outcomes link to usage by request id, else trace, else session id
+    # outcomes link to usage by request id, else trace, else session id. Both are partial
+    # (WHERE ... IS NOT NULL) on PostgreSQL too, as migration 0003 creates them; the
+    # `postgresql_where` is not repeated here because naming it imports the PostgreSQL
+    # dialect into every command (~80 ms of a SQLite `finops spend`).
     Index(None, "record_id"),
-    Index(
-        None,
-        "trace_id",
-        sqlite_where=text("trace_id IS NOT NULL"),
-        postgresql_where=text("trace_id IS NOT NULL"),
-    ),
-    Index(
-        None,
-        "session_id",
-        sqlite_where=text("session_id IS NOT NULL"),
-        postgresql_where=text("session_id IS NOT NULL"),
-    ),
+    Index(None, "trace_id", sqlite_where=text("trace_id IS NOT NULL")),
+    Index(None, "session_id", sqlite_where=text("session_id IS NOT NULL")),
 )
 
 dead_letters = Table(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from finops.catalog import load_default_catalog, load_overrides
-from finops.domain.pricing import Discount, PriceBook, PriceEntry
-from finops.settings import Settings
 from finops.storage.db import open_ledger, write_transaction
-from finops.storage.meta import user_hash_key
-from finops.storage.prices import load_imported
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the price book is loaded on first use: a spend query or a check never needs it
+    from finops.domain.pricing import PriceBook
+    from finops.settings import Settings
     from finops.usecases.audit.tokens import TokenCounter
 
 __all__ = ["Ledger", "build_price_book"]
@@ -21,6 +19,10 @@ __all__ = ["Ledger", "build_price_book"]
 
 def build_price_book(engine: Engine, settings: Settings) -> PriceBook:
     """Catalog shipped with finops, then entries imported into this database, then overrides."""
+    from finops.catalog import load_default_catalog, load_overrides
+    from finops.domain.pricing import Discount, PriceBook, PriceEntry
+    from finops.storage.prices import load_imported
+
     entries: list[PriceEntry] = list(load_default_catalog())
     with engine.connect() as conn:
         entries.extend(load_imported(conn))
@@ -37,8 +39,8 @@ class Ledger:
     The price book and the key are loaded on first use: a spend query needs neither.
     """
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings | Callable[[], Settings], engine: Engine) -> None:
+        self._settings = settings
         self.engine = engine
         self._book: PriceBook | None = None
         self._user_key: bytes | None = None
@@ -48,6 +50,21 @@ class Ledger:
     def open(cls, settings: Settings, *, create: bool = False) -> Ledger:
         """The ledger at ``settings.database_url``; ``create``: migrate an empty or missing one."""
         return cls(settings, open_ledger(settings.database_url, create=create))
+
+    @classmethod
+    def open_url(cls, url: str, settings: Callable[[], Settings], *, create: bool = False) -> Ledger:
+        """The ledger at ``url``, its settings built on first use.
+
+        For commands that need only the database (``spend``, ``check``): building
+        ``Settings`` loads pydantic-settings, slower than the rest of such a command.
+        """
+        return cls(settings, open_ledger(url, create=create))
+
+    @property
+    def settings(self) -> Settings:
+        if callable(self._settings):
+            self._settings = self._settings()
+        return self._settings
 
     @property
     def book(self) -> PriceBook:
@@ -62,6 +79,8 @@ class Ledger:
             if secret is not None:
                 self._user_key = secret.get_secret_value().encode()
             else:
+                from finops.storage.meta import user_hash_key
+
                 with write_transaction(self.engine) as conn:
                     self._user_key = user_hash_key(conn)
         return self._user_key
