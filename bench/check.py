@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from query import load
 from sqlalchemy import func, select
 
-from finops.domain.budgets import Budget
+from finops.config.budget_spec import parse_budget
 from finops.storage.db import create_engine_for, upgrade
 from finops.storage.tables import usage_records
 from finops.usecases.budgets import check_flow
@@ -49,7 +49,7 @@ def main() -> None:
     engine = create_engine_for(f"sqlite:///{db}")
     upgrade(engine)  # the budgets tables, if the database predates them
     budgets = [
-        Budget(
+        parse_budget(
             flow=f"flow-{i:02d}",
             owner="@owner",
             daily_cap_usd=5 if i % 2 else 500,

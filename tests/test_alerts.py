@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from finops.cli.main import app
-from finops.domain.budgets import Budget
+from finops.config.budget_spec import parse_budget
 from finops.notify.slack import SlackSender
 from finops.storage.tables import alert_outbox, budget_breaches, usage_records
 from finops.usecases.alerts import deliver, evaluate_alerts
@@ -76,7 +76,7 @@ budgets:
 
 def test_each_threshold_alerts_once_however_often_alerts_run(sqlite_ledger: Ledger, slack: FakeSlack) -> None:
     budgets = [
-        Budget(
+        parse_budget(
             flow="support-gpt-en",
             owner="U0DANA123",
             slack_channel="#support-ai-costs",
@@ -109,8 +109,8 @@ def test_a_permanent_slack_error_is_recorded_and_other_alerts_still_go(
     sqlite_ledger: Ledger, slack: FakeSlack
 ) -> None:
     budgets = [
-        Budget(flow="a", owner="@a", slack_channel="#gone", daily_cap_usd=10, thresholds=[1]),
-        Budget(flow="b", owner="@b", slack_channel="#costs", daily_cap_usd=10, thresholds=[1]),
+        parse_budget(flow="a", owner="@a", slack_channel="#gone", daily_cap_usd=10, thresholds=[1]),
+        parse_budget(flow="b", owner="@b", slack_channel="#costs", daily_cap_usd=10, thresholds=[1]),
     ]
     spend(sqlite_ledger, "a", 11, prefix="a")
     spend(sqlite_ledger, "b", 11, prefix="b")
@@ -129,7 +129,7 @@ def test_a_permanent_slack_error_is_recorded_and_other_alerts_still_go(
 
 
 def test_rate_limited_alert_is_delivered_after_retry_after(sqlite_ledger: Ledger, slack: FakeSlack) -> None:
-    budgets = [Budget(flow="a", owner="@a", slack_channel="#costs", daily_cap_usd=10, thresholds=[1])]
+    budgets = [parse_budget(flow="a", owner="@a", slack_channel="#costs", daily_cap_usd=10, thresholds=[1])]
     spend(sqlite_ledger, "a", 11, prefix="a")
     slack.script(ratelimit(retry_after=2), channel="#costs")
     evaluate_alerts(sqlite_ledger, budgets, now=NOW)
@@ -142,7 +142,7 @@ def test_rate_limited_alert_is_delivered_after_retry_after(sqlite_ledger: Ledger
 def test_spend_dropping_back_after_a_reprice_sends_one_resolved_message(
     sqlite_ledger: Ledger, slack: FakeSlack
 ) -> None:
-    budgets = [Budget(flow="a", owner="@a", slack_channel="#costs", daily_cap_usd=10, thresholds=[1])]
+    budgets = [parse_budget(flow="a", owner="@a", slack_channel="#costs", daily_cap_usd=10, thresholds=[1])]
     spend(sqlite_ledger, "a", 11, prefix="a")
     evaluate_alerts(sqlite_ledger, budgets, now=NOW)
     with sqlite_ledger.engine.begin() as conn:  # a correction: the call was cheaper than priced
@@ -157,7 +157,7 @@ def test_spend_dropping_back_after_a_reprice_sends_one_resolved_message(
 
 
 def test_fan_out_guardrail_alerts_once_a_day(sqlite_ledger: Ledger) -> None:
-    budgets = [Budget(flow="agent", owner="@a", daily_cap_usd=1000, max_tool_calls_per_request=8)]
+    budgets = [parse_budget(flow="agent", owner="@a", daily_cap_usd=1000, max_tool_calls_per_request=8)]
     records = [
         {
             "id": f"t{i}",
@@ -182,9 +182,11 @@ def test_eighty_breached_budgets_and_the_longest_flow_give_valid_payloads(
 ) -> None:
     """Flows are at most 128 characters in the ledger; 4000-character names are rendered in test_slack."""
     long_flow = "f" * 128
-    budgets = [Budget(flow=long_flow, owner="@o", slack_channel="#costs", daily_cap_usd=1, thresholds=[1])]
+    budgets = [
+        parse_budget(flow=long_flow, owner="@o", slack_channel="#costs", daily_cap_usd=1, thresholds=[1])
+    ]
     budgets += [
-        Budget(flow=f"flow-{i}", owner="@o", slack_channel="#costs", daily_cap_usd=1, thresholds=[1])
+        parse_budget(flow=f"flow-{i}", owner="@o", slack_channel="#costs", daily_cap_usd=1, thresholds=[1])
         for i in range(80)
     ]
     spend(sqlite_ledger, long_flow, 2, prefix="long")
@@ -380,7 +382,7 @@ def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Led
     from finops.usecases.outcomes import ingest_outcome_paths
 
     yesterday = NOW - timedelta(days=1)
-    budgets = [Budget(flow="support", owner="@d", daily_cap_usd=1000, max_cost_per_success_usd="0.5")]
+    budgets = [parse_budget(flow="support", owner="@d", daily_cap_usd=1000, max_cost_per_success_usd="0.5")]
     spend(sqlite_ledger, "support", 3, prefix="y", at=yesterday.replace(hour=12, minute=0), n=3)
     wins = [
         {
@@ -401,7 +403,7 @@ def test_cost_per_success_above_the_budgets_limit_alerts_once(sqlite_ledger: Led
 def test_a_month_exactly_at_its_cap_denies(sqlite_ledger: Ledger) -> None:
     from finops.usecases.budgets import check_flow
 
-    budget = Budget(flow="m", owner="@o", daily_cap_usd=1000, monthly_cap_usd=6, on_breach="block")
+    budget = parse_budget(flow="m", owner="@o", daily_cap_usd=1000, monthly_cap_usd=6, on_breach="block")
     spend(sqlite_ledger, "m", 6, prefix="m")
     with sqlite_ledger.engine.connect() as conn:
         assert check_flow(conn, [budget], flow="m", tags={}, now=NOW).decision == "deny"

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from finops.config.budget_spec import parse_budget
 from finops.domain.budgets import Budget, evaluate, project
 
 USD = 1_000_000_000
@@ -17,7 +18,7 @@ USD = 1_000_000_000
 def budget(**kw: object) -> Budget:
     base: dict[str, object] = {"flow": "support-gpt-en", "owner": "@dana", "daily_cap_usd": 250}
     base.update(kw)
-    return Budget.model_validate(base)
+    return parse_budget(base)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ def test_monthly_cap_in_the_local_month() -> None:
 
 
 def test_match_by_flow_glob_and_tags() -> None:
-    b = Budget.model_validate(
+    b = parse_budget(
         {"match": {"flow": "support-*", "tags": {"locale": "en"}}, "owner": "@d", "daily_cap_usd": 10}
     )
     assert b.matches("support-gpt-en", {"locale": "en", "team": "x"})

@@ -24,7 +24,7 @@ from finops.config.budget_files import (
     load_budget_file,
     parse_budget_text,
 )
-from finops.domain.budgets import Budget
+from finops.config.budget_spec import Budget
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "budgets"
 

@@ -254,6 +254,7 @@ def test_event_loop_callers_are_answered_together_and_a_cancelled_one_is_skipped
         tasks = [asyncio.ensure_future(writer.reserve_async(_ask())) for _ in range(7)]
         await asyncio.sleep(0.05)  # all seven are queued behind the busy writer
         tasks[0].cancel()  # its caller went away; the others still get their answers
+        await asyncio.wait([tasks[0]])  # the cancellation reaches its job before the writer runs
         gate.set()
         done = await asyncio.gather(*tasks[1:])
         assert busy.result(10) is None and tasks[0].cancelled()

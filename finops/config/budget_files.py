@@ -26,10 +26,8 @@ and reads like advice, never like a pydantic dump. The rules:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from finops.config import budget_spec
+from finops.config.budget_folder import budget_paths, read_budget_bytes
 from finops.config.budget_messages import explain, show, suggest
 from finops.config.safe_yaml import MAX_BYTES, TOO_BIG, find, line, line_at, read_yaml
 from finops.domain.budgets import Budget, glob_matches
@@ -56,8 +56,6 @@ __all__ = [
 ]
 
 Severity = Literal["error", "warning"]
-SUFFIXES = (".yaml", ".yml")
-SYMLINK = "is a symlink; budget files must be regular files in the folder"
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ def _budget(item: yaml.Node, data: object, file: str) -> tuple[LocatedBudget | N
         message = f"each budget is a mapping (flow:, owner:, daily_cap_usd: ...), got {show(data)}"
         return None, [BudgetProblem(file, line(item), message)]
     try:
-        budget = Budget.model_validate(data)
+        budget = budget_spec.Budget.model_validate(data).to_budget()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -221,70 +219,17 @@ def _order(p: BudgetProblem) -> tuple[str, int]:
     return p.file, p.line or 0
 
 
-def _not_regular(mode: int) -> str | None:
-    """Why an entry of this type is not read (None: a regular file)."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return SYMLINK
-    for test, kind in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a device file"),
-        (stat.S_ISBLK, "a device file"),
-    ):
-        if test(mode):
-            return f"is {kind}, not a regular file"
-    return "is not a regular file"
-
-
-def _read(path: Path) -> bytes | str:
-    """The bytes of a regular file directly at ``path`` (at most ``MAX_BYTES`` + 1), or why not.
-
-    ``lstat`` decides before anything is opened; the open neither follows a link nor waits
-    (a FIFO swapped in after the ``lstat``), and ``fstat`` checks what was actually opened.
-    """
-    try:
-        why = _not_regular(os.lstat(path).st_mode)
-    except OSError as exc:
-        return f"cannot read this file: {exc.strerror or exc}"
-    if why is not None:
-        return why
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        return SYMLINK if exc.errno == errno.ELOOP else f"cannot read this file: {exc.strerror or exc}"
-    try:
-        why = _not_regular(os.fstat(fd).st_mode)
-        if why is not None:
-            return why
-        chunks, size = [], 0
-        while size <= MAX_BYTES:
-            chunk = os.read(fd, MAX_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        return f"cannot read this file: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
-
-
 def file_fingerprint(path: Path) -> str:
     """A hash of what ``path`` holds, read as budget files are (never through a link, never
     blocking); for an entry that is not read, a hash of why. Names one version of a file."""
-    raw = _read(path)
+    raw = read_budget_bytes(path)
     return hashlib.sha256(raw if isinstance(raw, bytes) else f"not read: {raw}".encode()).hexdigest()
 
 
 def load_budget_file(path: Path) -> tuple[list[LocatedBudget], list[BudgetProblem]]:
     """Read one budget file. Never raises for a bad file: problems come back with ``file:line``."""
     file = str(path)
-    raw = _read(path)
+    raw = read_budget_bytes(path)
     if isinstance(raw, str):
         return [], [BudgetProblem(file, None, raw)]
     if len(raw) > MAX_BYTES:
@@ -299,14 +244,6 @@ def load_budget_file(path: Path) -> tuple[list[LocatedBudget], list[BudgetProble
 
 
 # --------------------------------------------------------------------------- a directory
-def _files(directory: Path) -> list[Path]:
-    """Entries named ``*.yaml`` or ``*.yml`` directly in ``directory``, by name, whatever their type
-    (each is then read or reported); hidden and editor files skipped. Nothing is followed or opened."""
-    return sorted(
-        p for p in directory.iterdir() if p.suffix in SUFFIXES and not p.name.startswith((".", "#"))
-    )
-
-
 def _duplicate_keys(budgets: list[LocatedBudget], *, same_file: bool) -> list[BudgetProblem]:
     """Two budgets recorded under one key would share breaches: an error on the second."""
     first: dict[str, LocatedBudget] = {}
@@ -373,7 +310,7 @@ def load_budget_dir(directory: Path) -> BudgetSet:
             f"budget folder {directory} {what}: create it, or point FINOPS_BUDGETS_DIR "
             "(or `finops budgets validate DIR`) at the folder of budget files"
         )
-    paths = _files(directory)
+    paths = budget_paths(directory)
     budgets: list[LocatedBudget] = []
     problems: list[BudgetProblem] = []
     for path in paths:
@@ -397,7 +334,7 @@ def files_digest(directory: Path) -> str:
     saved or replaced (by a link, say). Taken with ``lstat``: no link is followed, nothing opened."""
     digest = hashlib.sha256()
     if directory.is_dir():
-        for path in _files(directory):
+        for path in budget_paths(directory):
             try:
                 st = os.lstat(path)
             except OSError:  # removed since the listing: the next look sees the change
@@ -424,7 +361,7 @@ _DESCRIPTIONS = {
 
 def budget_json_schema() -> dict[str, Any]:
     """JSON Schema of a budget file, for editors (e.g. yaml-language-server's ``$schema`` comment)."""
-    schema = Budget.model_json_schema()
+    schema = budget_spec.Budget.model_json_schema()
     defs = schema.pop("$defs", {})
     for key, text in _DESCRIPTIONS.items():
         schema["properties"][key].setdefault("description", text)

@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 
 from pydantic_core import ErrorDetails
 
-from finops.domain.budgets import Budget, BudgetMatch
+from finops.config.budget_spec import Budget, BudgetMatch
 
 __all__ = ["explain", "show", "suggest"]
 

@@ -41,8 +41,8 @@ __all__ = [
 _YAML = "tag:yaml.org,2002:"
 _MERGE = f"{_YAML}merge"
 
-#: A budget file is a few dozen lines; a megabyte is a mistake (or an attack on the daemon).
-MAX_BYTES = 1 << 20
+from finops.config.budget_folder import MAX_BYTES  # noqa: E402  (the folder's reader enforces it too)
+
 TOO_BIG = "file is larger than 1 MiB; a budget file is a few dozen lines"
 #: Levels of nesting: a budget file needs six (the file, budgets, a budget, match, tags, a tag).
 MAX_DEPTH = 32

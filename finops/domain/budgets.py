@@ -13,15 +13,12 @@ can say; ``[abc]`` is refused), and an exact ``flow`` has none.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from finops.domain.money import usd_to_nanos
 from finops.domain.periods import day_range, month_range
@@ -33,6 +30,8 @@ __all__ = [
     "BudgetMatch",
     "BudgetState",
     "Projection",
+    "budget_from_mapping",
+    "budget_to_mapping",
     "evaluate",
     "glob_matches",
     "project",
@@ -72,132 +71,35 @@ def glob_matches(pattern: str, text: str) -> bool:
     return pattern[p:].strip("*") == ""
 
 
-#: Tag limits of the usage record (``domain/usage.py``): a longer one could never match.
-TagKey = Annotated[str, StringConstraints(max_length=128)]
-TagValue = Annotated[str, StringConstraints(max_length=256)]
-
-
-class BudgetMatch(BaseModel):
+@dataclass(frozen=True)
+class BudgetMatch:
     """Which usage a budget covers: a flow glob (``*`` and ``?``) and tags that must all be equal."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    flow: str = Field(default="*", min_length=1, max_length=256)
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=64)
-
-    @field_validator("flow")
-    @classmethod
-    def _only_star_and_question_mark(cls, value: str) -> str:
-        if "[" in value:
-            instead = re.sub(r"\[[^\]]*\]?", "?", value)
-            raise ValueError(
-                f"only * and ? are wildcards; [...] is not supported (got {value!r}): "
-                f"use {instead} or one budget per flow"
-            )
-        return value
+    flow: str = "*"
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Budget(BaseModel):
-    """One budget, as written in ``budgets/*.yaml``."""
+@dataclass(frozen=True)
+class Budget:
+    """One budget, as written in ``budgets/*.yaml`` and validated by ``finops.config.budget_spec``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A plain dataclass (the domain stays pure): the YAML's rules and messages live in the
+    config layer, so a command that reads budgets it already validated (``finops check``,
+    from the database's copy) never loads the validator.
+    """
 
-    name: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="Stable id breaches are recorded under; default: the flow, or the match",
-    )
-    flow: str | None = Field(default=None, min_length=1, max_length=256, description="Exact flow name")
-    match: BudgetMatch | None = Field(default=None, description="Or: flow glob and tags")
-    owner: str = Field(min_length=1, max_length=200, description="Slack handle (@dana) or user id (U123)")
-    slack_channel: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="Channel for alerts (#name or id); default FINOPS_SLACK_DEFAULT_CHANNEL",
-    )
-    daily_cap_usd: Decimal = Field(gt=0, lt=MAX_USD, description="USD per local day")
-    monthly_cap_usd: Decimal | None = Field(default=None, gt=0, lt=MAX_USD, description="USD per local month")
-    thresholds: tuple[Decimal, ...] = Field(
-        default=DEFAULT_THRESHOLDS,
-        max_length=MAX_THRESHOLDS,
-        description="Fractions of the cap that alert once a day each",
-    )
-    timezone: str = Field(
-        default="UTC", max_length=64, description="IANA zone; the day resets at local midnight"
-    )
-    on_breach: Literal["alert", "block"] = Field(
-        default="alert", description="block: `finops check` denies once the cap is reached"
-    )
-    max_cost_per_success_usd: Decimal | None = Field(
-        default=None, gt=0, lt=MAX_USD, description="Alert when cost per successful outcome is above"
-    )
-    max_tool_calls_per_request: int | None = Field(
-        default=None, gt=0, le=100_000, description="Fan-out guardrail: alert on requests above this"
-    )
-
-    @field_validator("daily_cap_usd", "monthly_cap_usd", "max_cost_per_success_usd", mode="before")
-    @classmethod
-    def _money(cls, value: object) -> object:
-        if isinstance(value, bool) or (value is not None and not isinstance(value, int | Decimal | str)):
-            raise ValueError(f"must be a positive number, got {value!r}")
-        if isinstance(value, str):
-            try:
-                return Decimal(value.strip())
-            except ArithmeticError:
-                raise ValueError(f"must be a positive number, got {value!r}") from None
-        return value
-
-    @field_validator("daily_cap_usd", "monthly_cap_usd", "max_cost_per_success_usd")
-    @classmethod
-    def _at_least_a_nano(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and value < MIN_USD:
-            raise ValueError(f"must be at least one nano-dollar (0.000000001 USD), got {value}")
-        return value
-
-    @field_validator("flow")
-    @classmethod
-    def _exact(cls, value: str | None) -> str | None:
-        if value is not None and any(c in value for c in WILDCARDS):
-            raise ValueError(
-                f"flow {value!r} has a wildcard, but flow: is one exact flow name; "
-                f'to budget every matching flow write match: {{flow: "{value}"}}'
-            )
-        return value
-
-    @field_validator("thresholds", mode="before")
-    @classmethod
-    def _few_thresholds(cls, value: object) -> object:
-        """Counted as written, before any is parsed: 2,000 of them are one problem, not 2,000."""
-        if isinstance(value, list | tuple) and len(value) > MAX_THRESHOLDS:
-            raise ValueError(f"at most {MAX_THRESHOLDS} per budget, got {len(value)}")
-        return value
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
-        if not value:
-            raise ValueError("needs at least one threshold, e.g. [0.5, 0.8, 1.0]")
-        for t in value:
-            if not Decimal(0) < t <= Decimal(10):
-                raise ValueError(f"each threshold is a fraction of the cap in (0, 10], got {t}")
-        return tuple(sorted(set(value)))
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_selector(self) -> Budget:
-        if (self.flow is None) == (self.match is None):
-            raise ValueError("give exactly one of `flow` (a flow name) or `match` (flow glob and tags)")
-        return self
+    owner: str
+    daily_cap_usd: Decimal
+    name: str | None = None
+    flow: str | None = None
+    match: BudgetMatch | None = None
+    slack_channel: str | None = None
+    monthly_cap_usd: Decimal | None = None
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
+    timezone: str = "UTC"
+    on_breach: Literal["alert", "block"] = "alert"
+    max_cost_per_success_usd: Decimal | None = None
+    max_tool_calls_per_request: int | None = None
 
     @property
     def key(self) -> str:
@@ -250,6 +152,47 @@ class Budget(BaseModel):
         label = now.astimezone(self.zone).strftime("%Y-%m")
         start, end = month_range(label, self.zone)
         return label, start, end
+
+
+def budget_to_mapping(budget: Budget) -> dict[str, Any]:
+    """The budget as JSON-able values (money as exact decimal strings), for the database's copy."""
+    out: dict[str, Any] = {}
+    for name in Budget.__dataclass_fields__:
+        value = getattr(budget, name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif name == "thresholds":
+            value = [str(t) for t in value]
+        elif isinstance(value, BudgetMatch):
+            value = {"flow": value.flow, "tags": dict(value.tags)}
+        out[name] = value
+    return out
+
+
+def budget_from_mapping(data: Mapping[str, Any]) -> Budget:
+    """A budget from ``budget_to_mapping``'s output: data finops validated when it wrote it."""
+
+    def money(key: str) -> Decimal | None:
+        value = data.get(key)
+        return None if value is None else Decimal(str(value))
+
+    match = data.get("match")
+    daily = money("daily_cap_usd")
+    assert daily is not None
+    return Budget(
+        owner=str(data["owner"]),
+        daily_cap_usd=daily,
+        name=data.get("name"),
+        flow=data.get("flow"),
+        match=None if match is None else BudgetMatch(flow=match["flow"], tags=dict(match.get("tags") or {})),
+        slack_channel=data.get("slack_channel"),
+        monthly_cap_usd=money("monthly_cap_usd"),
+        thresholds=tuple(Decimal(str(t)) for t in data.get("thresholds", DEFAULT_THRESHOLDS)),
+        timezone=data.get("timezone", "UTC"),
+        on_breach="block" if data.get("on_breach") == "block" else "alert",
+        max_cost_per_success_usd=money("max_cost_per_success_usd"),
+        max_tool_calls_per_request=data.get("max_tool_calls_per_request"),
+    )
 
 
 @dataclass(frozen=True)

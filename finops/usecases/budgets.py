@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from finops.config.budget_files import load_budget_dir
-from finops.domain.budgets import Budget, BudgetState, evaluate
+from finops.domain.budgets import Budget, BudgetState, budget_from_mapping, budget_to_mapping, evaluate
 from finops.domain.money import format_usd, usd_to_nanos
-from finops.storage.budget_snapshots import load_snapshots, save_snapshots
+from finops.storage.budget_snapshots import load_cached, load_snapshots, save_cached, save_snapshots
 from finops.storage.db import write_transaction
 from finops.storage.reservations import held_by_budget
 from finops.storage.sql import like_pattern
@@ -189,8 +189,49 @@ def budgets_in_force(ledger: Ledger, directory: Path) -> BudgetsInForce:
     """Budgets from ``directory``; a broken file's last good version (kept in the database) stays in force.
 
     Good files are remembered as they are read, so the next broken edit of one falls back
-    to this version instead of switching its budgets off.
+    to this version instead of switching its budgets off. The whole answer is kept in the
+    database under a digest of the folder (names and contents): while no file changes, a
+    command reads it back instead of parsing and validating every file again (which is
+    what made `finops check` slow to start).
     """
+    from finops.config.budget_folder import folder_digest
+
+    digest = folder_digest(directory)
+    with ledger.engine.connect() as conn:
+        cached = load_cached(conn, digest)
+    if cached is not None:
+        return _from_document(cached)
+    result = _read_folder(ledger, directory)
+    if folder_digest(directory) == digest:  # not edited while it was read: the answer is its own
+        with write_transaction(ledger.engine) as conn:
+            save_cached(conn, digest, _to_document(result))
+    return result
+
+
+def _to_document(found: BudgetsInForce) -> dict[str, object]:
+    return {
+        "budgets": [budget_to_mapping(b) for b in found.budgets],
+        "messages": list(found.messages),
+        "broken": found.broken,
+        "errors": {name: list(items) for name, items in found.errors_by_file.items()},
+        "kept": {name: [budget_to_mapping(b) for b in items] for name, items in found.kept_by_file.items()},
+    }
+
+
+def _from_document(doc: Mapping[str, Any]) -> BudgetsInForce:
+    return BudgetsInForce(
+        tuple(budget_from_mapping(b) for b in doc["budgets"]),
+        tuple(doc["messages"]),
+        bool(doc["broken"]),
+        {name: tuple(items) for name, items in doc["errors"].items()},
+        {name: tuple(budget_from_mapping(b) for b in items) for name, items in doc["kept"].items()},
+    )
+
+
+def _read_folder(ledger: Ledger, directory: Path) -> BudgetsInForce:
+    """Parse and validate every file (YAML, pydantic: loaded only here)."""
+    from finops.config.budget_files import load_budget_dir
+
     found = load_budget_dir(directory)
     messages = [str(p) for p in found.problems]
     broken = found.broken_files

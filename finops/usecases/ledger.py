@@ -66,6 +66,10 @@ class Ledger:
             self._settings = self._settings()
         return self._settings
 
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+
     @property
     def book(self) -> PriceBook:
         if self._book is None:

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from finops.config.budget_files import parse_budget_text
+from finops.config.budget_spec import parse_budget
 from finops.daemon.cycle import Daemon
-from finops.domain.budgets import MAX_THRESHOLDS, Budget
+from finops.domain.budgets import MAX_THRESHOLDS
 from finops.settings import Settings
 from finops.storage.tables import alert_outbox, budget_breaches
 from finops.usecases.ingest import ingest_objects
@@ -49,7 +50,7 @@ def test_two_thousand_thresholds_are_one_problem_not_two_thousand() -> None:
 
 def test_the_model_refuses_them_too() -> None:
     with pytest.raises(ValidationError, match="at most 10 per budget"):
-        Budget(flow="f", owner="@o", daily_cap_usd=1, thresholds=[i / 1000 for i in range(1, 2001)])
+        parse_budget(flow="f", owner="@o", daily_cap_usd=1, thresholds=[i / 1000 for i in range(1, 2001)])
 
 
 def test_a_file_with_2000_thresholds_queues_no_alert(db_url: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from finops.config.budget_files import parse_budget_text
+from finops.config.budget_spec import parse_budget
 from finops.domain.budgets import Budget
 from finops.storage.sql import like_pattern
 from finops.usecases.budgets import budget_state, check_flow
@@ -75,7 +76,7 @@ def counted(ledger: Ledger, budget: Budget) -> set[str]:
 def accepted(**selector: Any) -> Budget | None:
     """The budget, or None when the validator refuses its selector (then nothing can disagree)."""
     try:
-        return Budget(owner="@o", daily_cap_usd=1, **selector)
+        return parse_budget(owner="@o", daily_cap_usd=1, **selector)
     except ValidationError:
         return None
 
@@ -145,7 +146,9 @@ def test_an_exact_flow_with_a_wildcard_is_refused() -> None:
 
 
 def test_a_blocking_glob_budget_over_its_cap_denies(flows_ledger: Ledger) -> None:
-    budget = Budget(match={"flow": "support-?"}, owner="@o", daily_cap_usd="0.000001", on_breach="block")
+    budget = parse_budget(
+        match={"flow": "support-?"}, owner="@o", daily_cap_usd="0.000001", on_breach="block"
+    )
     with flows_ledger.engine.connect() as conn:
         for flow in ("support-a", "support-b"):
             result = check_flow(conn, [budget], flow=flow, tags={}, now=NOW)
@@ -157,8 +160,8 @@ def test_a_blocking_glob_budget_over_its_cap_denies(flows_ledger: Ledger) -> Non
 def test_a_blocking_exact_budget_on_a_flow_with_like_characters_denies_only_that_flow(
     flows_ledger: Ledger,
 ) -> None:
-    budget = Budget(flow="a_b", owner="@o", daily_cap_usd="0.000001", on_breach="block")
-    cheap = Budget(flow="axb", owner="@o", daily_cap_usd=1, on_breach="block")  # axb spent 4 units
+    budget = parse_budget(flow="a_b", owner="@o", daily_cap_usd="0.000001", on_breach="block")
+    cheap = parse_budget(flow="axb", owner="@o", daily_cap_usd=1, on_breach="block")  # axb spent 4 units
     with flows_ledger.engine.connect() as conn:
         assert check_flow(conn, [budget, cheap], flow="a_b", tags={}, now=NOW).decision == "deny"
         assert check_flow(conn, [budget, cheap], flow="axb", tags={}, now=NOW).decision == "allow"

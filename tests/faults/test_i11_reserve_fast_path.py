@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from finops.domain.budgets import Budget
+from finops.config.budget_spec import parse_budget
 from finops.usecases.admission import ReserveRequest, reserve
 from finops.usecases.budgets import budget_state
 from finops.usecases.ingest import ingest_objects
@@ -47,7 +47,7 @@ def _ranges(rng: random.Random) -> list[tuple[datetime, datetime]]:
     """Whole local days and months in every zone, and ranges starting and ending anywhere."""
     found = []
     for zone in ZONES:
-        budget = Budget(flow="search", owner="@o", daily_cap_usd=1, timezone=zone)
+        budget = parse_budget(flow="search", owner="@o", daily_cap_usd=1, timezone=zone)
         for day in range(0, 40, 3):
             now = START + timedelta(days=day, hours=rng.randrange(24))
             found += [budget.day(now)[1:], budget.month(now)[1:]]
@@ -81,7 +81,7 @@ def test_budget_state_and_reserve_decide_on_the_same_spend(ledger: Ledger) -> No
         for i in range(4)
     ]
     assert ingest_objects(ledger, records, source="t").stored == 4
-    budget = Budget(flow="search", owner="@o", daily_cap_usd=Decimal("0.05"), on_breach="block")
+    budget = parse_budget(flow="search", owner="@o", daily_cap_usd=Decimal("0.05"), on_breach="block")
     with ledger.engine.connect() as conn:
         assert budget_state(conn, budget, now).spend_nanos == 40_000_000
     req = ReserveRequest(flow="search", estimate_usd=Decimal("0.01"))
