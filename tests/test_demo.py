@@ -187,6 +187,19 @@ def test_running_the_demo_again_stores_nothing_twice(run: Run) -> None:
     assert Decimal(again["spend_usd"]) / Decimal(again["cap_usd"]) < 1
 
 
+def test_without_a_budget_folder_the_demo_says_where_the_budgets_are(tmp_path: Path) -> None:
+    env = {
+        "FINOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+        "FINOPS_BUDGETS_DIR": str(tmp_path / "no"),
+    }
+    result = CliRunner(env=env).invoke(app, ["demo", "--days", "1"])
+    assert result.exit_code == 0 and result.stdout.startswith("Loading sample usage (the last 1 day) into ")
+    assert (
+        f"No budget folder at {tmp_path / 'no'}: run the demo from the repository's top folder"
+        in result.stdout
+    )
+
+
 def test_every_example_budget_covers_a_demo_flow_and_the_incidents_use_them() -> None:
     found = load_budget_dir(BUDGETS)
     assert found.problems == []

@@ -286,7 +286,9 @@ def demo(
     ledger = ledger_for(db, create=True)
     console = out()
     before, last, this = demo_months(datetime.now(UTC))
-    span = f"the last {days} days" if days else f"{before} and {last} in full, {this} so far"
+    span = (
+        f"the last {days} day{'s' * (days != 1)}" if days else f"{before} and {last} in full, {this} so far"
+    )
     where = ledger.engine.url.render_as_string(hide_password=True)
     console.print(f"Loading sample usage ({span}) into {where} ...", markup=False)
     loaded = load_demo(ledger, days=days, scale=scale)
