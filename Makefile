@@ -17,7 +17,7 @@ $(BIN)/finops: pyproject.toml
 
 install: $(BIN)/finops           ## create .venv and install finops with its dev tools
 
-demo: install                    ## a month of sample usage in ./finops.db, then the spend tables
+demo: install                    ## two months of sample usage, outcomes and today's incidents in ./finops.db
 	$(BIN)/finops demo
 
 run: install                     ## the daemon on 127.0.0.1:8787 with ./finops.db and ./budgets (Ctrl-C stops it)

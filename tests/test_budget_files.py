@@ -56,9 +56,10 @@ def test_example_files_all_validate_with_no_problems() -> None:
     assert result.problems == []
     assert {Path(f).name for f in result.files} == {"support.yaml", "search.yaml", "platform.yaml"}
     keys = {b.budget.key: b for b in result.budgets}
-    assert set(keys) == {"support-gpt-en", "search-prod", "platform-embeddings", "platform-agents"}
+    assert set(keys) == {"support-gpt-en", "search-prod", "code-review", "platform-agents"}
     assert keys["search-prod"].budget.on_breach == "block"
-    assert keys["search-prod"].budget.monthly_cap_usd == Decimal(9000)
+    assert keys["search-prod"].budget.monthly_cap_usd == Decimal(300)
+    assert keys["code-review"].budget.daily_cap_usd == Decimal("20.50")  # read exactly
     assert keys["platform-agents"].budget.timezone == "America/New_York"
     assert keys["platform-agents"].budget.max_tool_calls_per_request == 12
 

@@ -331,56 +331,72 @@ def dead_letters_cmd(
 @app.command()
 def demo(
     db: DbOpt = None,
-    days: Annotated[int, typer.Option(min=1, max=366, help="Days of usage to generate.")] = 30,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=366, help="Only the last N days (default: two full months and this one)."),
+    ] = None,
     scale: Annotated[float, typer.Option(min=0.01, max=100.0, help="Multiply the call volume.")] = 1.0,
 ) -> None:
-    """Load a realistic month of sample usage and show what finops tells you about it."""
+    """Load two months of sample usage, outcomes and today's incidents, and show what finops tells you."""
     from finops.render.ingest_summary import print_ingest_summary
     from finops.render.spend import render_table
-    from finops.usecases.demo import load_demo
+    from finops.usecases.demo import demo_months, load_demo
     from finops.usecases.spend import SpendQuery, run_spend
 
     ledger = ledger_for(db, create=True)
     console = out()
-    console.print(
-        f"Loading {days} days of sample usage into "
-        f"{ledger.engine.url.render_as_string(hide_password=True)} ..."
+    before, last, this = demo_months(datetime.now(UTC))
+    span = (
+        f"the last {days} day{'s' * (days != 1)}" if days else f"{before} and {last} in full, {this} so far"
     )
-    summary = load_demo(ledger, days=days, scale=scale)
-    print_ingest_summary(summary, files=0, console=console)
-    now = datetime.now(UTC)
-    from datetime import timedelta
-
-    start = now - timedelta(days=days)
+    where = ledger.engine.url.render_as_string(hide_password=True)
+    console.print(f"Loading sample usage ({span}) into {where} ...", markup=False)
+    loaded = load_demo(ledger, days=days, scale=scale)
+    print_ingest_summary(loaded.usage, files=0, console=console)
+    print_ingest_summary(loaded.outcomes, files=0, console=console, what="outcomes")
+    for incident, result in loaded.incidents:
+        console.print(f"today: {incident.what} ({result})", markup=False)
     with ledger.engine.connect() as conn:
-        console.print(f"\n[bold]Spend by flow[/bold]  (finops spend --by flow --since {days}d)")
-        console.print(
-            render_table(run_spend(conn, SpendQuery(group_by=("flow",), start=start))), markup=False
-        )
-        top = f"finops spend --by provider,model --top 5 --since {days}d"
-        console.print(f"\n[bold]Top models[/bold]  ({top})")
-        console.print(
-            render_table(run_spend(conn, SpendQuery(group_by=("provider", "model"), start=start, top=5))),
-            markup=False,
-        )
-        console.print("\n[bold]Last 7 days[/bold]  (finops spend --by day --since 7d)")
-        console.print(
-            render_table(run_spend(conn, SpendQuery(group_by=("day",), start=now - timedelta(days=7)))),
-            markup=False,
-        )
-    if ledger.settings.budgets_dir.is_dir():
+        console.print(f"\n[bold]Spend by flow, {last}[/bold]  (finops spend --by flow --month {last})")
+        flows = SpendQuery(group_by=("flow",), start=_month_start(last), end=_month_start(this))
+        console.print(render_table(run_spend(conn, flows)), markup=False)
+        console.print(f"\n[bold]Spend by month[/bold]  (finops spend --by month --since {before}-01)")
+        months = SpendQuery(group_by=("month",), start=_month_start(before))
+        console.print(render_table(run_spend(conn, months)), markup=False)
+    budgets_dir = ledger.settings.budgets_dir
+    if budgets_dir.is_dir():
         from finops.cli.alerts import status
 
-        console.print(
-            f"\n[bold]Budgets today[/bold]  (finops budgets status; files in {ledger.settings.budgets_dir})"
-        )
+        console.print(f"\n[bold]Budgets today[/bold]  (finops budgets status; files in {budgets_dir})")
         ledger.close()
         status(budgets=None, fmt="table", db=ledger.engine.url.render_as_string(hide_password=False))
+    else:
+        console.print(
+            f"\nNo budget folder at {budgets_dir}: run the demo from the repository's top folder "
+            "(or set FINOPS_BUDGETS_DIR to its budgets/) to see today's incidents against their budgets.",
+            markup=False,
+        )
     console.print(
-        "\nNext: `finops spend --by tag:team`, `finops prices show gpt-4o`, `finops prices unpriced`, "
-        "`finops check support-gpt-en`, `finops alerts run --dry-run`."
+        "\n[bold]Try[/bold]\n"
+        "  finops budgets status               search-prod past 80% of its cap today (a retry loop),\n"
+        "                                      code-review past its blocking cap (a huge PR)\n"
+        "  finops check code-review            deny, exit 4: code-review's budget has on_breach: block\n"
+        "  finops alerts run --dry-run         the Slack messages these would send\n"
+        f"  finops outcomes --month {last}     success rate and cost per successful outcome per flow\n"
+        f"  finops prompts top --month {last}  NEW support/escalate@v1, GROWING support/answer-de@v3\n"
+        "                                      (more traffic), BLOATED code-review/review@v1 (a longer\n"
+        "                                      system prompt, and the cache no longer hits)\n"
+        f"  finops report monthly --month {last} --format html --out report.html\n"
+        "  finops spend --by tag:team, finops prices unpriced",
+        markup=True,
+        highlight=False,
     )
     ledger.close()
+
+
+def _month_start(label: str) -> datetime:
+    year, month = (int(x) for x in label.split("-"))
+    return datetime(year, month, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- db

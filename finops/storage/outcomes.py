@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from finops.domain.outcomes import Outcome
 from finops.storage.ledger import Rejection
@@ -84,14 +84,15 @@ def write_outcomes(
                 batch.duplicates += 1
             else:
                 batch.conflicts.append(_conflict(item, None, stored_status=row.status))
-    for outcome, _, _ in fresh.values():
-        stmt = (
-            dialect_insert(conn, outcomes)
-            .on_conflict_do_nothing(index_elements=["source", "outcome_id"])
-            .returning(o.id)
-        )
-        pk = conn.execute(
-            stmt,
+    new = [outcome for outcome, _, _ in fresh.values()]
+    inserted: dict[str, int] = {}
+    stmt = (
+        dialect_insert(conn, outcomes)
+        .on_conflict_do_nothing(index_elements=["source", "outcome_id"])
+        .returning(o.id, o.outcome_id)
+    )
+    for start in range(0, len(new), _CHUNK):  # one statement per chunk, not one per outcome
+        values = [
             {
                 "source": source,
                 "outcome_id": outcome.id,
@@ -105,13 +106,13 @@ def write_outcomes(
                 "session_id": outcome.session_id,
                 "linked": 0,
                 "ingested_us": now_us,
-            },
-        ).scalar()
-        if pk is None:  # another writer stored it meanwhile
-            batch.duplicates += 1
-            continue
-        batch.stored += 1
-        batch.linked += link_outcome(conn, int(pk), outcome.request_ids, outcome.trace_id, outcome.session_id)
+            }
+            for outcome in new[start : start + _CHUNK]
+        ]
+        inserted.update((str(oid), int(pk)) for pk, oid in conn.execute(stmt, values))
+    batch.stored += len(inserted)
+    batch.duplicates += len(new) - len(inserted)  # another writer stored them meanwhile
+    batch.linked += _link_many(conn, [(inserted[x.id], x) for x in new if x.id in inserted])
     return batch
 
 
@@ -130,6 +131,54 @@ def _conflict(
     )
 
 
+def _link_many(conn: Connection, items: Sequence[tuple[int, Outcome]]) -> int:
+    """``link_outcome`` for many new outcomes: their request ids looked up together, links and
+    link counts written in one statement each. Returns the links made."""
+    u = usage_records.c
+    wanted = sorted({rid for _, outcome in items for rid in outcome.request_ids})
+    usage: dict[str, list[tuple[int, str]]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = conn.execute(
+            select(u.record_id, u.id, u.flow).where(u.record_id.in_(wanted[start : start + _CHUNK]))
+        )
+        for rid, pk, flow in rows:
+            usage.setdefault(rid, []).append((int(pk), flow))
+    links: list[dict[str, int]] = []
+    counts: list[dict[str, Any]] = []
+    for pk, outcome in items:
+        found = [hit for rid in outcome.request_ids for hit in usage.get(rid, ())]
+        if not found and (outcome.trace_id is not None or outcome.session_id is not None):
+            found = _by_trace_or_session(conn, outcome.trace_id, outcome.session_id)
+        if not found:
+            continue
+        links.extend({"outcome": pk, "usage": usage_pk} for usage_pk, _ in found)
+        flow = Counter(f for _, f in found).most_common(1)[0][0]
+        counts.append({"pk": pk, "n": len(found), "f": flow})
+    insert = dialect_insert(conn, outcome_links).on_conflict_do_nothing(index_elements=["outcome", "usage"])
+    for start in range(0, len(links), _CHUNK):
+        conn.execute(insert, links[start : start + _CHUNK])
+    if counts:
+        conn.execute(
+            update(outcomes)
+            .where(outcomes.c.id == bindparam("pk"))
+            .values(linked=bindparam("n"), linked_flow=bindparam("f")),
+            counts,
+        )
+    return len(links)
+
+
+def _by_trace_or_session(
+    conn: Connection, trace_id: str | None, session_id: str | None
+) -> list[tuple[int, str]]:
+    u = usage_records.c
+    found: list[tuple[int, str]] = []
+    if trace_id is not None:
+        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.trace_id == trace_id))]
+    if not found and session_id is not None:
+        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.session_id == session_id))]
+    return found
+
+
 def link_outcome(
     conn: Connection, pk: int, request_ids: Sequence[str], trace_id: str | None, session_id: str | None
 ) -> int:
@@ -139,10 +188,8 @@ def link_outcome(
     for start in range(0, len(request_ids), _CHUNK):
         chunk = list(request_ids[start : start + _CHUNK])
         found.extend((int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.record_id.in_(chunk))))
-    if not found and trace_id is not None:
-        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.trace_id == trace_id))]
-    if not found and session_id is not None:
-        found = [(int(i), f) for i, f in conn.execute(select(u.id, u.flow).where(u.session_id == session_id))]
+    if not found:
+        found = _by_trace_or_session(conn, trace_id, session_id)
     if not found:
         return 0
     conn.execute(
