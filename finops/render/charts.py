@@ -70,32 +70,44 @@ def _empty(kind: str, title: str) -> str:
     return "\n".join([*lines, "</svg>"])
 
 
-def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> str:
+def bar_chart(
+    items: Sequence[tuple[str, int | None]], *, title: str, partly: frozenset[str] = frozenset()
+) -> str:
     """Horizontal bars, one per ``(label, nanos)`` in the given order, values written as dollars.
 
-    Bars scale to the largest value; a negative value draws no bar. Long labels are cut to
-    fit (the full label is the bar's tooltip).
+    Bars scale to the largest value; a negative value draws no bar. ``None`` is a cost nobody
+    knows (unpriced usage): no bar and "cost unknown", never $0 (its ``data-value`` is empty). A
+    label in ``partly`` has some unpriced usage: its value is the priced part, marked with a dagger.
+    Long labels are cut to fit (the full label is the bar's tooltip).
     """
     if not items:
         return _empty("bar", title)
     height = _TITLE_HEIGHT + _ROW * len(items) + 6
-    top = max(max(v for _, v in items), 1)
+    known = [(k, v) for k, v in items if v is not None]
+    top = max(max((v for _, v in known), default=0), 1)
     span = _WIDTH - _LABEL_WIDTH - _VALUE_WIDTH
-    name, value = max(items, key=lambda kv: kv[1])
-    lines = _open("bar", title, height, f"{len(items)} bars; largest {name}: {usd(value)}")
+    desc = f"{len(items)} bars"
+    if known:
+        name, value = max(known, key=lambda kv: kv[1])
+        desc += f"; largest {name}: {usd(value)}"
+    lines = _open("bar", title, height, desc)
     for i, (label, nanos) in enumerate(items):
         y = _TITLE_HEIGHT + i * _ROW
-        width = max(nanos, 0) * span / top
-        if nanos > 0:
+        width = max(nanos or 0, 0) * span / top
+        if nanos is not None and nanos > 0:
             width = max(width, 1.0)
         mid = y + _ROW / 2 + 4
+        shown = "cost unknown" if nanos is None else usd(nanos) + ("†" if label in partly else "")
+        data = "" if nanos is None else str(nanos)
+        italic = ' font-style="italic"' if nanos is None else ""
         lines += [
-            f"<g><title>{_a(label)}: {_a(usd(nanos))}</title>",
+            f"<g><title>{_a(label)}: {_a(shown)}</title>",
             f'<text x="{_LABEL_WIDTH - 10}" y="{_n(mid)}" text-anchor="end">{_a(_clip(label))}</text>',
             f'<rect x="{_LABEL_WIDTH}" y="{_n(y + (_ROW - _BAR) / 2)}" width="{_n(width)}" height="{_BAR}" '
-            f'rx="2" fill="{BAR_COLOR}" data-value="{nanos}" data-label="{_a(label)}"/>',
+            f'rx="2" fill="{BAR_COLOR}" data-value="{data}" data-label="{_a(label)}"/>',
             f'<text x="{_n(_LABEL_WIDTH + width + 6)}" y="{_n(mid)}" fill="{_MUTED}" '
-            f'font-variant-numeric="tabular-nums">{_a(usd(nanos))}</text></g>',
+            f'font-variant-numeric="tabular-nums"{italic}>'
+            f"{_a(shown)}</text></g>",
         ]
     return "\n".join([*lines, "</svg>"])
 
