@@ -46,7 +46,7 @@ _CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:#fff;color:var(--text);
 font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:32px 40px 48px}
+main{max-width:1400px;margin:0 auto;padding:32px 32px 48px}
 h1{font-size:26px;margin:0 0 4px;letter-spacing:-.01em}
 h2{font-size:18px;margin:40px 0 12px;padding-bottom:6px;border-bottom:1px solid var(--line)}
 p{margin:8px 0}.meta,.muted{color:var(--muted)}
