@@ -507,4 +507,4 @@ def test_an_empty_month_renders_everywhere() -> None:
 def test_a_new_prompt_and_flow_show_new_rather_than_a_percentage() -> None:
     line = PromptLine("p", 10, 1.0, 1, 1, 1, 0.0, None, ("f",), ("m",), None, ("NEW",))
     report = dataclasses.replace(REPORT, top_prompts=(line,))
-    assert md_tables(render_markdown(report))["Top 1 prompts"][0]["Change"] == "new"
+    assert md_tables(render_markdown(report))["Top 1 prompt"][0]["Change"] == "new"

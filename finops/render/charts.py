@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from finops.domain.words import plural
 from finops.render.report_data import month_name, usd, usd_unit
 
 __all__ = ["BAR_COLOR", "LINE_COLOR", "bar_chart", "line_chart"]
@@ -86,7 +87,7 @@ def bar_chart(
     known = [(k, v) for k, v in items if v is not None]
     top = max(max((v for _, v in known), default=0), 1)
     span = _WIDTH - _LABEL_WIDTH - _VALUE_WIDTH
-    desc = f"{len(items)} bars"
+    desc = plural(len(items), "bar")
     if known:
         name, value = max(known, key=lambda kv: kv[1])
         desc += f"; largest {name}: {usd(value)}"
@@ -146,7 +147,9 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
     step = _step(peak) if peak else _NANOS
     ceiling = max(-(-peak // step) * step, step)
     label, most = max(points, key=lambda p: p[1])
-    desc = f"{len(points)} points from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
+    desc = (
+        f"{plural(len(points), 'point')} from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
+    )
     lines = _open("line", title, height, desc, _LINE_WIDTH)
 
     def x(i: int) -> float:

@@ -183,7 +183,7 @@ def _charts(r: MonthlyReport) -> dict[str, str]:
         ),
         "top-prompts": bar_chart(
             [(p.prompt, p.cost_nanos if p.cost_known else None) for p in r.top_prompts],
-            title=f"Top {len(r.top_prompts)} prompts, {month}",
+            title=f"Top {plural(len(r.top_prompts), 'prompt')}, {month}",
             partly=partly,
         ),
     }

@@ -144,7 +144,7 @@ def report_summary_message(report: MonthlyReport, *, top: int = 5) -> SlackMessa
         )
     prompts = _prompt_lines(r, max(top, 0))
     if prompts:
-        title = f"*Top {len(prompts)} prompts* (spend, share, change)"
+        title = f"*Top {plural(len(prompts), 'prompt')}* (spend, share, change)"
         blocks.append(section(_packed(title, prompts, SECTION_TEXT_MAX)))
     moved = [
         _packed("*Flows that moved most*", _mover_lines(r.by_flow, r.prev_base), FIELD_TEXT_MAX),

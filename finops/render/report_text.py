@@ -384,7 +384,7 @@ def _prompts(r: MonthlyReport) -> Table:
         )
         rows.append(Row("", total, total=True))
         note = _join(note, _total_note(cost, r))
-    title = f"Top {len(r.top_prompts)} prompts"
+    title = f"Top {plural(len(r.top_prompts), 'prompt')}"
     note = _join(_unpriced_note(unknown, partly), note)
     return Table("top-prompts", title, header, tuple(rows), "No prompt usage this month.", note)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from finops.domain.money import format_usd
+from finops.domain.words import plural, verb
 from finops.usecases.spend import METRICS, SpendResult
 
 __all__ = ["render_csv", "render_json", "render_table", "spend_document"]
@@ -118,7 +119,8 @@ def render_table(result: SpendResult, console: Console) -> None:
     if total["unpriced_records"]:
         models = ", ".join(m for m, _ in result.unpriced_models[:5])
         console.print(
-            f"[yellow]{_n(total['unpriced_records'])} records have no price (+? above; their cost is "
+            f"[yellow]{plural(total['unpriced_records'], 'record')} "
+            f"{verb(total['unpriced_records'], 'has', 'have')} no price (+? above; their cost is "
             f"not in the total): {models}. Run `finops prices unpriced`.[/yellow]"
         )
 

@@ -227,7 +227,7 @@ def _findings(
         found.append(
             Finding(
                 title="Usage without a price",
-                detail=_named([f"{u.model} ({u.records:,} records)" for u in unpriced]),
+                detail=_named([f"{u.model} ({plural(u.records, 'record')})" for u in unpriced]),
                 suggestion="Add prices (FINOPS_PRICE_OVERRIDES), then `finops reprice`; "
                 "this spend is not in the totals.",
             )
@@ -236,7 +236,7 @@ def _findings(
     if growing:
         found.append(
             Finding(
-                title=f"{len(growing)} of the top {len(top)} prompts grew by more than a quarter",
+                title=f"{len(growing)} of the top {plural(len(top), 'prompt')} grew by more than a quarter",
                 detail=_named([p.prompt for p in growing]),
                 suggestion="Check with the prompts' owners that the growth was expected "
                 "(traffic, context, retries).",
