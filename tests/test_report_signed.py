@@ -161,6 +161,12 @@ def test_unpriced_usage_is_a_dash_with_its_record_count_never_zero(report: Month
         0
     ]
     assert "| intranet | _—_ | — |" in render_markdown(report)
+    daily = html.split('id="chart-daily"')[1].split("</figure>")[0]  # 2 and 3 Oct had unpriced calls
+    assert re.findall(r'data-unpriced="(\d+)"[^>]*data-label="([\d-]+)"', daily) == [
+        ("2", "2026-10-02"),
+        ("1", "2026-10-03"),
+    ]
+    assert "2026-10-02: $0.15 priced, plus 2 unpriced records (cost unknown)" in daily
     assert "cost unknown (unpriced)" in json.dumps(list(report_summary_message(report).blocks))
 
 

@@ -12,7 +12,7 @@ read the exact numbers back. Every label is escaped: names come from usage data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from finops.domain.words import plural
@@ -133,12 +133,17 @@ def _day(label: str) -> str:
     return _clip(label, 12)
 
 
-def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
+def line_chart(
+    points: Sequence[tuple[str, int]], *, title: str, unpriced: Mapping[str, int] | None = None
+) -> str:
     """Spend over time: a line with a shaded area and a dot per ``(label, nanos)`` point.
 
     The y axis starts at zero (a chart starting at $380 makes a 5% rise look like 300%)
     and has "nice" dollar gridlines; about eight x labels are shown whatever the length.
+    A point in ``unpriced`` (label -> records without a price) is drawn hollow and its tooltip
+    says its dollars are the priced part only (``data-unpriced`` holds the count).
     """
+    unpriced = unpriced or {}
     if not points:
         return _empty("line", title)
     height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
@@ -181,8 +186,15 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
         'stroke-linejoin="round"/>',
     ]
     for i, (day, nanos) in enumerate(points):
+        missing = unpriced.get(day, 0)
+        tip = f"{day}: {usd(nanos)}"
+        extra = ""
+        fill = LINE_COLOR
+        if missing:
+            tip += f" priced, plus {plural(missing, 'unpriced record')} (cost unknown)"
+            extra, fill = f' data-unpriced="{missing}" stroke="{LINE_COLOR}" stroke-width="1.5"', "#fff"
         lines.append(
-            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{LINE_COLOR}" '
-            f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(day)}: {_a(usd(nanos))}</title></circle>'
+            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{fill}"{extra} '
+            f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(tip)}</title></circle>'
         )
     return "\n".join([*lines, "</svg>"])

@@ -255,7 +255,9 @@ def _headline(r: MonthlyReport) -> str:
         )
     if facts:
         out.append(f"<p>{_e(' · '.join(facts))}: see below.</p>")
-    chart = line_chart(r.daily, title=f"Daily spend, {period_label(r)} ({r.timezone} days)")
+    chart = line_chart(
+        r.daily, title=f"Daily spend, {period_label(r)} ({r.timezone} days)", unpriced=dict(r.daily_unpriced)
+    )
     out.append(f'<figure id="chart-daily">{chart}</figure>')
     return "\n".join([*out, "</section>"])
 
