@@ -205,6 +205,9 @@ def test_a_partial_month_is_marked_and_compared_with_the_same_days(october: Ledg
     assert whole.partial is None and whole.days == 31 and whole.prev_end == datetime(2026, 10, 1, tzinfo=UTC)
     short = report_period("2026-03", ZoneInfo("UTC"), datetime(2026, 3, 31, 8, tzinfo=UTC))
     assert (short.partial, short.compared_days) == ("1–30 Mar", "1–28 Feb")  # February has 28 days
+    first = report_period("2026-12", ZoneInfo("UTC"), datetime(2026, 12, 1, 2, 30, tzinfo=UTC))
+    assert (first.partial, first.compared_days) == ("1 Dec, so far", "1 Nov, to the same time")
+    assert first.prev_end == datetime(2026, 11, 1, 2, 30, tzinfo=UTC) and first.end.hour == 2
 
 
 # ---------------------------------------------------------------- 4. a minimum base for changes

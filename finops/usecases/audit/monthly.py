@@ -105,7 +105,7 @@ def report_period(month: str, tz: ZoneInfo, now: datetime) -> ReportPeriod:
             min(p_start + elapsed, p_end),
             days=1,
             partial=f"{_days_label(first, today)}, so far",
-            compared_days=_days_label(p_first, p_first),
+            compared_days=f"{_days_label(p_first, p_first)}, to the same time",
         )
     last = today - timedelta(days=1)
     p_last = p_first.replace(day=min(last.day, p_last_day))
