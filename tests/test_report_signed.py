@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -63,13 +64,13 @@ def call(rid: str, day: str, flow: str, prompt: str, *, inp: int = 1_000_000, **
 
 
 @pytest.fixture
-def october(sqlite_url: str, tmp_path: Path) -> Ledger:
+def october(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
     budgets = tmp_path / "budgets"
     budgets.mkdir()
     (budgets / "support.yaml").write_text(
         "budgets:\n  - flow: support\n    owner: U0123ABC\n    daily_cap_usd: 1\n", encoding="utf-8"
     )
-    ledger = make_ledger(sqlite_url, budgets_dir=budgets)
+    ledger = make_ledger(db_url, budgets_dir=budgets)
     records = [call("s-sep", "2026-09-30", "support", "support/answer")]
     records += [call(f"s-{d}", f"2026-10-{d:02d}", "support", "support/answer") for d in range(1, 11)]
     records += [call("s-unpriced", "2026-10-03", "support", "support/answer", **UNPRICED)]
@@ -93,7 +94,8 @@ def october(sqlite_url: str, tmp_path: Path) -> Ledger:
                 payload={"text": "x"},
                 now_us=0,
             )
-    return ledger
+    yield ledger
+    ledger.close()
 
 
 @pytest.fixture
