@@ -372,6 +372,8 @@ def test_prompts_top_fits_120_columns_with_human_headers(
         cli(october, "prompts", "top", "--month", "2026-10", "--format", "json", monkeypatch=monkeypatch)
     )
     assert doc["rows"][0]["cost_usd"] == "450.000000000" and "avg_input_tokens" in doc["rows"][0]
+    unknown = next(r for r in doc["rows"] if r["prompt"] == "intranet/ask")
+    assert (unknown["cost_usd"], unknown["share"], unknown["unpriced_records"]) == (None, None, 2)
 
 
 def test_digest_prints_text_and_blocks_on_request(

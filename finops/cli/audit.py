@@ -186,7 +186,7 @@ def prompts_top(
             "prompt": p.prompt,
             "cost_usd": _money(p.cost_nanos, exact) if p.cost_known else None,
             "unpriced_records": p.unpriced_records,
-            "share": f"{p.share:.1%}" if not exact else f"{p.share:.6f}",
+            "share": None if not p.cost_known else f"{p.share:.1%}" if not exact else f"{p.share:.6f}",
             "calls": p.calls,
             "avg_input_tokens": p.avg_input_tokens,
             "avg_output_tokens": p.avg_output_tokens,
