@@ -169,6 +169,7 @@ def test_unpriced_usage_is_a_dash_with_its_record_count_never_zero(report: Month
         ("1", "2026-10-03"),
     ]
     assert "2026-10-02: $0.15 priced, plus 2 unpriced records (cost unknown)" in daily
+    assert "Hollow dots: 2 days with unpriced usage" in daily
     assert "cost unknown (unpriced)" in json.dumps(list(report_summary_message(report).blocks))
 
 

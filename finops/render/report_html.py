@@ -258,7 +258,14 @@ def _headline(r: MonthlyReport) -> str:
     chart = line_chart(
         r.daily, title=f"Daily spend, {period_label(r)} ({r.timezone} days)", unpriced=dict(r.daily_unpriced)
     )
-    out.append(f'<figure id="chart-daily">{chart}</figure>')
+    caption = ""
+    if r.daily_unpriced:
+        days = plural(len(r.daily_unpriced), "day")
+        caption = (
+            f'<figcaption class="muted">Hollow dots: {days} with unpriced usage; the line is the priced '
+            "part of each day (hover a dot for its unpriced records).</figcaption>"
+        )
+    out.append(f'<figure id="chart-daily">{chart}{caption}</figure>')
     return "\n".join([*out, "</section>"])
 
 
