@@ -323,6 +323,22 @@ def test_totals_rows_equal_the_json_and_finops_spend_to_the_nano_dollar(
     ]  # fmt: skip
 
 
+def test_without_budgets_the_report_says_why_there_is_no_budget_vs_actual(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = make_ledger(sqlite_url, budgets_dir=tmp_path / "missing")
+    try:
+        ingest_objects(ledger, [call("x", "2026-10-01", "support", "p")], source="app")
+        report = build_monthly_report(ledger, month="2026-10", tz=ZoneInfo("UTC"))
+    finally:
+        ledger.close()
+    assert (
+        report.budgets == () and report.budgets_problem and "missing does not exist" in report.budgets_problem
+    )
+    assert json.loads(report_to_json(report))["budgets_problem"] == report.budgets_problem
+    assert "No budgets were read, so there is no budget vs actual (budget folder " in render_html(report)
+
+
 def test_html_names_never_wrap_and_tables_scroll_in_their_own_box() -> None:
     html = render_html(sample_report())
     css = html.split("<style>")[1].split("</style>")[0]

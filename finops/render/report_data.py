@@ -323,6 +323,7 @@ def report_document(report: MonthlyReport) -> dict[str, Any]:
         "breaches": [_breach(b) for b in r.over_cap],
         "threshold_crossings": [_breach(b) for b in r.crossings],
         "budgets": [_budget(b) for b in r.budgets],
+        "budgets_problem": r.budgets_problem,
         "outcomes": [
             {
                 "flow": o.flow,

@@ -307,9 +307,13 @@ def _budget_vs_actual(r: MonthlyReport) -> Table:
         "rounded down (99.9% reads 99%).",
         _unpriced_note(0, partly),
     )
-    return Table(
-        "budgets", "Budget vs actual", header, tuple(rows), "No budget covers a flow with spend.", note
-    )
+    return Table("budgets", "Budget vs actual", header, tuple(rows), _no_budgets(r), note)
+
+
+def _no_budgets(r: MonthlyReport) -> str:
+    if r.budgets_problem:
+        return f"No budgets were read, so there is no budget vs actual ({r.budgets_problem.rstrip('.')})."
+    return "No budget covers a flow with spend."
 
 
 def _outcomes(r: MonthlyReport) -> Table:

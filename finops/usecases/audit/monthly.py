@@ -281,7 +281,7 @@ def _budgets(ledger: Ledger) -> tuple[list[Budget], str | None]:
     try:
         found = budgets_in_force(ledger, ledger.settings.budgets_dir)
     except FinopsError as exc:
-        return [], f"Budget vs actual: no budgets read ({exc})."
+        return [], str(exc)
     return list(found.budgets), None
 
 
@@ -335,8 +335,6 @@ def build_monthly_report(
         for u in unpriced_models(ledger, start=start, end=end)
     )
     notes = ["Prompt figures are by UTC day."] if str(tz) != "UTC" else []
-    if budget_note:
-        notes.append(budget_note)
     if not base:
         notes.append(
             f"{month_name_short(prev)} has usage on {plural(len(prev_daily.rows), 'day')} against "
@@ -369,6 +367,7 @@ def build_monthly_report(
         compared_days=period.compared_days,
         prev_base=base,
         budgets=budget_lines,
+        budgets_problem=budget_note,
         daily_unpriced=tuple(
             (r.keys["day"], r.sums["unpriced_records"]) for r in daily.rows if r.sums["unpriced_records"]
         ),

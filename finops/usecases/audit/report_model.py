@@ -207,6 +207,7 @@ class MonthlyReport:
     compared_days: str | None = None  # the previous period's days when partial ("1–29 Oct")
     prev_base: bool = True  # the previous period is a base for percentages (see comparable)
     budgets: tuple[BudgetLine, ...] = ()
+    budgets_problem: str | None = None  # why no budget could be read (the report never fails for it)
     daily_unpriced: tuple[tuple[str, int], ...] = ()  # (YYYY-MM-DD, unpriced records) on days with any
     records: int = 0
     unpriced_records: int = 0
