@@ -227,7 +227,7 @@ def test_daily_digest_top_five_flows_posted_once(
     monkeypatch.setenv("FINOPS_SLACK_BASE_URL", slack.base_url)
     monkeypatch.setenv("FINOPS_BUDGETS_DIR", str(Path(__file__).resolve().parents[1] / "budgets"))
     runner = CliRunner()
-    shown = json.loads(runner.invoke(app, ["digest", "--period", "daily"]).stdout)
+    shown = json.loads(runner.invoke(app, ["digest", "--period", "daily", "--format", "blocks"]).stdout)
     text = json.dumps(shown["blocks"])
     assert "flow-6" in text and "flow-2" in text and "flow-1" not in text  # the top 5 of 7
     for _ in range(2):

@@ -57,8 +57,9 @@ def md_unescape(cell: str) -> str:
     return re.sub(r"\\(.)", r"\1", cell).strip()
 
 
-def md_tables(markdown: str) -> dict[str, list[dict[str, str]]]:
-    """Every ``## Title`` table as rows of header -> cell text (unescaped)."""
+def md_tables(markdown: str, *, totals: bool = False) -> dict[str, list[dict[str, str]]]:
+    """Every ``## Title`` table as rows of header -> cell text (unescaped); the bold totals row is
+    left out (``totals=True``: only the totals rows, cells without their bold)."""
     tables: dict[str, list[dict[str, str]]] = {}
     title = ""
     lines = markdown.splitlines()
@@ -73,6 +74,11 @@ def md_tables(markdown: str) -> dict[str, list[dict[str, str]]]:
                     break
                 cells = [md_unescape(c) for c in re.split(r"(?<!\\)\|", row)[1:-1]]
                 assert len(cells) == len(header), f"{title}: a name broke the table: {row}"
+                is_total = any(c.startswith("**Total") for c in cells)
+                if is_total != totals:
+                    continue
+                if is_total:
+                    cells = [c.removeprefix("**").removesuffix("**") for c in cells]
                 rows.append(dict(zip(header, cells, strict=True)))
             tables[title] = rows
     return tables
@@ -84,6 +90,8 @@ class _HTMLTables(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tables: dict[str, list[dict[str, tuple[str, int | None]]]] = {}
+        self.totals: dict[str, dict[str, tuple[str, int | None]]] = {}  # each table's totals row
+        self._total = False
         self.keys: dict[str, list[str]] = {}
         self.numeric: dict[str, list[str]] = {}
         self.nanos_cells: list[tuple[str, int]] = []  # every element with data-nanos: (text, nanos)
@@ -104,8 +112,10 @@ class _HTMLTables(HTMLParser):
             self._table, self._header = a["id"], []
             self.tables[self._table], self.keys[self._table], self.numeric[self._table] = [], [], []
         elif self._table and tag == "tr" and "data-key" in a:
-            self._row = []
+            self._row, self._total = [], False
             self.keys[self._table].append(a["data-key"] or "")
+        elif self._table and tag == "tr" and "total" in (a.get("class") or ""):
+            self._row, self._total = [], True
         elif self._table and tag in ("td", "th"):
             self._cell, self._nanos = [], int(a["data-nanos"]) if a.get("data-nanos") else None
             if tag == "th" and "num" in (a.get("class") or ""):
@@ -134,7 +144,11 @@ class _HTMLTables(HTMLParser):
                 self._row.append((text, self._nanos))
             self._cell = None
         elif tag == "tr" and self._row is not None and self._table:
-            self.tables[self._table].append(dict(zip(self._header, self._row, strict=True)))
+            row = dict(zip(self._header, self._row, strict=True))
+            if self._total:
+                self.totals[self._table] = row
+            else:
+                self.tables[self._table].append(row)
             self._row = None
         elif tag == "table":
             self._table = None
@@ -310,7 +324,7 @@ def test_markdown_and_html_tables_have_the_same_numbers_cell_by_cell(
         if not table.rows:
             continue
         md_rows, html_rows = md[table.title], parsed.tables[table.id]
-        assert len(md_rows) == len(html_rows) == len(table.rows), table.id
+        assert len(md_rows) == len(html_rows) == len([r for r in table.rows if not r.total]), table.id
         for md_row, html_row in zip(md_rows, html_rows, strict=True):
             for column in parsed.numeric[table.id]:
                 assert md_row[column] == html_row[column][0], (table.id, column)
@@ -397,7 +411,8 @@ def test_json_money_is_exact_decimal_strings_under_usd_keys(doc: dict[str, Any])
 def test_csv_files_parse_and_sum_to_the_total() -> None:
     files = report_to_csv(REPORT)
     names = (
-        "summary by_flow by_model by_provider by_tag daily breaches outcomes top_prompts unpriced findings"
+        "summary by_flow by_model by_provider by_tag daily breaches threshold_crossings budgets outcomes "
+        "top_prompts unpriced findings"
     )
     assert {f"{name}.csv" for name in names.split()} == set(files)
     rows = {name: list(csv.DictReader(io.StringIO(text))) for name, text in files.items()}
@@ -492,4 +507,4 @@ def test_an_empty_month_renders_everywhere() -> None:
 def test_a_new_prompt_and_flow_show_new_rather_than_a_percentage() -> None:
     line = PromptLine("p", 10, 1.0, 1, 1, 1, 0.0, None, ("f",), ("m",), None, ("NEW",))
     report = dataclasses.replace(REPORT, top_prompts=(line,))
-    assert md_tables(render_markdown(report))["Top 1 prompts"][0]["Change"] == "new"
+    assert md_tables(render_markdown(report))["Top 1 prompt"][0]["Change"] == "new"

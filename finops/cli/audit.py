@@ -23,7 +23,10 @@ prompts_app = typer.Typer(
 )
 report_app = typer.Typer(help="The monthly token audit report.", no_args_is_help=True)
 
-MonthOpt = Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: the current month).")]
+MonthOpt = Annotated[
+    str | None,
+    typer.Option("--month", help="YYYY-MM (default: the last complete month; the current one is partial)."),
+]
 
 
 class ReportFormat(StrEnum):
@@ -34,9 +37,11 @@ class ReportFormat(StrEnum):
 
 
 def _month(month: str | None, tz: str) -> str:
+    """``--month``, or the last complete month in ``tz`` (a month still running is partial)."""
     from finops.domain.periods import month_range
+    from finops.usecases.audit.monthly import last_complete_month
 
-    label = month or datetime.now(UTC).astimezone(zone(tz)).strftime("%Y-%m")
+    label = month or last_complete_month(datetime.now(UTC), zone(tz))
     try:
         month_range(label, zone(tz))
     except ValueError as exc:
@@ -142,21 +147,25 @@ def prompts_top(
     month: MonthOpt = None,
     flow: Annotated[list[str] | None, typer.Option("--flow", help="Only these flows.")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every column (last month, flows, models); names not cut.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
     """The N costliest prompts of a month (UTC days), flagged NEW, GROWING or BLOATED."""
-    from finops.domain.periods import month_range
-    from finops.usecases.audit.monthly import previous_month
-    from finops.usecases.audit.prompts import PromptAuditOptions, top_prompts
+    from finops.render.prompts_table import prompts_table
+    from finops.usecases.audit.monthly import report_period
+    from finops.usecases.audit.prompts import PromptAuditOptions, previous_is_base, top_prompts
     from finops.usecases.spend import SpendQuery, run_spend
 
     label = _month(month, "UTC")
     utc = zone("UTC")
-    start, end = month_range(label, utc)
-    p_start, p_end = month_range(previous_month(label), utc)
+    period = report_period(label, utc, datetime.now(UTC))
+    start, end, p_start, p_end = period.start, period.end, period.prev_start, period.prev_end
     ledger = ledger_for(db)
     with ledger.engine.connect() as conn:
         total = run_spend(conn, SpendQuery(start=start, end=end, flows=tuple(flow or ()))).total["cost_nanos"]
+        base = previous_is_base(conn, start, end, p_start, p_end)
         lines = top_prompts(
             conn,
             start=start,
@@ -164,15 +173,21 @@ def prompts_top(
             prev_start=p_start,
             prev_end=p_end,
             total_nanos=total,
-            options=PromptAuditOptions(top=n, flows=tuple(flow or ())),
+            options=PromptAuditOptions(top=n, flows=tuple(flow or ()), prev_is_base=base),
         )
     ledger.close()
+    if fmt is Format.table and lines:
+        if period.partial:
+            typer.echo(f"{label}, partial ({period.partial}), compared with {period.compared_days}")
+        typer.echo(prompts_table(lines, base=base, wide=wide), nl=False)
+        return
     exact = fmt is not Format.table
     rows = [
         {
             "prompt": p.prompt,
-            "cost_usd": _money(p.cost_nanos, exact),
-            "share": f"{p.share:.1%}" if not exact else f"{p.share:.6f}",
+            "cost_usd": _money(p.cost_nanos, exact) if p.cost_known else None,
+            "unpriced_records": p.unpriced_records,
+            "share": None if not p.cost_known else f"{p.share:.1%}" if not exact else f"{p.share:.6f}",
             "calls": p.calls,
             "avg_input_tokens": p.avg_input_tokens,
             "avg_output_tokens": p.avg_output_tokens,
@@ -198,13 +213,15 @@ def prompts_top(
         "models",
         "prev_cost_usd",
         "flags",
+        "unpriced_records",
     ]
     if not rows and fmt is Format.table:
         out().print(
             f"No prompts with spend in {label}: send prompt_id (or prompt text) with usage.", markup=False
         )
         return
-    _emit(rows, fmt, columns, {"month": label, "total_usd": format_usd(total)})
+    doc = {"month": label, "total_usd": format_usd(total), "partial": period.partial}
+    _emit(rows, fmt, columns, doc | {"previous_is_base": base})
 
 
 @report_app.command("monthly")
@@ -286,6 +303,11 @@ class DigestPeriod(StrEnum):
     weekly = "weekly"
 
 
+class DigestFormat(StrEnum):
+    text = "text"
+    blocks = "blocks"
+
+
 def digest(
     period: Annotated[
         DigestPeriod, typer.Option("--period", help="daily (yesterday) or weekly (7 days).")
@@ -294,11 +316,14 @@ def digest(
     channel: Annotated[
         str | None, typer.Option(help="Slack channel (default FINOPS_SLACK_DEFAULT_CHANNEL).")
     ] = None,
+    fmt: Annotated[
+        DigestFormat, typer.Option("--format", help="text (for people) or blocks (the Slack Block Kit JSON).")
+    ] = DigestFormat.text,
     tz: TzOpt = "UTC",
     db: DbOpt = None,
 ) -> None:
     """Per flow (top 5): spend against cap, cost per success, change vs the period before."""
-    from finops.render.digest_slack import digest_message
+    from finops.render.digest_slack import digest_message, digest_text
     from finops.usecases.digests import digest_for, queue_digest
 
     ledger = ledger_for(db)
@@ -307,9 +332,14 @@ def digest(
     label, lines = digest_for(ledger, period=period.value, today=today, tz=tzinfo)
     message = digest_message(period.value, label, lines)
     if not post_slack:
-        typer.echo(
-            json.dumps({"text": message.text, "blocks": list(message.blocks)}, indent=2, ensure_ascii=False)
-        )
+        if fmt is DigestFormat.blocks:
+            typer.echo(
+                json.dumps(
+                    {"text": message.text, "blocks": list(message.blocks)}, indent=2, ensure_ascii=False
+                )
+            )
+        else:
+            typer.echo(digest_text(period.value, label, lines), nl=False)
         ledger.close()
         return
     from finops.notify.slack import sender_for

@@ -62,14 +62,16 @@ def prices_import(
     db: DbOpt = None,
 ) -> None:
     """Import LiteLLM's price catalog, in effect from --effective-from; `finops reprice` for the past."""
+    from finops.domain.words import plural
     from finops.usecases.prices import import_litellm
 
     day = date_arg(effective_from, "--effective-from") if effective_from else datetime.now(UTC).date()
     ledger = ledger_for(db, create=True)  # loading prices into a new database is a start
     report = import_litellm(ledger, file, effective_from=day)
     out().print(
-        f"Imported {report.added:,} new price entries from {file} (effective {report.effective_from}); "
-        f"{report.unchanged:,} already known; {len(report.skipped):,} entries skipped "
+        f"Imported {plural(report.added, 'new price entry', 'new price entries')} from {file} "
+        f"(effective {report.effective_from}); {report.unchanged:,} already known; "
+        f"{plural(len(report.skipped), 'entry', 'entries')} skipped "
         "(no per-token input and output prices: images, audio, embeddings...)."
     )
     ledger.close()

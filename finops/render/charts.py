@@ -12,9 +12,10 @@ read the exact numbers back. Every label is escaped: names come from usage data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
+from finops.domain.words import plural
 from finops.render.report_data import month_name, usd, usd_unit
 
 __all__ = ["BAR_COLOR", "LINE_COLOR", "bar_chart", "line_chart"]
@@ -70,32 +71,44 @@ def _empty(kind: str, title: str) -> str:
     return "\n".join([*lines, "</svg>"])
 
 
-def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> str:
+def bar_chart(
+    items: Sequence[tuple[str, int | None]], *, title: str, partly: frozenset[str] = frozenset()
+) -> str:
     """Horizontal bars, one per ``(label, nanos)`` in the given order, values written as dollars.
 
-    Bars scale to the largest value; a negative value draws no bar. Long labels are cut to
-    fit (the full label is the bar's tooltip).
+    Bars scale to the largest value; a negative value draws no bar. ``None`` is a cost nobody
+    knows (unpriced usage): no bar and "cost unknown", never $0 (its ``data-value`` is empty). A
+    label in ``partly`` has some unpriced usage: its value is the priced part, marked with a dagger.
+    Long labels are cut to fit (the full label is the bar's tooltip).
     """
     if not items:
         return _empty("bar", title)
     height = _TITLE_HEIGHT + _ROW * len(items) + 6
-    top = max(max(v for _, v in items), 1)
+    known = [(k, v) for k, v in items if v is not None]
+    top = max(max((v for _, v in known), default=0), 1)
     span = _WIDTH - _LABEL_WIDTH - _VALUE_WIDTH
-    name, value = max(items, key=lambda kv: kv[1])
-    lines = _open("bar", title, height, f"{len(items)} bars; largest {name}: {usd(value)}")
+    desc = plural(len(items), "bar")
+    if known:
+        name, value = max(known, key=lambda kv: kv[1])
+        desc += f"; largest {name}: {usd(value)}"
+    lines = _open("bar", title, height, desc)
     for i, (label, nanos) in enumerate(items):
         y = _TITLE_HEIGHT + i * _ROW
-        width = max(nanos, 0) * span / top
-        if nanos > 0:
+        width = max(nanos or 0, 0) * span / top
+        if nanos is not None and nanos > 0:
             width = max(width, 1.0)
         mid = y + _ROW / 2 + 4
+        shown = "cost unknown" if nanos is None else usd(nanos) + ("†" if label in partly else "")
+        data = "" if nanos is None else str(nanos)
+        italic = ' font-style="italic"' if nanos is None else ""
         lines += [
-            f"<g><title>{_a(label)}: {_a(usd(nanos))}</title>",
+            f"<g><title>{_a(label)}: {_a(shown)}</title>",
             f'<text x="{_LABEL_WIDTH - 10}" y="{_n(mid)}" text-anchor="end">{_a(_clip(label))}</text>',
             f'<rect x="{_LABEL_WIDTH}" y="{_n(y + (_ROW - _BAR) / 2)}" width="{_n(width)}" height="{_BAR}" '
-            f'rx="2" fill="{BAR_COLOR}" data-value="{nanos}" data-label="{_a(label)}"/>',
+            f'rx="2" fill="{BAR_COLOR}" data-value="{data}" data-label="{_a(label)}"/>',
             f'<text x="{_n(_LABEL_WIDTH + width + 6)}" y="{_n(mid)}" fill="{_MUTED}" '
-            f'font-variant-numeric="tabular-nums">{_a(usd(nanos))}</text></g>',
+            f'font-variant-numeric="tabular-nums"{italic}>'
+            f"{_a(shown)}</text></g>",
         ]
     return "\n".join([*lines, "</svg>"])
 
@@ -120,12 +133,17 @@ def _day(label: str) -> str:
     return _clip(label, 12)
 
 
-def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
+def line_chart(
+    points: Sequence[tuple[str, int]], *, title: str, unpriced: Mapping[str, int] | None = None
+) -> str:
     """Spend over time: a line with a shaded area and a dot per ``(label, nanos)`` point.
 
     The y axis starts at zero (a chart starting at $380 makes a 5% rise look like 300%)
     and has "nice" dollar gridlines; about eight x labels are shown whatever the length.
+    A point in ``unpriced`` (label -> records without a price) is drawn hollow and its tooltip
+    says its dollars are the priced part only (``data-unpriced`` holds the count).
     """
+    unpriced = unpriced or {}
     if not points:
         return _empty("line", title)
     height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
@@ -134,7 +152,9 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
     step = _step(peak) if peak else _NANOS
     ceiling = max(-(-peak // step) * step, step)
     label, most = max(points, key=lambda p: p[1])
-    desc = f"{len(points)} points from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
+    desc = (
+        f"{plural(len(points), 'point')} from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
+    )
     lines = _open("line", title, height, desc, _LINE_WIDTH)
 
     def x(i: int) -> float:
@@ -166,8 +186,15 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str) -> str:
         'stroke-linejoin="round"/>',
     ]
     for i, (day, nanos) in enumerate(points):
+        missing = unpriced.get(day, 0)
+        tip = f"{day}: {usd(nanos)}"
+        extra = ""
+        fill = LINE_COLOR
+        if missing:
+            tip += f" priced, plus {plural(missing, 'unpriced record')} (cost unknown)"
+            extra, fill = f' data-unpriced="{missing}" stroke="{LINE_COLOR}" stroke-width="1.5"', "#fff"
         lines.append(
-            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{LINE_COLOR}" '
-            f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(day)}: {_a(usd(nanos))}</title></circle>'
+            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{fill}"{extra} '
+            f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(tip)}</title></circle>'
         )
     return "\n".join([*lines, "</svg>"])

@@ -15,6 +15,7 @@ from finops.domain.money import format_usd
 from finops.domain.pricing import RATE_FIELDS, PriceBook, PriceEntry, entry_to_mapping
 from finops.domain.pricing.rates import TIERS
 from finops.domain.providers import canonical_provider, infer_provider
+from finops.domain.words import plural
 from finops.errors import PricingError
 from finops.usecases.prices import UnpricedModel
 from finops.usecases.reprice import RepriceReport
@@ -146,7 +147,7 @@ def list_prices(
             ",".join(tiers),
         )
     console.print(table)
-    console.print(f"{len(rows):,} entries; USD per million tokens.", markup=False)
+    console.print(f"{plural(len(rows), 'entry', 'entries')}; USD per million tokens.", markup=False)
 
 
 def print_unpriced(models: Sequence[UnpricedModel], *, as_json: bool, console: Console) -> None:

@@ -5,6 +5,13 @@ string of US dollars with nine places (``"12.345678901"``) under a key ending in
 ``_usd``, never a float and never rounded; ``null`` (JSON) or an empty cell (CSV)
 means *unknown* (no previous month, no success to divide by, an unpriced model), never
 zero. Counts are integers; ratios (share, cache hit, success rate) are fractions 0..1.
+A line whose records are all unpriced has ``cost_usd: null`` (unknown) and every line carries
+``unpriced_records`` (records whose cost is unknown and not in ``cost_usd``), so a partly priced
+line is its priced cost plus a count of what could not be priced.
+
+``breaches`` lists spend at or over a cap; ``threshold_crossings`` lists the lower thresholds
+(50%, 80%) and fan-out guardrails (both used to be in ``breaches``: see CHANGELOG). A partial month has
+``partial`` set and ``compared_with`` naming the same days of the previous month.
 
 The helpers (:func:`change`, :func:`ratio`, :func:`untagged_nanos`, :func:`movers`) and
 the formats for people (:func:`usd`, :func:`percent` ...) are used by the Markdown, HTML
@@ -26,22 +33,26 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from finops.domain.money import format_usd, nanos_to_usd
-from finops.usecases.audit.report_model import Breach, MonthlyReport, SpendLine
+from finops.usecases.audit.report_model import Breach, BudgetLine, MonthlyReport, SpendLine, comparable
 
 __all__ = [
     "DASH",
     "ESTIMATE_NOTE",
     "breach_kind",
     "breach_threshold",
+    "budget_percent",
     "change",
     "change_ratio",
+    "compared_label",
     "count",
     "month_name",
     "movers",
     "of_cap",
     "percent",
     "percent_change",
+    "period_label",
     "ratio",
+    "relative_change",
     "report_document",
     "report_to_csv",
     "report_to_json",
@@ -81,6 +92,37 @@ def change_ratio(now: int, prev: int | None) -> Decimal | None:
     if not prev:
         return None
     return (Decimal(now) - Decimal(prev)) / Decimal(prev)
+
+
+def relative_change(now: int, prev: int | None, *, base: bool = True) -> str:
+    """``+21.0%``; ``new`` when ``prev`` is too small a base (see ``comparable``); a dash without ``prev``."""
+    if prev is None:
+        return DASH
+    if not comparable(now, prev, base=base):
+        return "new"
+    return percent_change(change_ratio(now, prev))
+
+
+def budget_percent(actual: int, cap: int) -> str:
+    """Actual spend as a whole percent of its cap, floored: the one rounding rule of budgets.
+
+    Kept local and small so it can be swapped for ``finops.domain.budgets``'s rule when that lands.
+    """
+    return f"{max(actual, 0) * 100 // cap}%" if cap > 0 else DASH
+
+
+def period_label(report: MonthlyReport) -> str:
+    """``October 2026``, or ``November 2026, partial (1–29 Nov)`` for a month still running."""
+    name = month_name(report.month)
+    return f"{name}, partial ({report.partial})" if report.partial else name
+
+
+def compared_label(report: MonthlyReport) -> str:
+    """What the report compares with: ``September 2026`` or ``the same days of October (1–29 Oct)``."""
+    prev = month_name(report.previous_month)
+    if report.compared_days:
+        return f"the same days of {prev} ({report.compared_days})"
+    return prev
 
 
 def ratio(part: int, whole: int) -> float | None:
@@ -173,7 +215,7 @@ def breach_threshold(b: Breach) -> str:
 
 def of_cap(spend: int, cap: int) -> str:
     """Spend as a whole percent of its cap, floored (99.9% never reads 100%); a dash without a cap."""
-    return f"{max(spend, 0) * 100 // cap}%" if cap > 0 else DASH
+    return budget_percent(spend, cap)
 
 
 def value_per_dollar_nanos(value: int | None, cost: int) -> int | None:
@@ -194,15 +236,44 @@ def _usd(nanos: int | None) -> str | None:
 def _spend(line: SpendLine, total: int) -> dict[str, Any]:
     return {
         "key": line.key,
-        "cost_usd": _usd(line.cost_nanos),
-        "prev_cost_usd": _usd(line.prev_cost_nanos),
-        "change_usd": _usd(change(line.cost_nanos, line.prev_cost_nanos)),
-        "share": ratio(line.cost_nanos, total),
+        "cost_usd": _usd(line.cost_nanos) if line.cost_known else None,
+        "unpriced_records": line.unpriced_records,
+        "prev_cost_usd": _usd(line.prev_cost_nanos) if line.prev_cost_known else None,
+        "change_usd": _usd(change(line.cost_nanos, line.prev_cost_nanos))
+        if line.cost_known and line.prev_cost_known
+        else None,
+        "share": ratio(line.cost_nanos, total) if line.cost_known else None,
         "requests": line.requests,
         "input_tokens": line.input_tokens,
         "output_tokens": line.output_tokens,
         "cached_input_tokens": line.cached_input_tokens,
         "cache_hit_ratio": ratio(line.cached_input_tokens, line.input_tokens),
+    }
+
+
+def _breach(b: Breach) -> dict[str, Any]:
+    return {
+        "budget": b.budget,
+        "period": b.period,
+        "kind": b.kind,
+        "threshold": b.threshold,
+        "spend_usd": _usd(b.spend_nanos),
+        "cap_usd": _usd(b.cap_nanos),
+    }
+
+
+def _budget(b: BudgetLine) -> dict[str, Any]:
+    return {
+        "flow": b.flow,
+        "budget": b.budget,
+        "daily_cap_usd": _usd(b.daily_cap_nanos),
+        "days": b.days,
+        "cap_usd": _usd(b.cap_nanos),
+        "actual_usd": _usd(b.actual_nanos),
+        "percent_of_cap": int(budget_percent(b.actual_nanos, b.cap_nanos).rstrip("%"))
+        if b.cap_nanos
+        else None,
+        "unpriced_records": b.unpriced_records,
     }
 
 
@@ -217,6 +288,9 @@ def report_document(report: MonthlyReport) -> dict[str, Any]:
         "previous_month": r.previous_month,
         "timezone": r.timezone,
         "generated_at": r.generated_at,
+        "partial": r.partial,
+        "compared_with": r.compared_days,
+        "previous_is_base": r.prev_base,
         "summary": {
             "total_usd": _usd(total),
             "prev_total_usd": _usd(r.prev_total_nanos),
@@ -227,6 +301,10 @@ def report_document(report: MonthlyReport) -> dict[str, Any]:
             "cached_input_tokens": r.cached_input_tokens,
             "cache_hit_ratio": ratio(r.cached_input_tokens, r.input_tokens),
             "token_counts_estimated": r.token_counts_estimated,
+            "records": r.records,
+            "unpriced_records": r.unpriced_records,
+            "budget_breaches": len(r.over_cap),
+            "threshold_crossings": len(r.crossings),
         },
         "by_flow": [_spend(line, total) for line in r.by_flow],
         "by_model": [_spend(line, total) for line in r.by_model],
@@ -238,18 +316,14 @@ def report_document(report: MonthlyReport) -> dict[str, Any]:
             }
             for key, lines in r.by_tag.items()
         },
-        "daily": [{"date": day, "cost_usd": _usd(nanos)} for day, nanos in r.daily],
-        "breaches": [
-            {
-                "budget": b.budget,
-                "period": b.period,
-                "kind": b.kind,
-                "threshold": b.threshold,
-                "spend_usd": _usd(b.spend_nanos),
-                "cap_usd": _usd(b.cap_nanos),
-            }
-            for b in r.breaches
+        "daily": [
+            {"date": day, "cost_usd": _usd(nanos), "unpriced_records": dict(r.daily_unpriced).get(day, 0)}
+            for day, nanos in r.daily
         ],
+        "breaches": [_breach(b) for b in r.over_cap],
+        "threshold_crossings": [_breach(b) for b in r.crossings],
+        "budgets": [_budget(b) for b in r.budgets],
+        "budgets_problem": r.budgets_problem,
         "outcomes": [
             {
                 "flow": o.flow,
@@ -271,7 +345,8 @@ def report_document(report: MonthlyReport) -> dict[str, Any]:
             {
                 "rank": rank,
                 "prompt": p.prompt,
-                "cost_usd": _usd(p.cost_nanos),
+                "cost_usd": _usd(p.cost_nanos) if p.cost_known else None,
+                "unpriced_records": p.unpriced_records,
                 "prev_cost_usd": _usd(p.prev_cost_nanos),
                 "change_usd": _usd(change(p.cost_nanos, p.prev_cost_nanos)),
                 "share": p.share,
@@ -355,7 +430,7 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 _SPEND = (
-    "key", "cost_usd", "prev_cost_usd", "change_usd", "share", "requests",
+    "key", "cost_usd", "unpriced_records", "prev_cost_usd", "change_usd", "share", "requests",
     "input_tokens", "output_tokens", "cached_input_tokens", "cache_hit_ratio",
 )  # fmt: skip
 _COLUMNS = {
@@ -363,15 +438,18 @@ _COLUMNS = {
     "by_model": _SPEND,
     "by_provider": _SPEND,
     "by_tag": ("tag_key", "tag_value", *_SPEND[1:]),
-    "daily": ("date", "cost_usd"),
+    "daily": ("date", "cost_usd", "unpriced_records"),
     "breaches": ("budget", "period", "kind", "threshold", "spend_usd", "cap_usd"),
+    "threshold_crossings": ("budget", "period", "kind", "threshold", "spend_usd", "cap_usd"),
+    "budgets": ("flow", "budget", "daily_cap_usd", "days", "cap_usd", "actual_usd", "percent_of_cap",
+                "unpriced_records"),
     "outcomes": (
         "flow", "cost_usd", "outcomes", "successes", "partials", "failures", "success_rate",
         "cost_per_success_usd", "cost_per_attempt_usd", "prev_cost_per_success_usd", "value_usd",
         "value_per_dollar",
     ),
     "top_prompts": (
-        "rank", "prompt", "cost_usd", "prev_cost_usd", "change_usd", "share", "calls",
+        "rank", "prompt", "cost_usd", "unpriced_records", "prev_cost_usd", "change_usd", "share", "calls",
         "avg_input_tokens", "avg_output_tokens", "cache_hit_ratio", "success_rate", "flows", "models",
         "flags", "preview",
     ),
@@ -389,7 +467,16 @@ def report_to_csv(report: MonthlyReport) -> dict[str, str]:
     """
     doc = report_document(report)
     sections: dict[str, list[dict[str, Any]]] = {
-        name: doc[name] for name in ("by_flow", "by_model", "by_provider", "daily", "breaches")
+        name: doc[name]
+        for name in (
+            "by_flow",
+            "by_model",
+            "by_provider",
+            "daily",
+            "breaches",
+            "threshold_crossings",
+            "budgets",
+        )
     }
     sections |= {"outcomes": doc["outcomes"], "top_prompts": doc["top_prompts"]}
     sections |= {"unpriced": doc["unpriced"]["models"], "findings": doc["findings"]}
@@ -400,7 +487,8 @@ def report_to_csv(report: MonthlyReport) -> dict[str, str]:
             tags.append({"tag_key": key, "tag_value": "", "cost_usd": section["untagged_usd"]})
     sections["by_tag"] = tags
     out = {f"{name}.csv": _table(sections[name], columns) for name, columns in _COLUMNS.items()}
-    summary = {k: doc[k] for k in ("month", "previous_month", "timezone", "generated_at")} | doc["summary"]
+    head = ("month", "previous_month", "timezone", "generated_at", "partial", "compared_with")
+    summary = {k: doc[k] for k in head} | doc["summary"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("field", "value"))

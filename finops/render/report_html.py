@@ -12,20 +12,23 @@ compares numbers exactly with the JSON. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from html import escape
 
 from finops.domain.money import nanos_to_usd
+from finops.domain.words import plural
 from finops.render.charts import bar_chart, line_chart
 from finops.render.report_data import (
     ESTIMATE_NOTE,
     change,
-    change_ratio,
+    compared_label,
     count,
     month_name,
     percent,
-    percent_change,
+    period_label,
     ratio,
+    relative_change,
     usd,
     usd_change,
 )
@@ -43,7 +46,7 @@ _CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:#fff;color:var(--text);
 font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:32px 40px 48px}
+main{max-width:1400px;margin:0 auto;padding:32px 32px 48px}
 h1{font-size:26px;margin:0 0 4px;letter-spacing:-.01em}
 h2{font-size:18px;margin:40px 0 12px;padding-bottom:6px;border-bottom:1px solid var(--line)}
 p{margin:8px 0}.meta,.muted{color:var(--muted)}
@@ -52,14 +55,19 @@ p{margin:8px 0}.meta,.muted{color:var(--muted)}
 .card .label{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
 .card .value{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums;white-space:nowrap}
 .card .sub{font-size:12px;color:var(--muted);font-variant-numeric:tabular-nums}
-.table-wrap{overflow-x:auto}
+.table-wrap{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600;background:var(--soft);vertical-align:bottom}
 .num{text-align:right}td.num{white-space:nowrap}
 tr.extra td{color:var(--muted);font-style:italic}
+tr.total td{font-weight:650;border-top:2px solid var(--text);background:var(--soft)}
 tr.has-detail td{border-bottom:none}tr.detail td{padding-top:0;color:var(--muted);font-size:12px}
-.name{overflow-wrap:break-word;min-width:9em}.list{font-size:12px;min-width:9em}
+.name,.list{white-space:nowrap}.list{font-size:12px}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12px;
+background:var(--soft);padding:0 3px;border-radius:3px}
+.partial{display:inline-block;font-size:12px;font-weight:600;color:var(--warn);background:var(--warn-bg);
+padding:1px 8px;border-radius:9px;margin-left:6px;vertical-align:middle}
 .up{color:var(--up)}.down{color:var(--down)}.unknown{color:var(--warn);font-style:italic}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12px}
 .flag{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.03em;padding:1px 6px;
@@ -112,6 +120,12 @@ def _td(cell: Cell) -> str:
     return f'<td class="{classes}"{data}>{_e(cell.text)}</td>'
 
 
+def _code(text: str) -> str:
+    """Prose from a finding, escaped, with its `code spans` as <code> (never literal backticks)."""
+    parts = re.split(r"`([^`]*)`", text)
+    return "".join(f"<code>{_e(p)}</code>" if i % 2 else _e(p) for i, p in enumerate(parts))
+
+
 def _table(t: Table) -> str:
     if not t.rows:
         return f'<p class="muted">{_e(t.empty)}</p>'
@@ -121,7 +135,11 @@ def _table(t: Table) -> str:
         for h, k in zip(t.header, kinds, strict=True)
     )
     rows = []
+    foot = ""
     for row in t.rows:
+        if row.total:
+            foot = '<tfoot><tr class="total">' + "".join(_td(c) for c in row.cells) + "</tr></tfoot>"
+            continue
         classes = " ".join(c for c in ("extra" if row.extra else "", "has-detail" if row.detail else "") if c)
         attrs = f' data-key="{_e(row.key)}"' + (f' class="{classes}"' if classes else "")
         rows.append(f"<tr{attrs}>" + "".join(_td(c) for c in row.cells) + "</tr>")
@@ -134,31 +152,39 @@ def _table(t: Table) -> str:
     return (
         f'<div class="table-wrap"><table id="{t.id}">\n<thead><tr>{ths}</tr></thead>\n<tbody>\n'
         + "\n".join(rows)
-        + f"\n</tbody></table></div>{note}"
+        + f"\n</tbody>{foot}</table></div>{note}"
     )
 
 
-def _bars(items: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """At most ten bars: the largest nine and one for all the others."""
+def _bars(items: Sequence[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
+    """At most ten bars: the largest nine and one for all the others (their known costs)."""
     if len(items) <= _CHART_BARS:
         return list(items)
     rest = items[_CHART_BARS - 1 :]
-    return [*items[: _CHART_BARS - 1], (f"{len(rest)} others", sum(v for _, v in rest))]
+    return [*items[: _CHART_BARS - 1], (f"{len(rest)} others", sum(v or 0 for _, v in rest))]
 
 
 def _charts(r: MonthlyReport) -> dict[str, str]:
-    """The chart drawn above each table, by table id."""
-    month = month_name(r.month)
+    """The chart drawn above each table, by table id; an unpriced line has no bar ("cost unknown")."""
+    month = period_label(r)
+    partly = frozenset(
+        x.key for x in (*r.by_flow, *r.by_model) if x.unpriced_records and x.cost_known
+    ) | frozenset(p.prompt for p in r.top_prompts if p.unpriced_records and p.cost_known)
     return {
         "by-flow": bar_chart(
-            _bars([(x.key, x.cost_nanos) for x in r.by_flow]), title=f"Spend by flow, {month}"
+            _bars([(x.key, x.cost_nanos if x.cost_known else None) for x in r.by_flow]),
+            title=f"Spend by flow, {month}",
+            partly=partly,
         ),
         "by-model": bar_chart(
-            _bars([(x.key, x.cost_nanos) for x in r.by_model]), title=f"Spend by model, {month}"
+            _bars([(x.key, x.cost_nanos if x.cost_known else None) for x in r.by_model]),
+            title=f"Spend by model, {month}",
+            partly=partly,
         ),
         "top-prompts": bar_chart(
-            [(p.prompt, p.cost_nanos) for p in r.top_prompts],
-            title=f"Top {len(r.top_prompts)} prompts, {month}",
+            [(p.prompt, p.cost_nanos if p.cost_known else None) for p in r.top_prompts],
+            title=f"Top {plural(len(r.top_prompts), 'prompt')}, {month}",
+            partly=partly,
         ),
     }
 
@@ -183,13 +209,13 @@ def _card(label: str, value: str, sub: str = "", *, nanos: int | None = None, to
 
 def _headline(r: MonthlyReport) -> str:
     exact = f"${nanos_to_usd(r.total_nanos):,f}"
-    prev = month_name(r.previous_month)
+    prev = compared_label(r) if r.partial else month_name(r.previous_month)
     cards = [_card("Spend", usd(r.total_nanos), f"exact {_e(exact)}", nanos=r.total_nanos)]
     delta = change(r.total_nanos, r.prev_total_nanos)
     if delta is None or r.prev_total_nanos is None:
         cards.append(_card(f"vs {prev}", "no data"))
     else:
-        rel = percent_change(change_ratio(r.total_nanos, r.prev_total_nanos))
+        rel = relative_change(r.total_nanos, r.prev_total_nanos, base=r.prev_base)
         tone = "up" if delta > 0 else "down" if delta < 0 else ""
         before = f'<span data-nanos="{r.prev_total_nanos}">{_e(usd(r.prev_total_nanos))}</span>'
         cards.append(_card(f"vs {prev}", usd_change(delta), f"{_e(rel)} on {before}", nanos=delta, tone=tone))
@@ -203,19 +229,43 @@ def _headline(r: MonthlyReport) -> str:
     if r.unpriced:
         records = sum(u.records for u in r.unpriced)
         out.append(
-            f'<p class="callout warn">Unpriced usage: {count(records)} records on {len(r.unpriced)} models, '
-            "<strong>cost unknown</strong> (not in the total). See Unpriced usage below.</p>"
+            f'<p class="callout warn">Unpriced usage: {plural(records, "record")} on '
+            f"{plural(len(r.unpriced), 'model')}, <strong>cost unknown</strong> (not in the total): "
+            "shown as — in the tables. See Unpriced usage below.</p>"
+        )
+    if r.partial:
+        out.append(
+            f'<p class="callout warn" id="partial-note">{_e(month_name(r.month))} is not over: this report '
+            f"covers {_e(r.partial)} and compares it with {_e(compared_label(r))}.</p>"
         )
     if r.token_counts_estimated:
         out.append(f'<p class="callout" id="estimates-note"><strong>Note:</strong> {_e(ESTIMATE_NOTE)}</p>')
-    facts = [f"{len(r.breaches)} budget breaches"] if r.breaches else []
+    facts = (
+        [
+            f"{plural(len(r.over_cap), 'budget breach', 'budget breaches')} (spend at or over a cap)",
+            f"{plural(len(r.crossings), 'threshold crossing')} below the cap",
+        ]
+        if r.breaches
+        else []
+    )
     if r.findings:
         saving = sum(f.saving_nanos or 0 for f in r.findings)
-        facts.append(f"{len(r.findings)} findings" + (f", estimated savings {usd(saving)}" if saving else ""))
+        facts.append(
+            plural(len(r.findings), "finding") + (f", estimated savings {usd(saving)}" if saving else "")
+        )
     if facts:
         out.append(f"<p>{_e(' · '.join(facts))}: see below.</p>")
-    chart = line_chart(r.daily, title=f"Daily spend, {month_name(r.month)} ({r.timezone} days)")
-    out.append(f'<figure id="chart-daily">{chart}</figure>')
+    chart = line_chart(
+        r.daily, title=f"Daily spend, {period_label(r)} ({r.timezone} days)", unpriced=dict(r.daily_unpriced)
+    )
+    caption = ""
+    if r.daily_unpriced:
+        days = plural(len(r.daily_unpriced), "day")
+        caption = (
+            f'<figcaption class="muted">Hollow dots: {days} with unpriced usage; the line is the priced '
+            "part of each day (hover a dot for its unpriced records).</figcaption>"
+        )
+    out.append(f'<figure id="chart-daily">{chart}{caption}</figure>')
     return "\n".join([*out, "</section>"])
 
 
@@ -229,8 +279,8 @@ def _findings(r: MonthlyReport) -> str:
             amount = _e(usd(f.saving_nanos))
             saving = f'<span class="saving" data-nanos="{f.saving_nanos}">est. saving {amount}</span>'
         items.append(
-            f"<li><strong>{_e(f.title)}</strong>{saving}<br>{_e(f.detail)}<br>"
-            f"<em>Suggestion:</em> {_e(f.suggestion)}</li>"
+            f"<li><strong>{_code(f.title)}</strong>{saving}<br>{_code(f.detail)}<br>"
+            f"<em>Suggestion:</em> {_code(f.suggestion)}</li>"
         )
     return '<ol class="findings" id="findings">' + "".join(items) + "</ol>"
 
@@ -243,6 +293,7 @@ def render_html(report: MonthlyReport) -> str:
     """The whole monthly audit as one HTML document (UTF-8 text; nothing external, no script)."""
     r = report
     title = f"LLM token audit: {month_name(r.month)}"
+    badge = f' <span class="partial">partial ({_e(r.partial)})</span>' if r.partial else ""
     charts = _charts(r)
     parts = [_headline(r)]
     for t in report_tables(r):
@@ -255,7 +306,7 @@ def render_html(report: MonthlyReport) -> str:
         )
     meta = (
         f"Generated {_e(r.generated_at)} · days in {_e(r.timezone)} · compared with "
-        f"{_e(month_name(r.previous_month))} · dollars rounded to the cent"
+        f"{_e(compared_label(r))} · dollars rounded to the cent"
     )
     head = [
         "<!DOCTYPE html>",
@@ -271,7 +322,7 @@ def render_html(report: MonthlyReport) -> str:
     body = [
         "<body>",
         "<main>",
-        f'<header><h1>{_e(title)}</h1><p class="meta">{meta}</p></header>',
+        f'<header><h1>{_e(title)}{badge}</h1><p class="meta">{meta}</p></header>',
         *parts,
         "<footer>Generated by finops. Exact figures: the JSON and CSV exports of this report.</footer>",
         "</main>",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from finops.domain.words import plural
 from finops.notify.blockkit import (
     FALLBACK_TEXT_MAX,
     FIELD_TEXT_MAX,
@@ -26,13 +27,14 @@ from finops.notify.blockkit import (
 from finops.notify.messages import SlackMessage
 from finops.render.report_data import (
     change,
-    change_ratio,
+    compared_label,
     count,
     month_name,
     movers,
     percent,
-    percent_change,
+    period_label,
     ratio,
+    relative_change,
     usd,
 )
 from finops.usecases.audit.report_model import MonthlyReport, SpendLine
@@ -61,28 +63,31 @@ def _packed(title: str, lines: Iterable[str], limit: int) -> str:
     return out
 
 
-def _change(now: int, prev: int | None) -> str:
+def _change(now: int, prev: int | None, base: bool = True) -> str:
     delta = change(now, prev)
-    if delta is None:
+    rel = relative_change(now, prev, base=base)
+    if delta is None or rel == "new":
         return "new"
     arrow = "▲ " if delta > 0 else "▼ " if delta < 0 else ""
-    return f"{arrow}{usd(abs(delta))} ({percent_change(change_ratio(now, prev))})"
+    return f"{arrow}{usd(abs(delta))} ({rel})"
 
 
 def _headline_fields(r: MonthlyReport) -> list[str]:
-    prev = month_name(r.previous_month)
+    prev = compared_label(r) if r.partial else month_name(r.previous_month)
     fields = [f"*Spend*\n{usd(r.total_nanos)}"]
     if r.prev_total_nanos is None:
         fields.append(f"*vs {prev}*\nno data")
     else:
         fields.append(
-            f"*vs {prev}*\n{_change(r.total_nanos, r.prev_total_nanos)} on {usd(r.prev_total_nanos)}"
+            f"*vs {prev}*\n{_change(r.total_nanos, r.prev_total_nanos, r.prev_base)} "
+            f"on {usd(r.prev_total_nanos)}"
         )
     fields += [
         f"*Requests*\n{count(r.requests)}",
         f"*Tokens*\n{count(r.input_tokens)} in · {count(r.output_tokens)} out",
         f"*Cache hits*\n{percent(ratio(r.cached_input_tokens, r.input_tokens))} of input tokens",
-        f"*Budget breaches*\n{len(r.breaches)}",
+        f"*Budget breaches*\n{len(r.over_cap)} (spend at or over a cap)",
+        f"*Threshold crossings*\n{len(r.crossings)} (below the cap)",
     ]
     return fields
 
@@ -93,18 +98,21 @@ def _prompt_lines(r: MonthlyReport, top: int) -> list[str]:
         flags = " ".join(f"*{fit(f, 20)}*" for f in p.flags)
         moved = (
             ""
-            if p.prev_cost_nanos is None and "NEW" in p.flags
-            else " · " + _change(p.cost_nanos, p.prev_cost_nanos)
+            if (p.prev_cost_nanos is None and "NEW" in p.flags) or not p.cost_known
+            else " · " + _change(p.cost_nanos, p.prev_cost_nanos, r.prev_base)
         )
-        line = f"{i}. {_code(p.prompt)}  {usd(p.cost_nanos)} ({percent(p.share)}){moved}"
+        cost = f"{usd(p.cost_nanos)} ({percent(p.share)})" if p.cost_known else "cost unknown (unpriced)"
+        if p.cost_known and p.unpriced_records:
+            cost += f" + {plural(p.unpriced_records, 'unpriced record')}"
+        line = f"{i}. {_code(p.prompt)}  {cost}{moved}"
         lines.append(f"{line} {flags}".rstrip())
     return lines
 
 
-def _mover_lines(lines: Sequence[SpendLine]) -> list[str]:
+def _mover_lines(lines: Sequence[SpendLine], base: bool) -> list[str]:
     return [
-        f"• {fit(x.key, _NAME_MAX)}  {_change(x.cost_nanos, x.prev_cost_nanos)}"
-        for x in movers(lines, _MOVERS)
+        f"• {fit(x.key, _NAME_MAX)}  {_change(x.cost_nanos, x.prev_cost_nanos, base)}"
+        for x in movers([x for x in lines if x.cost_known], _MOVERS)
     ]
 
 
@@ -114,7 +122,7 @@ def report_summary_message(report: MonthlyReport, *, top: int = 5) -> SlackMessa
     ``top`` prompts are listed (as many as fit in one section; the rest are counted).
     """
     r = report
-    month = month_name(r.month)
+    month = period_label(r)
     blocks: list[Block] = [
         header(f":bar_chart: LLM token audit · {fit(month, 40)}"),
         section(fields=_headline_fields(r)),
@@ -125,7 +133,8 @@ def report_summary_message(report: MonthlyReport, *, top: int = 5) -> SlackMessa
         more = f" and {len(r.unpriced) - 3} more" if len(r.unpriced) > 3 else ""
         blocks.append(
             section(
-                f":warning: {count(records)} records have no price, *cost unknown* (not in the total): "
+                f":warning: {plural(records, 'record')} {'has' if records == 1 else 'have'} no price, "
+                "*cost unknown* (not in the total): "
                 f"{models}{more}."
             )
         )
@@ -135,11 +144,11 @@ def report_summary_message(report: MonthlyReport, *, top: int = 5) -> SlackMessa
         )
     prompts = _prompt_lines(r, max(top, 0))
     if prompts:
-        title = f"*Top {len(prompts)} prompts* (spend, share, change)"
+        title = f"*Top {plural(len(prompts), 'prompt')}* (spend, share, change)"
         blocks.append(section(_packed(title, prompts, SECTION_TEXT_MAX)))
     moved = [
-        _packed("*Flows that moved most*", _mover_lines(r.by_flow), FIELD_TEXT_MAX),
-        _packed("*Models that moved most*", _mover_lines(r.by_model), FIELD_TEXT_MAX),
+        _packed("*Flows that moved most*", _mover_lines(r.by_flow, r.prev_base), FIELD_TEXT_MAX),
+        _packed("*Models that moved most*", _mover_lines(r.by_model, r.prev_base), FIELD_TEXT_MAX),
     ]
     moved = [m for m in moved if "\n" in m]
     if moved:
@@ -156,7 +165,9 @@ def report_summary_message(report: MonthlyReport, *, top: int = 5) -> SlackMessa
         divider(),
         context(f":paperclip: The full report for {fit(month, 40)} is attached, with every table and chart."),
     ]
-    delta = "" if r.prev_total_nanos is None else f" ({_change(r.total_nanos, r.prev_total_nanos)})"
+    delta = (
+        "" if r.prev_total_nanos is None else f" ({_change(r.total_nanos, r.prev_total_nanos, r.prev_base)})"
+    )
     text = f"LLM token audit {month}: {usd(r.total_nanos)}{delta}. Full report attached."
     return SlackMessage(
         text=clip_markup(fit(text, FALLBACK_TEXT_MAX), FALLBACK_TEXT_MAX), blocks=tuple(blocks)

@@ -23,28 +23,36 @@ from decimal import Decimal
 from typing import Literal
 
 from finops.domain.money import nanos_to_usd, usd_to_nanos
+from finops.domain.words import plural
 from finops.render.report_data import (
     DASH,
     ESTIMATE_NOTE,
     breach_kind,
     breach_threshold,
+    budget_percent,
     change,
     change_ratio,
+    compared_label,
     count,
     month_name,
     of_cap,
     percent,
     percent_change,
+    period_label,
     ratio,
+    relative_change,
     untagged_nanos,
     usd,
     usd_change,
     usd_unit,
     value_per_dollar_nanos,
 )
-from finops.usecases.audit.report_model import MonthlyReport, SpendLine
+from finops.usecases.audit.report_model import Breach, MonthlyReport, SpendLine
 
-__all__ = ["Cell", "Row", "Table", "md", "render_markdown", "report_tables"]
+__all__ = ["PARTLY_PRICED", "Cell", "Row", "Table", "md", "md_inline", "render_markdown", "report_tables"]
+
+#: Marks a cost that is the priced part only (some of the line's records have no price).
+PARTLY_PRICED = "†"
 
 # ---------------------------------------------------------------- tables
 
@@ -72,6 +80,7 @@ class Row:
     cells: tuple[Cell, ...]
     extra: bool = False  # a derived row (untagged spend), not one of the report's lines
     detail: str | None = None  # a redacted prompt preview
+    total: bool = False  # the totals row: the exact sum of the rows above
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,9 @@ def _delta(now: int, prev: int | None) -> Cell:
     return Cell(usd_change(delta), nanos=delta, tone=_tone(delta))
 
 
-def _relative(now: int, prev: int | None) -> Cell:
-    rel = change_ratio(now, prev)
-    return Cell(percent_change(rel), tone=_tone(rel))
+def _relative(now: int, prev: int | None, base: bool) -> Cell:
+    text = relative_change(now, prev, base=base)
+    return Cell(text, tone=_tone(change_ratio(now, prev)) if text not in (DASH, "new") else "")
 
 
 def _num(n: int) -> Cell:
@@ -112,6 +121,42 @@ def _pct(value: float | None) -> Cell:
     return Cell(percent(value))
 
 
+def _cost(nanos: int, records: int, unpriced: int) -> Cell:
+    """A line's cost: a dash when all of it is unpriced (unknown, never $0), the priced part marked
+    with a dagger when some of it is."""
+    if records and unpriced >= records:
+        return Cell(DASH, tone="unknown")
+    if unpriced:
+        return Cell(usd(nanos) + PARTLY_PRICED, nanos=nanos)
+    return _money(nanos)
+
+
+def _unpriced_note(unknown: int, partly: int) -> str:
+    """The footnote of a table with unpriced usage: how many records, and what the marks mean."""
+    notes = []
+    if unknown:
+        notes.append(f"{DASH} cost unknown: {plural(unknown, 'record')} with no price in effect")
+    if partly:
+        notes.append(
+            f"{PARTLY_PRICED} priced part only: {plural(partly, 'more record')} on these lines "
+            f"{'has' if partly == 1 else 'have'} no price"
+        )
+    return "; ".join(notes) + " (see Unpriced usage; not in any total)." if notes else ""
+
+
+def _join(*notes: str) -> str:
+    return " ".join(n for n in notes if n)
+
+
+def _total_note(total: int, r: MonthlyReport) -> str:
+    """Says the totals row is exact; the exact figure is given once (the headline's, when it is that)."""
+    exact = "the headline's exact spend" if total == r.total_nanos else f"exactly ${nanos_to_usd(total):,f}"
+    return (
+        f"Total: the exact sum of the rows ({exact}), rounded to the cent once; "
+        "the rounded rows may differ from it by a cent or two."
+    )
+
+
 def _spend(table_id: str, title: str, noun: str, lines: Sequence[SpendLine], r: MonthlyReport) -> Table:
     prev = month_name(r.previous_month, short=True)
     header = (noun, "Spend", "Share", prev, "Change", "Change %", "Requests", "Input tokens", "Output tokens")
@@ -120,11 +165,15 @@ def _spend(table_id: str, title: str, noun: str, lines: Sequence[SpendLine], r: 
             line.key,
             (
                 Cell(line.key, "name"),
-                _money(line.cost_nanos),
-                _pct(ratio(line.cost_nanos, r.total_nanos)),
-                _money(line.prev_cost_nanos),
-                _delta(line.cost_nanos, line.prev_cost_nanos),
-                _relative(line.cost_nanos, line.prev_cost_nanos),
+                _cost(line.cost_nanos, line.records, line.unpriced_records),
+                _pct(ratio(line.cost_nanos, r.total_nanos)) if line.cost_known else Cell(DASH),
+                _money(line.prev_cost_nanos) if line.prev_cost_known else Cell(DASH, tone="unknown"),
+                _delta(line.cost_nanos, line.prev_cost_nanos)
+                if line.cost_known and line.prev_cost_known
+                else Cell(DASH),
+                _relative(line.cost_nanos, line.prev_cost_nanos, r.prev_base)
+                if line.cost_known
+                else Cell(DASH),
                 _num(line.requests),
                 _num(line.input_tokens),
                 _num(line.output_tokens),
@@ -133,17 +182,63 @@ def _spend(table_id: str, title: str, noun: str, lines: Sequence[SpendLine], r: 
         )
         for line in lines
     ]
-    return Table(table_id, title, (*header, "Cache hit"), tuple(rows), "No spend this month.")
+    unknown = sum(x.unpriced_records for x in lines if not x.cost_known)
+    partly = sum(x.unpriced_records for x in lines if x.cost_known)
+    table = Table(
+        table_id,
+        title,
+        (*header, "Cache hit"),
+        tuple(rows),
+        "No spend this month.",
+        _unpriced_note(unknown, partly),
+    )
+    return table
+
+
+def _totals(table: Table, lines: Sequence[SpendLine], r: MonthlyReport, extra: int = 0) -> Table:
+    """``table`` with its totals row: the exact sums of the rows (``extra``: the untagged row's spend)."""
+    if not lines:
+        return table
+    cost = sum(x.cost_nanos for x in lines) + extra
+    prevs = [x.prev_cost_nanos for x in lines if x.prev_cost_nanos is not None]
+    prev = sum(prevs) if prevs else None
+    inp = sum(x.input_tokens for x in lines)
+    cells = [
+        Cell("Total", "name"),
+        Cell(usd(cost), nanos=cost),
+        _pct(ratio(cost, r.total_nanos)),
+        _money(prev),
+        _delta(cost, prev),
+        _relative(cost, prev, r.prev_base),
+        _num(sum(x.requests for x in lines)),
+        _num(inp),
+        _num(sum(x.output_tokens for x in lines)),
+        _pct(ratio(sum(x.cached_input_tokens for x in lines), inp)),
+    ]
+    if extra:  # a tag table: the untagged row has no previous figure or counts of its own
+        cells[3:6] = [Cell(DASH), Cell(DASH), Cell(DASH)]
+        cells[6:] = [Cell(DASH)] * 4
+    row = Row("", tuple(cells), total=True)
+    return Table(
+        table.id,
+        table.title,
+        table.header,
+        (*table.rows, row),
+        table.empty,
+        _join(table.note, _total_note(cost, r)),
+    )
 
 
 def _tag(key: str, slug: str, r: MonthlyReport) -> Table:
-    table = _spend(f"by-tag-{slug}", f"Spend by tag: {key}", key, r.by_tag[key], r)
+    lines = r.by_tag[key]
+    table = _spend(f"by-tag-{slug}", f"Spend by tag: {key}", key, lines, r)
     untagged = untagged_nanos(r, key)
     if not untagged:
-        return table
+        return _totals(table, lines, r)
     cells = (Cell(f"(no {key} tag)", "name"), _money(untagged), _pct(ratio(untagged, r.total_nanos)))
     row = Row("", (*cells, *[Cell("")] * 7), extra=True)
-    return Table(table.id, table.title, table.header, (*table.rows, row), table.empty)
+    with_untagged = Table(table.id, table.title, table.header, (*table.rows, row), table.empty, table.note)
+    return _totals(with_untagged, lines, r, extra=untagged)
 
 
 def _threshold_nanos(threshold: str) -> int | None:
@@ -151,10 +246,10 @@ def _threshold_nanos(threshold: str) -> int | None:
     return usd_to_nanos(Decimal(threshold)) if re.fullmatch(r"\d+(\.\d+)?", threshold) else None
 
 
-def _breaches(r: MonthlyReport) -> Table:
+def _breach_table(table_id: str, title: str, breaches: Sequence[Breach], empty: str, note: str) -> Table:
     header = ("Budget", "Period", "Kind", "Threshold", "Spend", "Cap", "Of cap")
     rows = []
-    for b in r.breaches:
+    for b in breaches:
         unit = b.kind == "cost_per_success"  # spend and cap are costs per success here
         over = "up" if b.spend_nanos >= b.cap_nanos > 0 else ""
         cells = (
@@ -167,7 +262,58 @@ def _breaches(r: MonthlyReport) -> Table:
             Cell(of_cap(b.spend_nanos, b.cap_nanos), tone=over),
         )
         rows.append(Row(b.budget, cells))
-    return Table("breaches", "Budget breaches", header, tuple(rows), "No budget was breached this month.")
+    return Table(table_id, title, header, tuple(rows), empty, note if rows else "")
+
+
+def _breaches(r: MonthlyReport) -> Table:
+    note = (
+        "A breach is spend at or over a cap: 100% of a daily or monthly cap, "
+        "or a cost per success over its limit."
+    )
+    return _breach_table(
+        "breaches", "Budget breaches", r.over_cap, "No budget was breached this month.", note
+    )
+
+
+def _crossings(r: MonthlyReport) -> Table:
+    note = "Alerts below the cap (50%, 80% ...) and tool-call fan-out guardrails; not breaches."
+    return _breach_table(
+        "crossings", "Threshold crossings", r.crossings, "No threshold was crossed this month.", note
+    )
+
+
+def _budget_vs_actual(r: MonthlyReport) -> Table:
+    header = ("Flow", "Budget", "Cap per day", "Days", "Cap", "Actual", "Of cap")
+    rows = []
+    for b in r.budgets:
+        actual = Cell(
+            usd(b.actual_nanos) + (PARTLY_PRICED if b.unpriced_records else ""), nanos=b.actual_nanos
+        )
+        pct = budget_percent(b.actual_nanos, b.cap_nanos)
+        cells = (
+            Cell(b.flow, "name"),
+            Cell(b.budget, "name"),
+            _money(b.daily_cap_nanos),
+            _num(b.days),
+            _money(b.cap_nanos),
+            actual,
+            Cell(pct, tone="up" if b.actual_nanos >= b.cap_nanos > 0 else ""),
+        )
+        rows.append(Row(f"{b.flow}\t{b.budget}", cells))
+    partly = sum(b.unpriced_records for b in r.budgets)
+    days = "the whole days so far" if r.partial else "the days of the month"
+    note = _join(
+        f"Cap is the budget's daily cap times {days}; of cap is the actual spend as a whole percent of it, "
+        "rounded down (99.9% reads 99%).",
+        _unpriced_note(0, partly),
+    )
+    return Table("budgets", "Budget vs actual", header, tuple(rows), _no_budgets(r), note)
+
+
+def _no_budgets(r: MonthlyReport) -> str:
+    if r.budgets_problem:
+        return f"No budgets were read, so there is no budget vs actual ({r.budgets_problem.rstrip('.')})."
+    return "No budget covers a flow with spend."
 
 
 def _outcomes(r: MonthlyReport) -> Table:
@@ -208,8 +354,8 @@ def _prompts(r: MonthlyReport) -> Table:
         cells = (
             Cell(str(i)),
             Cell(p.prompt, "code"),
-            _money(p.cost_nanos),
-            _pct(p.share),
+            _cost(p.cost_nanos, p.records, p.unpriced_records),
+            _pct(p.share) if p.cost_known else Cell(DASH),
             _num(p.calls),
             _num(p.avg_input_tokens),
             _num(p.avg_output_tokens),
@@ -217,16 +363,41 @@ def _prompts(r: MonthlyReport) -> Table:
             _pct(p.success_rate),
             Cell(", ".join(p.flows), "list", items=p.flows),
             Cell(", ".join(p.models), "list", items=p.models),
-            _delta(p.cost_nanos, p.prev_cost_nanos),
+            _prompt_change(p.cost_nanos, p.prev_cost_nanos, r.prev_base) if p.cost_known else Cell(DASH),
             Cell(" ".join(p.flags), "flags", items=p.flags),
         )
         rows.append(Row(p.prompt, cells, detail=p.preview))
     note = (
         "Flags: NEW no spend last month · GROWING spend up sharply on last month · "
-        "BLOATED average input tokens per call up sharply on last month. Avg in/out: tokens per call."
+        "BLOATED average input tokens per call up sharply on last month. Avg in/out: tokens per call. "
+        "Change reads new when last month's spend is too small a base (below a tenth of this month's)."
     )
-    title = f"Top {len(r.top_prompts)} prompts"
+    unknown = sum(p.unpriced_records for p in r.top_prompts if not p.cost_known)
+    partly = sum(p.unpriced_records for p in r.top_prompts if p.cost_known)
+    if r.top_prompts:
+        cost = sum(p.cost_nanos for p in r.top_prompts)
+        calls = sum(p.calls for p in r.top_prompts)
+        blank = Cell("")
+        total = (
+            blank,
+            Cell(f"Total of the top {len(r.top_prompts)}", "name"),
+            Cell(usd(cost), nanos=cost),
+            _pct(ratio(cost, r.total_nanos)),
+            _num(calls),
+            *[blank] * 8,
+        )
+        rows.append(Row("", total, total=True))
+        note = _join(note, _total_note(cost, r))
+    title = f"Top {plural(len(r.top_prompts), 'prompt')}"
+    note = _join(_unpriced_note(unknown, partly), note)
     return Table("top-prompts", title, header, tuple(rows), "No prompt usage this month.", note)
+
+
+def _prompt_change(now: int, prev: int | None, base: bool) -> Cell:
+    """The dollar change, or ``new`` when there was nothing (or too little) to compare with."""
+    if prev is not None and not relative_change(now, prev, base=base).startswith(("+", "-", "0")):
+        return Cell("new")
+    return _delta(now, prev)
 
 
 def _unpriced(r: MonthlyReport) -> Table:
@@ -264,7 +435,21 @@ def report_tables(report: MonthlyReport) -> list[Table]:
         _spend("by-provider", "Spend by provider", "Provider", r.by_provider, r),
     ]
     tables += [_tag(key, slug, r) for key, slug in zip(r.by_tag, _slugs(list(r.by_tag)), strict=True)]
-    return [*tables, _breaches(r), _outcomes(r), _prompts(r), _unpriced(r)]
+    tables = [
+        _totals(tables[0], r.by_flow, r),
+        _totals(tables[1], r.by_model, r),
+        _totals(tables[2], r.by_provider, r),
+        *tables[3:],
+    ]
+    return [
+        *tables,
+        _budget_vs_actual(r),
+        _breaches(r),
+        _crossings(r),
+        _outcomes(r),
+        _prompts(r),
+        _unpriced(r),
+    ]
 
 
 # ---------------------------------------------------------------- Markdown
@@ -280,6 +465,21 @@ def md(text: str) -> str:
     text = re.sub(r"([\\`*\[\]<>|&~])", r"\\\1", text)
     text = re.sub(r"^([#+=-])", r"\\\1", text)  # would start a heading or a list on its own line
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+
+
+def md_inline(text: str) -> str:
+    """Prose that may hold code spans (``finops reprice`` in backticks): the spans kept as code,
+    the rest escaped like :func:`md`."""
+    out = []
+    for i, part in enumerate(re.split(r"`([^`]*)`", text)):
+        if i % 2:
+            out.append(f"`{part}`")
+        elif part.strip():
+            lead = " " if part[0].isspace() else ""
+            out.append(lead + md(part) + (" " if part[-1].isspace() else ""))
+        else:
+            out.append(" " if part else "")
+    return "".join(out)
 
 
 def _md_cell(cell: Cell) -> str:
@@ -300,6 +500,8 @@ def _md_table(t: Table) -> list[str]:
         cells = [_md_cell(c) for c in row.cells]
         if row.extra:
             cells[0] = f"_{cells[0]}_"
+        if row.total:
+            cells = [f"**{c}**" if c else c for c in cells]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     if t.note:
@@ -311,12 +513,12 @@ def _md_table(t: Table) -> list[str]:
 
 
 def _headline(r: MonthlyReport) -> list[str]:
-    prev = month_name(r.previous_month)
+    prev = compared_label(r)
     delta = change(r.total_nanos, r.prev_total_nanos)
     if delta is None or r.prev_total_nanos is None:
         vs = f"no data for {prev}"
     else:
-        pct = percent_change(change_ratio(r.total_nanos, r.prev_total_nanos))
+        pct = relative_change(r.total_nanos, r.prev_total_nanos, base=r.prev_base)
         vs = f"**{usd_change(delta)} ({pct})** vs {prev} ({usd(r.prev_total_nanos)})"
     lines = [
         "## Headline",
@@ -330,11 +532,14 @@ def _headline(r: MonthlyReport) -> list[str]:
     if r.unpriced:
         records = sum(u.records for u in r.unpriced)
         lines.append(
-            f"- Unpriced usage: {count(records)} records on {len(r.unpriced)} models, "
+            f"- Unpriced usage: {plural(records, 'record')} on {plural(len(r.unpriced), 'model')}, "
             "**cost unknown** (not in the total)"
         )
     if r.breaches:
-        lines.append(f"- Budget breaches: {len(r.breaches)}")
+        lines.append(
+            f"- Budget breaches (spend at or over a cap): {len(r.over_cap)} · "
+            f"threshold crossings below the cap: {len(r.crossings)}"
+        )
     if r.findings:
         saving = sum(f.saving_nanos or 0 for f in r.findings)
         lines.append(
@@ -352,9 +557,9 @@ def _findings(r: MonthlyReport) -> list[str]:
     for i, f in enumerate(r.findings, start=1):
         saving = f" (estimated saving {usd(f.saving_nanos)})" if f.saving_nanos else ""
         out += [
-            f"{i}. **{md(f.title)}**{saving}  ",
-            f"   {md(f.detail)}  ",
-            f"   _Suggestion:_ {md(f.suggestion)}",
+            f"{i}. **{md_inline(f.title)}**{saving}  ",
+            f"   {md_inline(f.detail)}  ",
+            f"   _Suggestion:_ {md_inline(f.suggestion)}",
         ]
         out.append("")
     return out
@@ -364,10 +569,10 @@ def render_markdown(report: MonthlyReport) -> str:
     """The whole monthly audit as GitHub-flavoured Markdown (headline, breakdowns, actions, notes)."""
     r = report
     out = [
-        f"# LLM token audit: {month_name(r.month)}",
+        f"# LLM token audit: {period_label(r)}",
         "",
         f"Generated {md(r.generated_at)} · days in {md(r.timezone)} · "
-        f"compared with {month_name(r.previous_month)} · dollars rounded to the cent.",
+        f"compared with {compared_label(r)} · dollars rounded to the cent.",
         "",
         *_headline(r),
     ]

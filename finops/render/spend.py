@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from finops.domain.money import format_usd
+from finops.domain.words import plural, verb
 from finops.render.text_table import Column, render
 from finops.usecases.spend import METRICS, SpendResult
 
@@ -122,9 +123,8 @@ def render_table(result: SpendResult) -> str:
         models = ", ".join(m for m, _ in result.unpriced_models[:5])
         count = total["unpriced_records"]
         lines.append(
-            f"{_n(count)} {'record has' if count == 1 else 'records have'} "
-            f"no price (— or +? above; their cost is unknown and not in the total): {models}. "
-            "Run `finops prices unpriced`."
+            f"{plural(count, 'record')} {verb(count, 'has', 'have')} no price (— or +? above; their "
+            f"cost is unknown and not in the total): {models}. Run `finops prices unpriced`."
         )
     return "\n".join(lines)
 

@@ -3,7 +3,9 @@
 Reads the daily prompt rollups (one row per prompt, flow and model a day), so a
 month of 10M calls over 100k prompts is a few hundred thousand rows. Periods are
 UTC days. Flags: NEW (no spend the previous period), GROWING (cost up by more
-than ``growing_pct``), BLOATED (average input tokens up by more than ``bloated_pct``).
+than ``growing_pct``, and the previous cost a base worth comparing with: see
+:func:`finops.usecases.audit.report_model.comparable`), BLOATED (average input tokens up by
+more than ``bloated_pct``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from finops.storage.tables import outcome_links, outcomes, prompt_rollups_daily, prompts, usage_records
-from finops.usecases.audit.report_model import PromptLine
+from finops.usecases.audit.report_model import PromptLine, comparable, prev_is_base
 
-__all__ = ["PromptAuditOptions", "top_prompts"]
+__all__ = ["PromptAuditOptions", "previous_is_base", "top_prompts"]
 
 _CHUNK = 900
 
@@ -29,15 +31,32 @@ class PromptAuditOptions:
     growing_pct: int = 25
     bloated_pct: int = 20
     flows: tuple[str, ...] = ()
+    prev_is_base: bool = True  # False: the previous period is too thin to compare with (no GROWING)
 
 
 def _day(t: datetime) -> int:
     return int(t.timestamp()) // 86400 * 86400
 
 
+def previous_is_base(
+    conn: Connection, start: datetime, end: datetime, prev_start: datetime, prev_end: datetime
+) -> bool:
+    """Whether the previous period has usage on at least half as many UTC days as this one."""
+    r = prompt_rollups_daily.c
+
+    def days(lo: datetime, hi: datetime) -> int:
+        stmt = select(func.count(func.distinct(r.day))).where(r.day >= _day(lo), r.day < _day(hi))
+        return int(conn.scalar(stmt) or 0)
+
+    return prev_is_base(days(start, end), days(prev_start, prev_end))
+
+
+_Sums = tuple[int, int, int, int, int, int, int]
+
+
 def _totals(
     conn: Connection, start: datetime, end: datetime, ids: Sequence[str] | None, flows: Sequence[str]
-) -> dict[str, tuple[int, int, int, int, int]]:
+) -> dict[str, _Sums]:
     r = prompt_rollups_daily.c
     stmt = (
         select(
@@ -47,22 +66,22 @@ def _totals(
             func.sum(r.input_tokens),
             func.sum(r.cached_input_tokens),
             func.sum(r.output_tokens),
+            func.sum(r.records),
+            func.sum(r.unpriced_records),
         )
         .where(r.day >= _day(start), r.day < _day(end), r.prompt_id != "")
         .group_by(r.prompt_id)
     )
     if flows:
         stmt = stmt.where(r.flow.in_(list(flows)))
-    out: dict[str, tuple[int, int, int, int, int]] = {}
+    out: dict[str, _Sums] = {}
     if ids is None:
-        for pid, cost, calls, inp, cached, outp in conn.execute(stmt):
-            out[pid] = (int(cost), int(calls), int(inp), int(cached), int(outp))
+        for pid, *sums in conn.execute(stmt):
+            out[pid] = tuple(int(v or 0) for v in sums)  # type: ignore[assignment]
         return out
     for i in range(0, len(ids), _CHUNK):
-        for pid, cost, calls, inp, cached, outp in conn.execute(
-            stmt.where(r.prompt_id.in_(list(ids[i : i + _CHUNK])))
-        ):
-            out[pid] = (int(cost), int(calls), int(inp), int(cached), int(outp))
+        for pid, *sums in conn.execute(stmt.where(r.prompt_id.in_(list(ids[i : i + _CHUNK])))):
+            out[pid] = tuple(int(v or 0) for v in sums)  # type: ignore[assignment]
     return out
 
 
@@ -135,13 +154,16 @@ def top_prompts(
             )
         )
     lines = []
-    for pid, (cost, calls, inp, cached, outp) in ranked:
+    for pid, (cost, calls, inp, cached, outp, records, unpriced) in ranked:
         prev = previous.get(pid)
         flags = []
-        if prev is None or prev[0] == 0:
+        if prev is None or prev[1] == 0:  # no calls before (calls that were unpriced are not new)
             flags.append("NEW")
+        elif prev[0] == 0:
+            pass  # last month's cost is unknown (unpriced) or zero: nothing to compare with
         else:
-            if cost * 100 > prev[0] * (100 + options.growing_pct):
+            growing = cost * 100 > prev[0] * (100 + options.growing_pct)
+            if growing and comparable(cost, prev[0], base=options.prev_is_base):
                 flags.append("GROWING")
             if prev[1] and calls and inp * prev[1] * 100 > prev[2] * calls * (100 + options.bloated_pct):
                 flags.append("BLOATED")
@@ -161,6 +183,8 @@ def top_prompts(
                 prev_cost_nanos=None if prev is None else prev[0],
                 flags=tuple(flags),
                 preview=previews.get(pid),
+                records=records,
+                unpriced_records=unpriced,
             )
         )
     return lines
