@@ -130,7 +130,7 @@ def status(
             format_usd(s.spend_nanos, cents=True),
             format_usd(held[s.budget.key], cents=True),
             format_usd(s.cap_nanos, cents=True),
-            f"{s.fraction * 100:.0f}%",
+            f"{s.percent}%",
             format_usd(s.projection.end_of_period_nanos, cents=True),
             f"{hit.astimezone(s.budget.zone):%H:%M}" if hit else "-",
             f"[{style[s.state]}]{s.state}[/]",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from finops.domain.budgets import percent_of
 from finops.domain.money import format_usd
 from finops.notify.blockkit import context, fit, header, section
 from finops.notify.messages import SlackMessage
 from finops.usecases.audit.digest import DigestLine, Period
-from finops.usecases.audit.outcomes import divide_nanos
 
 __all__ = ["digest_message"]
 
@@ -33,7 +33,7 @@ def digest_message(period: Period, label: str, lines: Sequence[DigestLine]) -> S
         spent = format_usd(line.spend_nanos, cents=True)
         cap = ""
         if line.cap_nanos:
-            share = divide_nanos(line.spend_nanos * 100, line.cap_nanos)
+            share = percent_of(line.spend_nanos, line.cap_nanos)
             cap = f" of ${format_usd(line.cap_nanos, cents=True)} ({share}%)"
         cps = ""
         if line.cost_per_success_nanos:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from finops.domain.budgets import percent_of
 from finops.domain.money import format_usd, nanos_to_usd
 from finops.usecases.audit.report_model import Breach, MonthlyReport, SpendLine
 
@@ -173,7 +174,7 @@ def breach_threshold(b: Breach) -> str:
 
 def of_cap(spend: int, cap: int) -> str:
     """Spend as a whole percent of its cap, floored (99.9% never reads 100%); a dash without a cap."""
-    return f"{max(spend, 0) * 100 // cap}%" if cap > 0 else DASH
+    return f"{percent_of(spend, cap)}%" if cap > 0 else DASH
 
 
 def value_per_dollar_nanos(value: int | None, cost: int) -> int | None:

@@ -117,8 +117,17 @@ class EvaluationReport:
     resolved: list[AlertMessage] = field(default_factory=list)
 
 
-def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime) -> EvaluationReport:
-    """Record every threshold crossed (and dropped back) by each budget at ``now``; queue alerts."""
+def evaluate_alerts(
+    ledger: Ledger, budgets: Iterable[Budget], *, now: datetime, dry_run: bool = False
+) -> EvaluationReport:
+    """Record every threshold crossed (and dropped back) by each budget at ``now``; queue alerts.
+
+    One alert per budget and period for the highest threshold newly crossed: a jump from 2% to
+    106% says "passed 100%" once, and records 50% and 80% as crossed silently (never sent, by
+    this or any other replica, now or later). Dropping back is one message for the highest
+    threshold dropped below. ``dry_run`` records and queues nothing: ``new_alerts`` and
+    ``resolved`` are what a real run at ``now`` would queue.
+    """
     report = EvaluationReport()
     now_us = _us(now)
     for budget in budgets:
@@ -131,36 +140,44 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
         if found is not None:
             extra = {"top_models": found.models, "top_prompts": found.prompts}
         period = state.local_day.isoformat()
-        with write_transaction(ledger.engine) as conn:
+        writing = ledger.engine.connect() if dry_run else write_transaction(ledger.engine)
+        with writing as conn:
             # Another replica may have recorded a breach since we read: lock the open breaches,
             # then read the spend again, so a breach is never "resolved" on stale numbers.
             still_open = outbox.open_breaches(conn, budget_key=budget.key, kind="threshold", period=period)
             state = budget_state(conn, budget, now)
-            for threshold in state.crossed:
-                message = _message(state, "threshold", threshold, **extra)
-                _breach(
-                    conn,
-                    budget,
-                    message,
-                    report,
-                    kind="threshold",
-                    period=period,
-                    threshold=str(threshold),
-                    spend_nanos=state.spend_nanos,
-                    cap_nanos=state.cap_nanos,
-                    now_us=now_us,
-                )
-            for recorded, breach_id in still_open.items():
-                if Decimal(recorded) not in state.crossed:  # dropped back, e.g. after a re-price
-                    message = _message(state, "resolved", Decimal(recorded))
-                    if outbox.resolve_breach(
+            crossing = _Crossing(conn, budget, report, dry_run=dry_run, now_us=now_us)
+            top = max(state.crossed, default=None)
+            crossing.thresholds(
+                state.crossed,
+                None if top is None else _message(state, "threshold", top, **extra),
+                kind="threshold",
+                period=period,
+                spend_nanos=state.spend_nanos,
+                cap_nanos=state.cap_nanos,
+            )
+            dropped = sorted(
+                ((Decimal(recorded), breach_id) for recorded, breach_id in still_open.items()),
+                reverse=True,
+            )
+            dropped = [(t, i) for t, i in dropped if t not in state.crossed]  # e.g. after a re-price
+            for n, (threshold, breach_id) in enumerate(dropped):
+                message = _message(state, "resolved", threshold)
+                if dry_run:
+                    if n == 0:
+                        report.resolved.append(message)
+                    continue
+                if (
+                    outbox.resolve_breach(
                         conn,
                         breach_id=breach_id,
                         channel=budget.slack_channel,
-                        payload=_payload(message),
+                        payload=_payload(message) if n == 0 else None,  # one message: the highest
                         now_us=now_us,
-                    ):
-                        report.resolved.append(message)
+                    )
+                    and n == 0
+                ):
+                    report.resolved.append(message)
             if state.month_label is not None and state.month_cap_nanos is not None:
                 _, m_start, m_end = budget.month(now)
                 month_state = dataclasses.replace(
@@ -175,77 +192,102 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
                         now=now,
                     ),
                 )
-                for threshold in state.month_crossed:
-                    message = dataclasses.replace(
-                        _message(month_state, "threshold", threshold), period=f"{state.month_label} (month)"
-                    )
-                    _breach(
-                        conn,
-                        budget,
-                        message,
-                        report,
-                        kind="monthly",
-                        period=state.month_label,
-                        threshold=str(threshold),
-                        spend_nanos=month_state.spend_nanos,
-                        cap_nanos=month_state.cap_nanos,
-                        now_us=now_us,
-                    )
+                top = max(state.month_crossed, default=None)
+                crossing.thresholds(
+                    state.month_crossed,
+                    None
+                    if top is None
+                    else dataclasses.replace(
+                        _message(month_state, "threshold", top), period=f"{state.month_label} (month)"
+                    ),
+                    kind="monthly",
+                    period=state.month_label,
+                    spend_nanos=month_state.spend_nanos,
+                    cap_nanos=month_state.cap_nanos,
+                )
             if fanout and budget.max_tool_calls_per_request is not None:
                 detail = (
                     f"{fanout:,} request(s) made more than {budget.max_tool_calls_per_request} "
                     "tool calls (max_tool_calls_per_request)"
                 )
-                message = _message(state, "fanout", None, detail=detail, **extra)
-                _breach(
-                    conn,
-                    budget,
-                    message,
-                    report,
+                crossing.one(
+                    _message(state, "fanout", None, detail=detail, **extra),
                     kind="fanout",
                     period=period,
                     threshold=str(budget.max_tool_calls_per_request),
                     spend_nanos=state.spend_nanos,
                     cap_nanos=state.cap_nanos,
-                    now_us=now_us,
                 )
-            _cost_per_success(ledger, conn, budget, now, report)
-        failpoint("after-breach-commit")
+            _cost_per_success(crossing, conn, budget, now)
+        if not dry_run:
+            failpoint("after-breach-commit")
     return report
 
 
-def _breach(
-    conn: Any,
-    budget: Budget,
-    message: AlertMessage,
-    report: EvaluationReport,
-    *,
-    kind: str,
-    period: str,
-    threshold: str,
-    spend_nanos: int,
-    cap_nanos: int,
-    now_us: int,
-) -> None:
-    """Record a breach once (whoever else evaluates too) and queue its alert with it."""
-    if outbox.record_breach(
-        conn,
-        budget_key=budget.key,
-        kind=kind,
-        period=period,
-        threshold=threshold,
-        spend_nanos=spend_nanos,
-        cap_nanos=cap_nanos,
-        channel=budget.slack_channel,
-        payload=_payload(message),
-        now_us=now_us,
-    ):
-        report.new_alerts.append(message)
+@dataclass
+class _Crossing:
+    """Records breaches of one budget in one transaction (or, in a dry run, says which it would)."""
+
+    conn: Any
+    budget: Budget
+    report: EvaluationReport
+    dry_run: bool
+    now_us: int
+
+    def thresholds(
+        self,
+        crossed: Sequence[Decimal],
+        message: AlertMessage | None,
+        *,
+        kind: str,
+        period: str,
+        spend_nanos: int,
+        cap_nanos: int,
+    ) -> None:
+        """Every crossed threshold is recorded; only the highest (``message``'s) can alert, once."""
+        for threshold in sorted(crossed, reverse=True):
+            self.one(
+                message if threshold == max(crossed) else None,
+                kind=kind,
+                period=period,
+                threshold=str(threshold),
+                spend_nanos=spend_nanos,
+                cap_nanos=cap_nanos,
+            )
+
+    def one(
+        self,
+        message: AlertMessage | None,
+        *,
+        kind: str,
+        period: str,
+        threshold: str,
+        spend_nanos: int,
+        cap_nanos: int,
+    ) -> None:
+        """Record a breach once (whoever else evaluates too) and queue its alert with it; without
+        a message, record it silently."""
+        key = {"budget_key": self.budget.key, "kind": kind, "period": period, "threshold": threshold}
+        if self.dry_run:
+            if message is not None and not outbox.breach_recorded(self.conn, **key):
+                self.report.new_alerts.append(message)
+            return
+        if (
+            outbox.record_breach(
+                self.conn,
+                **key,
+                spend_nanos=spend_nanos,
+                cap_nanos=cap_nanos,
+                channel=self.budget.slack_channel,
+                payload=None if message is None else _payload(message),
+                now_us=self.now_us,
+            )
+            and message is not None
+        ):
+            self.report.new_alerts.append(message)
 
 
-def _cost_per_success(
-    ledger: Ledger, conn: Any, budget: Budget, now: datetime, report: EvaluationReport
-) -> None:
+def _cost_per_success(crossing: _Crossing, conn: Any, budget: Budget, now: datetime) -> None:
     """Yesterday (a whole local day) against ``max_cost_per_success_usd``; alerted once per day."""
     if budget.max_cost_per_success_usd is None:
         return
@@ -266,17 +308,13 @@ def _cost_per_success(
         f"the limit is ${format_usd(limit, cents=True)} (max_cost_per_success_usd)"
     )
     message = dataclasses.replace(_message(yesterday, "cost_per_success", None), detail=detail)
-    _breach(
-        conn,
-        budget,
+    crossing.one(
         message,
-        report,
         kind="cost_per_success",
         period=day.isoformat(),
         threshold=str(budget.max_cost_per_success_usd),
         spend_nanos=yesterday.spend_nanos,
         cap_nanos=limit * wins,
-        now_us=_us(now),
     )
 
 
