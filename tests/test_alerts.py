@@ -372,7 +372,7 @@ def test_budgets_status_json_and_alerts_dry_run(
     assert doc["state"] == "warning" and doc["thresholds_crossed"] == ["0.5", "0.8"]
     assert doc["top_models"][0]["model"] == "gpt-4o-mini" and doc["top_prompts"][0]["prompt"] == "p/answer@v1"
     dry = runner.invoke(app, ["alerts", "run", "--dry-run"])
-    assert dry.exit_code == 0 and len(dry.stdout.strip().splitlines()) == 2
+    assert dry.exit_code == 0 and len(dry.stdout.strip().splitlines()) == 1  # 80%, not 50% and 80%
     with make_ledger(sqlite_url).engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(alert_outbox)) == 0  # nothing recorded
 

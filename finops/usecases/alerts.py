@@ -30,11 +30,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
+from finops.config.budget_files import BudgetProblem, BudgetSet
 from finops.domain.budgets import Budget, BudgetState, project
 from finops.domain.money import format_usd, usd_to_nanos
 from finops.errors import NotifyError, UsageError
-from finops.notify.messages import AlertMessage, SlackMessage, render_alert
-from finops.notify.slack import Delivery
+from finops.notify.messages import AlertMessage, SlackMessage, owner_user_id, render_alert
+from finops.notify.slack import Delivery, OwnerLookup
 from finops.storage import alerts as outbox
 from finops.storage.db import write_transaction
 from finops.usecases.budgets import budget_state, drivers, fanout_count, successes
@@ -44,12 +45,15 @@ __all__ = [
     "LEASE_MARGIN",
     "DeliveryReport",
     "EvaluationReport",
+    "Outgoing",
     "Sender",
     "deliver",
     "dismiss",
     "evaluate_alerts",
     "failpoint",
+    "owner_problems",
     "resend",
+    "would_send",
 ]
 
 #: Added to every lease beyond the longest send: replicas' clocks may disagree this much, and
@@ -333,6 +337,8 @@ class Sender(Protocol):
 
     def find_sent(self, channel: str | None, dedupe_key: str, since_us: int) -> str | None: ...
 
+    def look_up_owner(self, owner: str) -> OwnerLookup: ...
+
     def upload(
         self, channel: str | None, *, filename: str, content: str, title: str, deadline: float | None = None
     ) -> Delivery: ...
@@ -355,6 +361,9 @@ def _clock_us() -> int:
 
 
 def _label(row: outbox.OutboxRow) -> str:
+    """How problems name a row: ``alert 3 (breach:3)``; a report by its title (its key is internal)."""
+    if row.payload.get("type") == "report":
+        return f"report {row.id} ({row.payload.get('title') or row.payload.get('filename')})"
     return f"alert {row.id} ({row.dedupe_key})"
 
 
@@ -556,7 +565,7 @@ def _finish(
         report.sent += 1
     elif result.status == "failed":
         report.failed += 1
-        report.problems.append(f"{_label(row)} to {row.channel or '(default channel)'}: {result.detail}")
+        report.problems.append(f"{_label(row)} to {row.channel or 'the default channel'}: {result.detail}")
     elif result.status == "ambiguous":
         report.ambiguous += 1
         report.problems.append(f"{_label(row)}: {outcome['error']}")
@@ -636,11 +645,7 @@ def _send_all(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delivery:
     """A long alert may be several Slack messages; the row is sent when all of them are."""
     if row.payload.get("type") == "report":
         return _send_report(sender, row, claim)
-    if row.payload.get("type") == "message":  # a digest: one ready-made message
-        p = row.payload
-        parts = [SlackMessage(p["text"], tuple(p["blocks"]))]
-    else:
-        parts = render_alert(message_from_payload(row.payload))
+    parts = _render_row(row, sender)
     last: Delivery | None = None
     for part in parts:
         deadline = claim.deadline(sender.max_call_s)
@@ -660,14 +665,76 @@ def _tagged(message: SlackMessage, dedupe_key: str) -> SlackMessage:
     )
 
 
-def render_outbox(
-    ledger: Ledger, *, statuses: Sequence[str] = ("pending",)
-) -> list[tuple[outbox.OutboxRow, list[SlackMessage]]]:
-    """The messages delivery would send (for --dry-run)."""
+def _owner_ids(sender: Sender | None, owners: Iterable[str]) -> dict[str, str]:
+    """Owners as written -> the Slack user ids they name (those found; see SlackSender.look_up_owner)."""
+    if sender is None:
+        return {}
+    found = {owner: sender.look_up_owner(owner).user_id for owner in set(owners)}
+    return {owner: user_id for owner, user_id in found.items() if user_id is not None}
+
+
+def _render_alert(message: AlertMessage, sender: Sender | None) -> list[SlackMessage]:
+    return render_alert(message, _owner_ids(sender, [message.owner]))
+
+
+def _render_row(row: outbox.OutboxRow, sender: Sender | None) -> list[SlackMessage]:
+    """The messages an outbox row (not a report) is sent as: what delivery sends, and dry runs print."""
+    if row.payload.get("type") == "message":  # a digest: one ready-made message
+        return [SlackMessage(row.payload["text"], tuple(row.payload["blocks"]))]
+    return _render_alert(message_from_payload(row.payload), sender)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One Slack message a run would send: where, what, and the file attached after it (reports)."""
+
+    channel: str | None
+    message: SlackMessage | None
+    file: str | None = None
+
+
+def would_send(
+    ledger: Ledger, budgets: Iterable[Budget], sender: Sender | None, *, now: datetime
+) -> list[Outgoing]:
+    """What ``finops alerts run`` would send at ``now``, rendered as it would send it (owners
+    looked up with ``sender``, when there is one), recording and sending nothing: the outbox rows
+    already due, then the alerts evaluation would queue. Nothing already sent is in it."""
+    out: list[Outgoing] = []
     with ledger.engine.connect() as conn:
-        rows = [r for s in statuses for r in outbox.outbox_rows(conn, status=s, limit=1000)]
-    return [
-        (row, render_alert(message_from_payload(row.payload)))
-        for row in rows
-        if row.payload.get("type") not in ("report", "message")
-    ]
+        rows = outbox.due_rows(conn, now_us=_us(now), limit=1000)
+    for row in rows:
+        if row.payload.get("type") == "report":
+            p = row.payload
+            if row.slack_ts is None:
+                summary = SlackMessage(p["summary"]["text"], tuple(p["summary"]["blocks"]))
+                out.append(Outgoing(row.channel, summary))
+            out.append(Outgoing(row.channel, None, file=p["filename"]))
+            continue
+        out += [Outgoing(row.channel, part) for part in _render_row(row, sender)]
+    report = evaluate_alerts(ledger, budgets, now=now, dry_run=True)
+    for message in [*report.new_alerts, *report.resolved]:
+        out += [Outgoing(message.channel, part) for part in _render_alert(message, sender)]
+    return out
+
+
+def owner_problems(found: BudgetSet, sender: Sender | None) -> list[BudgetProblem]:
+    """A warning (``file:line``) for each budget whose owner an alert could not notify: not a
+    Slack user id, and no bot token to look it up (``sender`` None: Slack is not configured, or
+    an incoming webhook), or Slack knows no such member. Each owner is looked up once."""
+    problems: list[BudgetProblem] = []
+    for located in found.budgets:
+        owner = located.budget.owner.strip()
+        if owner_user_id(owner) is not None:
+            continue
+        problem: str | None
+        if sender is None:
+            problem = (
+                "no Slack bot token to look it up (set FINOPS_SLACK_BOT_TOKEN, scope users:read, "
+                "or write a user id like U0123ABC)"
+            )
+        else:
+            problem = sender.look_up_owner(owner).problem
+        if problem is not None:
+            message = f"owner {owner!r} notifies nobody: {problem}"
+            problems.append(BudgetProblem(located.file, located.line, message, "warning"))
+    return problems
