@@ -497,3 +497,12 @@ def test_report_post_slack_says_report_whether_it_went_or_not(
     assert last.startswith("the 2026-10 report was not posted yet: report ")
     assert "(finops token audit 2026-10) to #gone: channel_not_found" in last
     assert "alert" not in last and "report:2026-10" not in last
+
+
+def test_a_monthly_cap_jump_is_one_message_too(sqlite_ledger: Ledger) -> None:
+    budget = BUDGET.model_copy(update={"daily_cap_usd": Decimal(1000), "monthly_cap_usd": Decimal(100)})
+    spend(sqlite_ledger, "support", 106, prefix="a")  # 10% of the day, 105% of the month
+    report = evaluate_alerts(sqlite_ledger, [budget], now=NOW)
+    assert [(m.period.endswith("(month)"), str(m.threshold)) for m in report.new_alerts] == [(True, "1.0")]
+    assert count(sqlite_ledger, budget_breaches) == 3 and count(sqlite_ledger, alert_outbox) == 1
+    assert evaluate_alerts(sqlite_ledger, [budget], now=NOW).new_alerts == []

@@ -49,6 +49,8 @@ __all__ = ["USER_CACHE_TTL_S", "Delivery", "OwnerLookup", "SlackSender", "sender
 #: one paginated read for all handles); a CLI run asks once. No table, no migration, and nothing
 #: stale survives a restart: a renamed or new member is found within the hour.
 USER_CACHE_TTL_S = 3600.0
+#: An answer of Slack's that is an error (a missing scope, say) is asked again after this.
+_FAILED_TTL_S = 300.0
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERS_HELP = "the bot token needs the users:read scope (users:read.email to look up emails)"
 
@@ -492,7 +494,7 @@ class SlackSender:
         """The Slack user a budget's ``owner`` names: a user id (``U0123ABC``, ``<@U0123ABC>``) as
         written, an email by users.lookupByEmail, a handle (``@dana``) or name by users.list
         (username, display name or real name, case-insensitive, one member only). Cached for
-        ``USER_CACHE_TTL_S``; a Slack error is not cached (asked again next time). Never raises."""
+        ``USER_CACHE_TTL_S``; an error answer for five minutes, no answer not at all. Never raises."""
         owner = owner.strip()
         direct = owner_user_id(owner)
         if direct is not None:
@@ -512,7 +514,9 @@ class SlackSender:
         except SlackApiError as exc:
             code = str((exc.response.data or {}).get("error") or f"HTTP {exc.response.status_code}")
             hint = _USERS_HELP if code in ("missing_scope", "not_allowed_token_type") else _hint(code, "", {})
-            return OwnerLookup(None, self._scrub(f"Slack could not look up {owner}: {code}: {hint}"))
+            failed = OwnerLookup(None, self._scrub(f"Slack could not look up {owner}: {code}: {hint}"))
+            self._owners[owner] = (now + _FAILED_TTL_S, failed)  # a missing scope is not fixed in a second
+            return failed
         except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
             return OwnerLookup(None, self._scrub(f"Slack could not look up {owner}: {exc}"))
         self._owners[owner] = (now + USER_CACHE_TTL_S, found)

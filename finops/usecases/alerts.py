@@ -522,11 +522,13 @@ def deliver(
     for row in rows:
         if stop():
             break
+        # rendered (owners looked up in Slack) before the claim: the lease is for the send alone
+        parts = None if row.payload.get("type") == "report" else _render_row(row, sender)
         claim = _claim(ledger, row, sender)
         if claim is None:
             continue
         failpoint("after-claim")
-        _finish(ledger, sender, row, claim, _send_all(sender, row, claim), report)
+        _finish(ledger, sender, row, claim, _send_all(sender, row, claim, parts), report)
     return report
 
 
@@ -641,11 +643,12 @@ def _send_report(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delive
     return dataclasses.replace(uploaded, slack_ts=summary_ts)
 
 
-def _send_all(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delivery:
-    """A long alert may be several Slack messages; the row is sent when all of them are."""
-    if row.payload.get("type") == "report":
+def _send_all(
+    sender: Sender, row: outbox.OutboxRow, claim: _Claim, parts: list[SlackMessage] | None
+) -> Delivery:
+    """A long alert may be several Slack messages (``parts``); the row is sent when all of them are."""
+    if parts is None:  # a report
         return _send_report(sender, row, claim)
-    parts = _render_row(row, sender)
     last: Delivery | None = None
     for part in parts:
         deadline = claim.deadline(sender.max_call_s)
