@@ -490,6 +490,10 @@ def test_report_post_slack_says_report_whether_it_went_or_not(
     assert posted.exit_code == 0, posted.output
     assert posted.stdout.splitlines()[-1] == "posted the 2026-10 report to Slack"
     assert [p.accepted for p in slack.posts("#finance")] == [True]
+    json_then_posted = CliRunner().invoke(
+        app, ["report", "monthly", "--month", "2026-10", "--format", "json", "--post-slack"], env=env
+    )
+    assert json_then_posted.stdout.endswith("}\nposted the 2026-10 report to Slack\n")
 
     slack.script(error("channel_not_found"), channel="#gone")
     failed = CliRunner().invoke(app, [*args, "--channel", "#gone"], env=env)

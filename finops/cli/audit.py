@@ -260,7 +260,8 @@ def report_monthly(
             content=body,
             channel=channel,
         )
-        typer.echo(result)
+        printed = out_path is None and fmt is not ReportFormat.csv
+        typer.echo(("\n" if printed and not body.endswith("\n") else "") + result)  # not glued to the JSON
     ledger.close()
 
 
