@@ -11,7 +11,10 @@ and can be scripted per channel or globally::
     slack.script(slow(3, then=server_error(503)))  # hangs, then fails: nothing posted
 
 Scripts apply to message posts (``chat.postMessage`` and the webhook); reads
-(``conversations.history``, ``conversations.list``) always answer normally.
+(``conversations.history``, ``conversations.list``, ``users.list``, ``users.lookupByEmail``)
+always answer normally. Workspace members are added with ``slack.add_user(...)``; ``users.list``
+pages them by ``limit`` and ``cursor`` as Slack does, ``users.lookupByEmail`` answers
+``users_not_found`` for an address no member has.
 Use the ``slack`` fixture: it starts the server on a free port and shuts it down.
 """
 
@@ -232,6 +235,8 @@ class FakeSlack:
         self._upload_script: deque[Behaviour] = deque()
         #: files shared with files_upload_v2: id, filename, title, channel (id), content (bytes)
         self.uploads: list[dict[str, Any]] = []
+        #: workspace members, as users.list answers them
+        self.members: list[dict[str, Any]] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]
@@ -273,6 +278,37 @@ class FakeSlack:
         """Answers for the next file uploads (files.getUploadURLExternal), then normal ones."""
         with self._lock:
             self._upload_script.extend(behaviours)
+
+    def add_user(
+        self,
+        user_id: str,
+        name: str,
+        *,
+        display_name: str = "",
+        real_name: str = "",
+        email: str | None = None,
+        deleted: bool = False,
+    ) -> None:
+        """A workspace member (``name`` is the legacy username; people see ``display_name``)."""
+        profile: dict[str, Any] = {"display_name": display_name, "real_name": real_name}
+        if email is not None:
+            profile["email"] = email
+        member = {
+            "id": user_id,
+            "team_id": "T0FAKE000",
+            "name": name,
+            "real_name": real_name,
+            "deleted": deleted,
+            "is_bot": False,
+            "profile": profile,
+        }
+        with self._lock:
+            self.members.append(member)
+
+    def calls(self, method: str) -> list[Received]:
+        """Requests of one Web API method (``users.list``...)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == method]
 
     def channel_id(self, channel: str) -> str:
         """The id the fake gives a channel name (ids are answered unchanged)."""
@@ -404,6 +440,19 @@ class FakeSlack:
             return self._history(params)
         if method == "conversations.list":
             return self._list(params)
+        if method == "users.list":
+            return self._users(params)
+        if method == "users.lookupByEmail":
+            email = str(params.get("email") or "").strip().lower()
+            with self._lock:
+                found = [
+                    m
+                    for m in self.members
+                    if str(m["profile"].get("email", "")).lower() == email and not m["deleted"]
+                ]
+            if not found:
+                return _Answer.json({"ok": False, "error": "users_not_found"})
+            return _Answer.json({"ok": True, "user": found[0]})
         if method == "auth.test":
             return _Answer.json({"ok": True, "team": "fake", "user": "finops", "bot_id": "B0FAKEBOT"})
         return _Answer.json({"ok": False, "error": "unknown_method"})
@@ -513,6 +562,22 @@ class FakeSlack:
             {
                 "ok": True,
                 "channels": channels[start : start + limit],
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+            }
+        )
+
+    def _users(self, params: dict[str, Any]) -> _Answer:
+        """users.list: a page of ``limit`` members (Slack: at most 200), ``next_cursor`` for the rest."""
+        limit = min(int(params.get("limit") or 200), 200)
+        start = int(params.get("cursor") or 0)
+        with self._lock:
+            members = list(self.members)
+        more = start + limit < len(members)
+        return _Answer.json(
+            {
+                "ok": True,
+                "members": members[start : start + limit],
+                "cache_ts": int(time.time()),
                 "response_metadata": {"next_cursor": str(start + limit) if more else ""},
             }
         )

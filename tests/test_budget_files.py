@@ -477,8 +477,18 @@ def finops(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_validate_the_examples_exits_0() -> None:
-    assert finops("budgets", "validate", str(EXAMPLES)) == (0, "3 files, 4 budgets: no problems\n", "")
+def test_validate_the_examples_exits_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FINOPS_SLACK_BOT_TOKEN", raising=False)
+    code, out, err = finops("budgets", "validate", str(EXAMPLES))
+    assert (code, out) == (0, "3 files, 4 budgets: 0 errors, 3 warnings\n")
+    # only the owners written as handles: without a bot token nobody can look them up
+    no_token = "no Slack bot token to look it up"
+    assert [line.split(": warning: ")[0] for line in err.splitlines()] == [
+        f"{EXAMPLES / 'platform.yaml'}:4",
+        f"{EXAMPLES / 'platform.yaml'}:10",
+        f"{EXAMPLES / 'support.yaml'}:4",
+    ]
+    assert all(f"notifies nobody: {no_token}" in line for line in err.splitlines())
 
 
 def test_validate_reports_every_broken_file_and_exits_1(
@@ -501,7 +511,8 @@ def test_validate_reports_every_broken_file_and_exits_1(
 def test_validate_with_only_warnings_exits_0(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", budget_yaml(slack_channel="#costs"))
     code, out, err = finops("budgets", "validate", "--budgets", str(tmp_path))
-    assert (code, out) == (0, "1 file, 1 budget: 0 errors, 1 warning\n") and "warning: slack_channel" in err
+    assert (code, out) == (0, "1 file, 1 budget: 0 errors, 2 warnings\n") and "warning: slack_channel" in err
+    assert "warning: owner '@dana' notifies nobody" in err
 
 
 def test_validate_a_missing_folder_says_what_to_do(tmp_path: Path) -> None:

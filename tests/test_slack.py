@@ -308,7 +308,8 @@ def test_four_thousand_character_flow_is_accepted(slack: FakeSlack) -> None:
 
 def test_eighty_breached_budgets_fit_in_one_digest_message(slack: FakeSlack) -> None:
     alerts = [
-        alert(flow=f"flow-{i:02d}", spend_nanos=(200 + i) * USD, owner=f"U{i:04d}ABC") for i in range(80)
+        alert(budget_key=f"flow-{i:02d}", spend_nanos=(200 + i) * USD, owner=f"U{i:04d}ABC")
+        for i in range(80)
     ]
 
     messages = render_digest(alerts, title="Budget alerts, 2026-11-03")
@@ -364,7 +365,7 @@ def test_validation_of_the_fake_rejects_what_slack_rejects() -> None:
 def test_threshold_message_has_what_a_person_needs() -> None:
     text = all_text(one(alert(on_breach="block", threshold=Decimal("1.0"), spend_nanos=251 * USD)))
 
-    assert ":no_entry: support-gpt-en passed 100% of its daily budget" in text
+    assert ":no_entry: Blocked: support-gpt-en passed 100% of its daily budget" in text
     assert "`▓▓▓▓▓▓▓▓▓▓ 100%`" in text and "*$251.00* of $250.00" in text
     assert "*$310.40* by the end of the day" in text
     assert "gpt-4o-2024-08-06  $150.00" in text and "support/answer@v3  $120.00" in text
@@ -376,9 +377,8 @@ def test_threshold_message_has_what_a_person_needs() -> None:
 def test_warning_bar_and_cap_time() -> None:
     message = one(alert())
 
-    assert (
-        message.blocks[0]["text"]["text"] == ":rotating_light: support-gpt-en passed 80% of its daily budget"
-    )
+    headline = message.blocks[0]["text"]["text"]
+    assert headline == ":warning: Warning: support-gpt-en passed 80% of its daily budget"
     text = all_text(message)
     assert "`▓▓▓▓▓▓▓▓░░ 82%`" in text and "*$205.12*" in text
     assert "the cap is hit around *16:40 Europe/Berlin*" in text

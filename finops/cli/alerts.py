@@ -133,7 +133,7 @@ def status(
             format_usd(s.spend_nanos, cents=True),
             format_usd(held[s.budget.key], cents=True),
             format_usd(s.cap_nanos, cents=True),
-            f"{s.fraction * 100:.0f}%",
+            f"{s.percent}%",
             format_usd(s.projection.end_of_period_nanos, cents=True),
             f"{hit.astimezone(s.budget.zone):%H:%M}" if hit else "-",
             f"[{style[s.state]}]{s.state}[/]",
@@ -150,42 +150,19 @@ def alerts_run(
     budgets: BudgetsOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Evaluate every budget against the ledger, record breaches once, deliver due alerts to Slack."""
-    from finops.usecases.alerts import deliver, evaluate_alerts, render_outbox
+    """Evaluate every budget against the ledger, record breaches once, deliver due alerts to Slack.
+
+    With --dry-run: print, one JSON object a line, exactly the messages a run would send now (the
+    same renderer, owners looked up in Slack), recording and sending nothing; "nothing due" if none.
+    """
+    from finops.usecases.alerts import deliver, evaluate_alerts
 
     err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)
     if dry_run:
-        from finops.notify.messages import render_alert
-        from finops.usecases.alerts import _message
-        from finops.usecases.budgets import budget_state
-
-        with ledger.engine.connect() as conn:
-            states = [budget_state(conn, b, now) for b in found]
-        for state in states:
-            for threshold in state.crossed:
-                for part in render_alert(_message(state, "threshold", threshold)):
-                    typer.echo(
-                        json.dumps(
-                            {
-                                "channel": state.budget.slack_channel,
-                                "text": part.text,
-                                "blocks": list(part.blocks),
-                            },
-                            ensure_ascii=False,
-                        )
-                    )
-        for row, parts in render_outbox(ledger):
-            for part in parts:
-                typer.echo(
-                    json.dumps(
-                        {"channel": row.channel, "text": part.text, "blocks": list(part.blocks)},
-                        ensure_ascii=False,
-                    )
-                )
-        ledger.close()
+        _dry_run(ledger, found, now)
         return
     report = evaluate_alerts(ledger, found, now=now)
     sender = _sender(ledger.settings)
@@ -200,6 +177,31 @@ def alerts_run(
     )
     for problem in delivered.problems:
         err.print(f"alert not delivered: {problem}", markup=False)
+
+
+def _dry_run(ledger: Any, found: list[Any], now: datetime) -> None:
+    from finops.errors import ConfigError
+    from finops.usecases.alerts import would_send
+
+    try:
+        sender = _sender(ledger.settings)
+    except ConfigError:
+        sender = None  # Slack not configured: nothing could be sent, but show what would be
+    try:
+        outgoing = would_send(ledger, found, sender, now=now)
+    finally:
+        ledger.close()
+    if not outgoing:
+        typer.echo("nothing due")
+        return
+    default = ledger.settings.slack_default_channel
+    for item in outgoing:
+        doc: dict[str, Any] = {"channel": item.channel or default}
+        if item.message is not None:
+            doc.update(text=item.message.text, blocks=list(item.message.blocks))
+        if item.file is not None:
+            doc["file"] = item.file
+        typer.echo(json.dumps(doc, ensure_ascii=False))
 
 
 def _sender(settings: Settings) -> Any:
@@ -220,7 +222,8 @@ def alerts_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
     db: DbOpt = None,
 ) -> None:
-    """The alert outbox, newest first: ID, when, state, channel, what; why it failed or is ambiguous."""
+    """The alert outbox, newest first: id, key, budget, threshold, state, when (UTC), and why it
+    failed or is ambiguous; "outbox empty" when there is nothing."""
     from finops.storage.alerts import outbox_rows
 
     if status_filter is not None and status_filter not in _STATUSES:
@@ -229,17 +232,49 @@ def alerts_list(
     with ledger.engine.connect() as conn:
         rows = outbox_rows(conn, status=status_filter, limit=limit)
     ledger.close()
+    if not rows:
+        typer.echo("outbox empty" if status_filter is None else f"no {status_filter} alerts in the outbox")
+        return
+    table = [("id", "key", "budget", "threshold", "state", "when", "error")]
     for row in rows:
-        created = datetime.fromtimestamp(row.created_us / 1e6, UTC).isoformat(timespec="seconds")
-        p = (
-            row.payload
-            if row.payload.get("type") != "report"
-            else {"kind": "report", "period": row.dedupe_key}
+        created = datetime.fromtimestamp(row.created_us / 1e6, UTC)
+        table.append(
+            (
+                str(row.id),
+                row.dedupe_key,
+                _budget_cell(row.payload),
+                _what_cell(row.payload),
+                row.status,
+                f"{created:%Y-%m-%d %H:%M} UTC",
+                row.last_error or "",
+            )
         )
-        typer.echo(
-            f"{row.id:>6}  {created}  {row.status:<9}  {row.channel or '(default)'}  {p.get('kind')} "
-            f"{p.get('budget_key')} {p.get('period')}" + (f"  — {row.last_error}" if row.last_error else "")
-        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        cells = [
+            c.rjust(w) if i == 0 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+        ]
+        typer.echo("  ".join([*cells, r[-1]]).rstrip())
+
+
+def _budget_cell(payload: dict[str, Any]) -> str:
+    if payload.get("type") == "report":
+        return "monthly report"
+    if payload.get("type") == "message":
+        return "digest"
+    return str(payload.get("budget_key") or "")
+
+
+def _what_cell(payload: dict[str, Any]) -> str:
+    """The threshold an alert is for (``80%``, ``100% month``), else what the row is."""
+    kind = payload.get("kind")
+    threshold = payload.get("threshold")
+    if kind in ("threshold", "resolved") and threshold is not None:
+        value = Decimal(str(threshold)) * 100
+        pct = f"{value.normalize():f}%"
+        month = " month" if "(month)" in str(payload.get("period") or "") else ""
+        return f"{pct}{month}" if kind == "threshold" else f"back below {pct}"
+    return {"fanout": "tool calls", "cost_per_success": "cost per success"}.get(str(kind), "")
 
 
 AlertId = Annotated[

@@ -234,7 +234,11 @@ def report_monthly(
         bool, typer.Option("--post-slack", help="Post a summary and the report file.")
     ] = False,
     channel: Annotated[
-        str | None, typer.Option(help="Slack channel (default FINOPS_SLACK_DEFAULT_CHANNEL).")
+        str | None,
+        typer.Option(
+            help="Slack channel for --post-slack (default FINOPS_DIGEST_CHANNEL, else "
+            "FINOPS_SLACK_DEFAULT_CHANNEL).",
+        ),
     ] = None,
     tz: TzOpt = "UTC",
     db: DbOpt = None,
@@ -244,6 +248,13 @@ def report_monthly(
 
     label = _month(month, tz)
     ledger = ledger_for(db)
+    if post_slack:  # before any work: a report with nowhere to go is an error, not a queued alert
+        from finops.errors import ConfigError
+
+        channel = channel or ledger.settings.digest_channel or ledger.settings.slack_default_channel
+        if not channel:
+            ledger.close()
+            raise ConfigError("set FINOPS_DIGEST_CHANNEL or pass --channel")
     report = build_monthly_report(ledger, month=label, tz=zone(tz), top=top)
     files = _render(report, fmt)
     if out_path is None and fmt is not ReportFormat.csv:
@@ -267,7 +278,8 @@ def report_monthly(
             content=body,
             channel=channel,
         )
-        typer.echo(result)
+        printed = out_path is None and fmt is not ReportFormat.csv
+        typer.echo(("\n" if printed and not body.endswith("\n") else "") + result)  # not glued to the JSON
     ledger.close()
 
 

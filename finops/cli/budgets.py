@@ -6,13 +6,17 @@ root ``finops`` app, whose group turns a ``FinopsError`` into ``error: ...`` and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from finops.errors import UsageError
+
+if TYPE_CHECKING:
+    from finops.config.budget_files import BudgetSet
 
 __all__ = ["budgets_app"]
 
@@ -35,12 +39,31 @@ def validate(
 
     if directory is not None and budgets is not None and directory != budgets:
         raise UsageError("give the budget folder once: as DIR or as --budgets")
-    result = load_budget_dir(directory or budgets or Settings().budgets_dir)
+    result = _with_owner_warnings(load_budget_dir(directory or budgets or Settings().budgets_dir))
     for problem in result.problems:
         typer.echo(str(problem), err=True)
     typer.echo(result.summary())
     if result.errors:
         raise typer.Exit(1)
+
+
+def _with_owner_warnings(result: BudgetSet) -> BudgetSet:
+    """Warn (never fail) about owners an alert could not notify, looked up in Slack with a bot token."""
+    from finops.errors import ConfigError
+    from finops.notify.slack import sender_for
+    from finops.settings import Settings
+    from finops.usecases.alerts import owner_problems
+
+    try:
+        settings = Settings()
+        sender = sender_for(settings) if settings.slack_bot_token else None
+    except (ConfigError, ValueError):  # Slack settings are `finops run`'s to report
+        sender = None
+    extra = owner_problems(result, sender)
+    if not extra:
+        return result
+    problems = sorted([*result.problems, *extra], key=lambda p: (p.file, p.line or 0))
+    return dataclasses.replace(result, problems=problems)
 
 
 @budgets_app.command()

@@ -59,7 +59,9 @@ class Budget(BaseModel):
     )
     flow: str | None = Field(default=None, min_length=1, max_length=256, description="Exact flow name")
     match: BudgetMatch | None = Field(default=None, description="Or: flow glob and tags")
-    owner: str = Field(min_length=1, max_length=200, description="Slack handle (@dana) or user id (U123)")
+    owner: str = Field(
+        min_length=1, max_length=200, description="Slack user id (U123), email, or handle (@dana) to mention"
+    )
     slack_channel: str | None = Field(
         default=None,
         min_length=1,

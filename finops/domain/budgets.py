@@ -26,15 +26,20 @@ from finops.domain.periods import day_range, month_range
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAX_THRESHOLDS",
+    "SEVERITIES",
+    "WARNING_AT",
     "Budget",
     "BudgetMatch",
     "BudgetState",
     "Projection",
+    "Severity",
     "budget_from_mapping",
     "budget_to_mapping",
     "evaluate",
     "glob_matches",
+    "percent_of",
     "project",
+    "severity",
 ]
 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
@@ -47,6 +52,43 @@ MIN_USD = Decimal("1e-9")
 MAX_USD = Decimal(10) ** 15
 #: Below this much elapsed time a burn rate is noise (one call at 00:01 is not a trend).
 MIN_ELAPSED = timedelta(minutes=15)
+
+
+def percent_of(spend_nanos: int, cap_nanos: int) -> int:
+    """Spend as a whole percent of its cap, floored: the one rounding rule of every percentage of a
+    cap finops shows (``budgets status``, Slack alerts, digests, the monthly report).
+
+    Floored, so a displayed 100% means the cap was reached (99.97% reads 99%, never 100%), and a
+    crossed threshold never displays below itself (spend at 80% of the cap reads at least 80%).
+    Negative spend (credits) reads 0%. ``cap_nanos`` must be positive.
+    """
+    if cap_nanos <= 0:
+        raise ValueError("a percentage of a cap needs a positive cap")
+    return max(spend_nanos, 0) * 100 // cap_nanos
+
+
+Severity = Literal["info", "warning", "breach", "blocked"]
+#: From least to most urgent.
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "breach", "blocked")
+#: A threshold at or above this fraction of the cap is a warning; below it, information.
+WARNING_AT = Decimal("0.8")
+
+
+def severity(level: Decimal, *, on_breach: Literal["alert", "block"] = "alert") -> Severity:
+    """How urgent crossing ``level`` (a fraction of the cap: a threshold, or the spend) is.
+
+    ======================  ==============================  =========
+    level                   on_breach                       severity
+    ======================  ==============================  =========
+    below 0.8               any                             info
+    0.8 up to 1             any                             warning
+    1 or more (cap reached) alert                           breach
+    1 or more (cap reached) block (gateways are denied)     blocked
+    ======================  ==============================  =========
+    """
+    if level >= 1:
+        return "blocked" if on_breach == "block" else "breach"
+    return "warning" if level >= WARNING_AT else "info"
 
 
 def glob_matches(pattern: str, text: str) -> bool:
@@ -240,6 +282,11 @@ class BudgetState:
     @property
     def fraction(self) -> Decimal:
         return Decimal(self.spend_nanos) / Decimal(self.cap_nanos)
+
+    @property
+    def percent(self) -> int:
+        """Spend as a whole percent of the cap, floored (:func:`percent_of`)."""
+        return percent_of(self.spend_nanos, self.cap_nanos)
 
     @property
     def remaining_nanos(self) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from finops.domain.budgets import Severity, percent_of, severity
 from finops.domain.money import format_usd
 from finops.notify.blockkit import (
     FALLBACK_TEXT_MAX,
@@ -32,7 +33,14 @@ from finops.notify.blockkit import (
     section,
 )
 
-__all__ = ["AlertMessage", "SlackMessage", "render_alert", "render_digest"]
+__all__ = [
+    "SEVERITY_STYLE",
+    "AlertMessage",
+    "SlackMessage",
+    "alert_severity",
+    "render_alert",
+    "render_digest",
+]
 
 AlertKind = Literal["threshold", "resolved", "fanout", "cost_per_success"]
 
@@ -111,16 +119,11 @@ def _usd(nanos: int) -> str:
     return f"{sign}${format_usd(abs(nanos), cents=True)}"
 
 
-def _percent(spend: int, cap: int) -> int:
-    """Whole percent, floored: 79.99% never reads as 80% (cap must be positive)."""
-    return max(spend, 0) * 100 // cap
-
-
 def _bar(spend: int, cap: int) -> str:
     """``▓▓▓▓▓▓▓▓░░ 82%``: ten cells, full beyond 100%."""
     if cap <= 0:
         return "no cap"
-    pct = _percent(spend, cap)
+    pct = percent_of(spend, cap)
     filled = min(_BAR_CELLS, pct // (100 // _BAR_CELLS))
     return "▓" * filled + "░" * (_BAR_CELLS - filled) + f" {pct}%"
 
@@ -132,14 +135,34 @@ def _pct(threshold: Decimal) -> str:
     return f"{value.normalize():f}%"
 
 
-def _mention(owner: str) -> str:
-    """A Slack user id becomes a real mention (it notifies); a handle like ``@dana`` stays text."""
+def owner_user_id(owner: str) -> str | None:
+    """The user id an owner written as one names (``U0123ABC`` or ``<@U0123ABC>``), else None."""
     owner = owner.strip()
     if _USER_ID.match(owner):
-        return f"<@{owner}>"
-    if _MENTION.match(owner):
         return owner
-    return fit(owner, _NAME_MAX)
+    if _MENTION.match(owner):
+        return owner[2:-1]
+    return None
+
+
+#: Said after an owner no Slack user was found for: the message went out, but notified nobody.
+UNRESOLVED = "(not found in Slack: nobody was notified)"
+
+
+def _user_id(owner: str, owner_ids: Mapping[str, str] | None) -> str | None:
+    return owner_user_id(owner) or (owner_ids or {}).get(owner.strip())
+
+
+def _mention(owner: str, owner_ids: Mapping[str, str] | None = None) -> str:
+    """The owner as a mention that notifies (``<@U0123ABC>``): written as a user id, or found in
+    Slack by delivery (``owner_ids``: owner as written -> user id); otherwise the name as text."""
+    user_id = _user_id(owner, owner_ids)
+    return f"<@{user_id}>" if user_id is not None else fit(owner.strip(), _NAME_MAX)
+
+
+def _owner_note(owner: str, owner_ids: Mapping[str, str] | None) -> str:
+    """`` (not found in Slack: nobody was notified)`` when the owner is not a Slack user we know."""
+    return "" if _user_id(owner, owner_ids) is not None else f" {UNRESOLVED}"
 
 
 def _code(text: str, limit: int = _NAME_MAX) -> str:
@@ -162,6 +185,26 @@ def _denying(alert: AlertMessage) -> bool:
     return alert.on_breach == "block" and alert.kind == "threshold" and _breached(alert)
 
 
+#: How each severity looks: the emoji that starts the header and the word after it.
+SEVERITY_STYLE: dict[Severity, tuple[str, str]] = {
+    "info": (":information_source:", "Info"),
+    "warning": (":warning:", "Warning"),
+    "breach": (":rotating_light:", "Over budget"),
+    "blocked": (":no_entry:", "Blocked"),
+}
+
+
+def alert_severity(alert: AlertMessage) -> Severity | None:
+    """A threshold alert's severity (``finops.domain.budgets.severity``): from the threshold it
+    crossed, and the cap counts as reached whenever spend is at or over it. None for other kinds."""
+    if alert.kind != "threshold":
+        return None
+    level = _threshold(alert) or Decimal(0)
+    if alert.spend_nanos >= alert.cap_nanos > 0:
+        level = max(level, Decimal(1))
+    return severity(level, on_breach=alert.on_breach)
+
+
 def _emoji(alert: AlertMessage) -> str:
     if alert.kind == "resolved":
         return ":white_check_mark:"
@@ -169,7 +212,14 @@ def _emoji(alert: AlertMessage) -> str:
         return ":twisted_rightwards_arrows:"
     if alert.kind == "cost_per_success":
         return ":money_with_wings:"
-    return ":no_entry:" if _denying(alert) else ":rotating_light:"
+    level = alert_severity(alert)
+    return SEVERITY_STYLE[level][0] if level else ":rotating_light:"
+
+
+def _headline(alert: AlertMessage) -> str:
+    """The emoji, and for a threshold alert the severity's word: ``:warning: Warning:``."""
+    level = alert_severity(alert)
+    return f"{_emoji(alert)} {SEVERITY_STYLE[level][1]}:" if level else _emoji(alert)
 
 
 def _what(alert: AlertMessage, period: _Period) -> str:
@@ -273,29 +323,31 @@ def _next_text(alert: AlertMessage, period: _Period, who: str) -> str:
     return text
 
 
-def render_alert(alert: AlertMessage) -> list[SlackMessage]:
+def render_alert(alert: AlertMessage, owner_ids: Mapping[str, str] | None = None) -> list[SlackMessage]:
     """One alert as Slack messages (always one today; a list so callers never assume it).
 
+    ``owner_ids`` maps owners as written (``@dana``) to the Slack user ids delivery found.
     Every text is escaped and clipped, so the payload is valid whatever the names' length.
     """
     period = _period(alert.period)
-    emoji, what = _emoji(alert), _what(alert, period)
-    who = _mention(alert.owner)
+    emoji, what = _headline(alert), _what(alert, period)
+    who = _mention(alert.owner, owner_ids)
     room = HEADER_TEXT_MAX - len(emoji) - len(what) - 2
     blocks: list[Block] = [
-        header(f"{emoji} {fit(alert.flow, max(room, 20))} {what}"),
+        header(f"{emoji} {fit(alert.budget_key, max(room, 20))} {what}"),
         section(_spend_text(alert, period)),
     ]
     drivers = [f for f in (_top("Top models", alert.top_models), _top("Top prompts", alert.top_prompts)) if f]
     if drivers:
         blocks.append(section(fields=drivers))
     blocks.append(section(_next_text(alert, period, who)))
-    blocks.append(context(f"finops · budget {_code(alert.budget_key)} · owner {who}"))
-    text = f"{emoji} {fit(alert.flow, _NAME_MAX)} {what}"
+    note = _owner_note(alert.owner, owner_ids)
+    blocks.append(context(f"finops · budget {_code(alert.budget_key)} · owner {who}{note}"))
+    text = f"{emoji} {fit(alert.budget_key, _NAME_MAX)} {what}"
     if alert.cap_nanos > 0:
-        pct = _percent(alert.spend_nanos, alert.cap_nanos)
+        pct = percent_of(alert.spend_nanos, alert.cap_nanos)
         text += f": {_usd(alert.spend_nanos)} of {_usd(alert.cap_nanos)} ({pct}%)"
-    text += f". {who}"
+    text += f". {who}{note}"
     return [SlackMessage(text=clip_markup(text, FALLBACK_TEXT_MAX), blocks=tuple(blocks))]
 
 
@@ -312,7 +364,7 @@ def _digest_line(alert: AlertMessage) -> str:
         "fanout": "tool-call fan-out",
         "cost_per_success": "cost per success too high",
     }[alert.kind]
-    line = f"{_emoji(alert)} *{fit(alert.flow, _NAME_MAX)}* {what}"
+    line = f"{_emoji(alert)} *{fit(alert.budget_key, _NAME_MAX)}* {what}"
     if alert.cap_nanos > 0:
         bar = _bar(alert.spend_nanos, alert.cap_nanos)
         line += f" `{bar}` *{_usd(alert.spend_nanos)}* of {_usd(alert.cap_nanos)}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -29,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from finops.errors import ConfigError, NotifyError
-from finops.notify.messages import SlackMessage
+from finops.notify.messages import SlackMessage, owner_user_id
 from finops.notify.transport import (
     BoundedRateLimitRetryHandler,
     CallDeadline,
@@ -41,7 +42,26 @@ from finops.notify.transport import (
 )
 from finops.settings import Settings
 
-__all__ = ["Delivery", "SlackSender", "sender_for"]
+__all__ = ["USER_CACHE_TTL_S", "Delivery", "OwnerLookup", "SlackSender", "sender_for"]
+
+#: How long a looked-up owner (found or not) is remembered. In memory, per sender: the daemon
+#: keeps one sender for its life, so it asks Slack at most once an hour per owner (users.list is
+#: one paginated read for all handles); a CLI run asks once. No table, no migration, and nothing
+#: stale survives a restart: a renamed or new member is found within the hour.
+USER_CACHE_TTL_S = 3600.0
+#: An answer of Slack's that is an error (a missing scope, say) is asked again after this.
+_FAILED_TTL_S = 300.0
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_USERS_HELP = "the bot token needs the users:read scope (users:read.email to look up emails)"
+
+
+@dataclass(frozen=True)
+class OwnerLookup:
+    """Who a budget's ``owner`` is in Slack: a user id, or why it notifies nobody."""
+
+    user_id: str | None
+    problem: str | None = None
+
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _TOKEN_HELP = "create a new bot token (xoxb-…) with the chat:write scope and set FINOPS_SLACK_BOT_TOKEN"  # noqa: S105
@@ -197,6 +217,8 @@ class SlackSender:
         self._timeout_s = timeout_s
         self._max_retries = max_retries
         self._channel_ids: dict[str, str] = {}
+        self._owners: dict[str, tuple[float, OwnerLookup]] = {}  # owner -> (expires, lookup)
+        self._members: tuple[float, list[dict[str, Any]]] | None = None  # users.list, until
         self._deadline = CallDeadline(attempt_s=2 * timeout_s)
         handlers = [
             BoundedRateLimitRetryHandler(max_retry_count=max_retries, deadline=self._deadline),
@@ -465,6 +487,81 @@ class SlackSender:
                     f"channel {channel} not found by conversations.list (the app needs "
                     "channels:read and groups:read, and must be in private channels)"
                 )
+
+    # ------------------------------------------------------------ owners
+
+    def look_up_owner(self, owner: str) -> OwnerLookup:
+        """The Slack user a budget's ``owner`` names: a user id (``U0123ABC``, ``<@U0123ABC>``) as
+        written, an email by users.lookupByEmail, a handle (``@dana``) or name by users.list
+        (username, display name or real name, case-insensitive, one member only). Cached for
+        ``USER_CACHE_TTL_S``; an error answer for five minutes, no answer not at all. Never raises."""
+        owner = owner.strip()
+        direct = owner_user_id(owner)
+        if direct is not None:
+            return OwnerLookup(direct)
+        now = time.monotonic()
+        cached = self._owners.get(owner)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if self._web is None:
+            return OwnerLookup(
+                None,
+                "an incoming webhook cannot look up Slack users: write the owner as a Slack user id "
+                "(U0123ABC), or use a bot token (FINOPS_SLACK_BOT_TOKEN) with users:read",
+            )
+        try:
+            found = self._look_up(self._web, owner, now)
+        except SlackApiError as exc:
+            code = str((exc.response.data or {}).get("error") or f"HTTP {exc.response.status_code}")
+            hint = _USERS_HELP if code in ("missing_scope", "not_allowed_token_type") else _hint(code, "", {})
+            failed = OwnerLookup(None, self._scrub(f"Slack could not look up {owner}: {code}: {hint}"))
+            self._owners[owner] = (now + _FAILED_TTL_S, failed)  # a missing scope is not fixed in a second
+            return failed
+        except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
+            return OwnerLookup(None, self._scrub(f"Slack could not look up {owner}: {exc}"))
+        self._owners[owner] = (now + USER_CACHE_TTL_S, found)
+        return found
+
+    def _look_up(self, client: WebClient, owner: str, now: float) -> OwnerLookup:
+        if _EMAIL.match(owner):
+            try:
+                user = client.users_lookupByEmail(email=owner).get("user") or {}
+            except SlackApiError as exc:
+                if (exc.response.data or {}).get("error") == "users_not_found":
+                    return OwnerLookup(None, f"no Slack member has the email {owner}")
+                raise
+            return OwnerLookup(str(user["id"]))
+        wanted = owner.removeprefix("@").strip().casefold()
+        members = [m for m in self._member_list(client, now) if not m.get("deleted")]
+
+        def names(m: dict[str, Any], field: str) -> str:
+            value = m.get(field) if field == "name" else (m.get("profile") or {}).get(field)
+            return str(value or m.get(field) or "").strip().casefold()
+
+        for field in ("name", "display_name", "real_name"):
+            hits = {str(m["id"]) for m in members if wanted and names(m, field) == wanted}
+            if len(hits) == 1:
+                return OwnerLookup(hits.pop())
+            if len(hits) > 1:
+                return OwnerLookup(
+                    None, f"{len(hits)} Slack members are called {owner}: write the owner's user id or email"
+                )
+        return OwnerLookup(None, f"no Slack member is called {owner}: write the owner's user id or email")
+
+    def _member_list(self, client: WebClient, now: float) -> list[dict[str, Any]]:
+        """Every member of the workspace (users.list, page by page), cached with the owners."""
+        if self._members is not None and self._members[0] > now:
+            return self._members[1]
+        members: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = client.users_list(limit=200, cursor=cursor)
+            members += list(page.get("members") or [])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                break
+        self._members = (now + USER_CACHE_TTL_S, members)
+        return members
 
 
 def sender_for(settings: Settings) -> SlackSender:

@@ -28,7 +28,7 @@ def state_document(state: BudgetState, held_nanos: int | None = None) -> dict[st
         "cap_usd": format_usd(state.cap_nanos),
         "remaining_usd": format_usd(remaining),
         **({} if held_nanos is None else {"held_usd": format_usd(held_nanos)}),
-        "percent": f"{state.fraction * 100:.1f}",
+        "percent": state.percent,
         "state": state.state,
         "on_breach": b.on_breach,
         "projected_end_of_day_usd": format_usd(state.projection.end_of_period_nanos),

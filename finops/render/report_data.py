@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from finops.domain.budgets import percent_of
 from finops.domain.money import format_usd, nanos_to_usd
 from finops.usecases.audit.report_model import Breach, BudgetLine, MonthlyReport, SpendLine, comparable
 
@@ -104,11 +105,8 @@ def relative_change(now: int, prev: int | None, *, base: bool = True) -> str:
 
 
 def budget_percent(actual: int, cap: int) -> str:
-    """Actual spend as a whole percent of its cap, floored: the one rounding rule of budgets.
-
-    Kept local and small so it can be swapped for ``finops.domain.budgets``'s rule when that lands.
-    """
-    return f"{max(actual, 0) * 100 // cap}%" if cap > 0 else DASH
+    """Actual spend as a whole percent of its cap, floored: the one rule (``domain.budgets.percent_of``)."""
+    return of_cap(actual, cap)
 
 
 def period_label(report: MonthlyReport) -> str:
@@ -215,7 +213,7 @@ def breach_threshold(b: Breach) -> str:
 
 def of_cap(spend: int, cap: int) -> str:
     """Spend as a whole percent of its cap, floored (99.9% never reads 100%); a dash without a cap."""
-    return budget_percent(spend, cap)
+    return f"{percent_of(spend, cap)}%" if cap > 0 else DASH
 
 
 def value_per_dollar_nanos(value: int | None, cost: int) -> int | None:

@@ -33,6 +33,7 @@ __all__ = [
     "DECIDABLE",
     "OLD_LEASE_US",
     "OutboxRow",
+    "breach_recorded",
     "claim",
     "decide",
     "due_lookups",
@@ -118,10 +119,14 @@ def record_breach(
     spend_nanos: int,
     cap_nanos: int,
     channel: str | None,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | None,
     now_us: int,
 ) -> bool:
-    """Record a breach and queue its alert; ``False`` when it was already recorded (by anyone)."""
+    """Record a breach and queue its alert; ``False`` when it was already recorded (by anyone).
+
+    Without a ``payload`` the breach is recorded silently: nothing is queued, now or later (a
+    lower threshold crossed in the same jump as a higher one, whose alert says it all).
+    """
     stmt = (
         dialect_insert(conn, budget_breaches)
         .on_conflict_do_nothing(index_elements=["budget_key", "kind", "period", "threshold"])
@@ -141,8 +146,20 @@ def record_breach(
     ).scalar()
     if breach_id is None:
         return False
-    enqueue(conn, dedupe_key=f"breach:{breach_id}", channel=channel, payload=payload, now_us=now_us)
+    if payload is not None:
+        enqueue(conn, dedupe_key=f"breach:{breach_id}", channel=channel, payload=payload, now_us=now_us)
     return True
+
+
+def breach_recorded(conn: Connection, *, budget_key: str, kind: str, period: str, threshold: str) -> bool:
+    """Whether this breach was recorded already (what ``record_breach`` would refuse)."""
+    b = budget_breaches.c
+    found = conn.execute(
+        select(b.id).where(
+            b.budget_key == budget_key, b.kind == kind, b.period == period, b.threshold == threshold
+        )
+    ).first()
+    return found is not None
 
 
 def open_breaches(conn: Connection, *, budget_key: str, kind: str, period: str) -> dict[str, int]:
@@ -158,9 +175,10 @@ def open_breaches(conn: Connection, *, budget_key: str, kind: str, period: str) 
 
 
 def resolve_breach(
-    conn: Connection, *, breach_id: int, channel: str | None, payload: dict[str, Any], now_us: int
+    conn: Connection, *, breach_id: int, channel: str | None, payload: dict[str, Any] | None, now_us: int
 ) -> bool:
-    """Mark a breach resolved (spend dropped back, e.g. after a re-price) and queue one message."""
+    """Mark a breach resolved (spend dropped back, e.g. after a re-price) and queue one message
+    (none without a ``payload``: resolved silently)."""
     result = conn.execute(
         update(budget_breaches)
         .where(budget_breaches.c.id == breach_id, budget_breaches.c.resolved_us.is_(None))
@@ -168,7 +186,8 @@ def resolve_breach(
     )
     if result.rowcount != 1:
         return False
-    enqueue(conn, dedupe_key=f"resolved:{breach_id}", channel=channel, payload=payload, now_us=now_us)
+    if payload is not None:
+        enqueue(conn, dedupe_key=f"resolved:{breach_id}", channel=channel, payload=payload, now_us=now_us)
     return True
 
 

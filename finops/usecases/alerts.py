@@ -30,11 +30,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
+from finops.config.budget_files import BudgetProblem, BudgetSet
 from finops.domain.budgets import Budget, BudgetState, project
 from finops.domain.money import format_usd, usd_to_nanos
 from finops.errors import NotifyError, UsageError
-from finops.notify.messages import AlertMessage, SlackMessage, render_alert
-from finops.notify.slack import Delivery
+from finops.notify.messages import AlertMessage, SlackMessage, owner_user_id, render_alert
+from finops.notify.slack import Delivery, OwnerLookup
 from finops.storage import alerts as outbox
 from finops.storage.db import write_transaction
 from finops.usecases.budgets import budget_state, drivers, fanout_count, successes
@@ -44,12 +45,15 @@ __all__ = [
     "LEASE_MARGIN",
     "DeliveryReport",
     "EvaluationReport",
+    "Outgoing",
     "Sender",
     "deliver",
     "dismiss",
     "evaluate_alerts",
     "failpoint",
+    "owner_problems",
     "resend",
+    "would_send",
 ]
 
 #: Added to every lease beyond the longest send: replicas' clocks may disagree this much, and
@@ -117,8 +121,17 @@ class EvaluationReport:
     resolved: list[AlertMessage] = field(default_factory=list)
 
 
-def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime) -> EvaluationReport:
-    """Record every threshold crossed (and dropped back) by each budget at ``now``; queue alerts."""
+def evaluate_alerts(
+    ledger: Ledger, budgets: Iterable[Budget], *, now: datetime, dry_run: bool = False
+) -> EvaluationReport:
+    """Record every threshold crossed (and dropped back) by each budget at ``now``; queue alerts.
+
+    One alert per budget and period for the highest threshold newly crossed: a jump from 2% to
+    106% says "passed 100%" once, and records 50% and 80% as crossed silently (never sent, by
+    this or any other replica, now or later). Dropping back is one message for the highest
+    threshold dropped below. ``dry_run`` records and queues nothing: ``new_alerts`` and
+    ``resolved`` are what a real run at ``now`` would queue.
+    """
     report = EvaluationReport()
     now_us = _us(now)
     for budget in budgets:
@@ -131,36 +144,44 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
         if found is not None:
             extra = {"top_models": found.models, "top_prompts": found.prompts}
         period = state.local_day.isoformat()
-        with write_transaction(ledger.engine) as conn:
+        writing = ledger.engine.connect() if dry_run else write_transaction(ledger.engine)
+        with writing as conn:
             # Another replica may have recorded a breach since we read: lock the open breaches,
             # then read the spend again, so a breach is never "resolved" on stale numbers.
             still_open = outbox.open_breaches(conn, budget_key=budget.key, kind="threshold", period=period)
             state = budget_state(conn, budget, now)
-            for threshold in state.crossed:
-                message = _message(state, "threshold", threshold, **extra)
-                _breach(
-                    conn,
-                    budget,
-                    message,
-                    report,
-                    kind="threshold",
-                    period=period,
-                    threshold=str(threshold),
-                    spend_nanos=state.spend_nanos,
-                    cap_nanos=state.cap_nanos,
-                    now_us=now_us,
-                )
-            for recorded, breach_id in still_open.items():
-                if Decimal(recorded) not in state.crossed:  # dropped back, e.g. after a re-price
-                    message = _message(state, "resolved", Decimal(recorded))
-                    if outbox.resolve_breach(
+            crossing = _Crossing(conn, budget, report, dry_run=dry_run, now_us=now_us)
+            top = max(state.crossed, default=None)
+            crossing.thresholds(
+                state.crossed,
+                None if top is None else _message(state, "threshold", top, **extra),
+                kind="threshold",
+                period=period,
+                spend_nanos=state.spend_nanos,
+                cap_nanos=state.cap_nanos,
+            )
+            dropped = sorted(
+                ((Decimal(recorded), breach_id) for recorded, breach_id in still_open.items()),
+                reverse=True,
+            )
+            dropped = [(t, i) for t, i in dropped if t not in state.crossed]  # e.g. after a re-price
+            for n, (threshold, breach_id) in enumerate(dropped):
+                message = _message(state, "resolved", threshold)
+                if dry_run:
+                    if n == 0:
+                        report.resolved.append(message)
+                    continue
+                if (
+                    outbox.resolve_breach(
                         conn,
                         breach_id=breach_id,
                         channel=budget.slack_channel,
-                        payload=_payload(message),
+                        payload=_payload(message) if n == 0 else None,  # one message: the highest
                         now_us=now_us,
-                    ):
-                        report.resolved.append(message)
+                    )
+                    and n == 0
+                ):
+                    report.resolved.append(message)
             if state.month_label is not None and state.month_cap_nanos is not None:
                 _, m_start, m_end = budget.month(now)
                 month_state = dataclasses.replace(
@@ -175,77 +196,102 @@ def evaluate_alerts(ledger: Ledger, budgets: Iterable[Budget], *, now: datetime)
                         now=now,
                     ),
                 )
-                for threshold in state.month_crossed:
-                    message = dataclasses.replace(
-                        _message(month_state, "threshold", threshold), period=f"{state.month_label} (month)"
-                    )
-                    _breach(
-                        conn,
-                        budget,
-                        message,
-                        report,
-                        kind="monthly",
-                        period=state.month_label,
-                        threshold=str(threshold),
-                        spend_nanos=month_state.spend_nanos,
-                        cap_nanos=month_state.cap_nanos,
-                        now_us=now_us,
-                    )
+                top = max(state.month_crossed, default=None)
+                crossing.thresholds(
+                    state.month_crossed,
+                    None
+                    if top is None
+                    else dataclasses.replace(
+                        _message(month_state, "threshold", top), period=f"{state.month_label} (month)"
+                    ),
+                    kind="monthly",
+                    period=state.month_label,
+                    spend_nanos=month_state.spend_nanos,
+                    cap_nanos=month_state.cap_nanos,
+                )
             if fanout and budget.max_tool_calls_per_request is not None:
                 detail = (
                     f"{fanout:,} request(s) made more than {budget.max_tool_calls_per_request} "
                     "tool calls (max_tool_calls_per_request)"
                 )
-                message = _message(state, "fanout", None, detail=detail, **extra)
-                _breach(
-                    conn,
-                    budget,
-                    message,
-                    report,
+                crossing.one(
+                    _message(state, "fanout", None, detail=detail, **extra),
                     kind="fanout",
                     period=period,
                     threshold=str(budget.max_tool_calls_per_request),
                     spend_nanos=state.spend_nanos,
                     cap_nanos=state.cap_nanos,
-                    now_us=now_us,
                 )
-            _cost_per_success(ledger, conn, budget, now, report)
-        failpoint("after-breach-commit")
+            _cost_per_success(crossing, conn, budget, now)
+        if not dry_run:
+            failpoint("after-breach-commit")
     return report
 
 
-def _breach(
-    conn: Any,
-    budget: Budget,
-    message: AlertMessage,
-    report: EvaluationReport,
-    *,
-    kind: str,
-    period: str,
-    threshold: str,
-    spend_nanos: int,
-    cap_nanos: int,
-    now_us: int,
-) -> None:
-    """Record a breach once (whoever else evaluates too) and queue its alert with it."""
-    if outbox.record_breach(
-        conn,
-        budget_key=budget.key,
-        kind=kind,
-        period=period,
-        threshold=threshold,
-        spend_nanos=spend_nanos,
-        cap_nanos=cap_nanos,
-        channel=budget.slack_channel,
-        payload=_payload(message),
-        now_us=now_us,
-    ):
-        report.new_alerts.append(message)
+@dataclass
+class _Crossing:
+    """Records breaches of one budget in one transaction (or, in a dry run, says which it would)."""
+
+    conn: Any
+    budget: Budget
+    report: EvaluationReport
+    dry_run: bool
+    now_us: int
+
+    def thresholds(
+        self,
+        crossed: Sequence[Decimal],
+        message: AlertMessage | None,
+        *,
+        kind: str,
+        period: str,
+        spend_nanos: int,
+        cap_nanos: int,
+    ) -> None:
+        """Every crossed threshold is recorded; only the highest (``message``'s) can alert, once."""
+        for threshold in sorted(crossed, reverse=True):
+            self.one(
+                message if threshold == max(crossed) else None,
+                kind=kind,
+                period=period,
+                threshold=str(threshold),
+                spend_nanos=spend_nanos,
+                cap_nanos=cap_nanos,
+            )
+
+    def one(
+        self,
+        message: AlertMessage | None,
+        *,
+        kind: str,
+        period: str,
+        threshold: str,
+        spend_nanos: int,
+        cap_nanos: int,
+    ) -> None:
+        """Record a breach once (whoever else evaluates too) and queue its alert with it; without
+        a message, record it silently."""
+        key = {"budget_key": self.budget.key, "kind": kind, "period": period, "threshold": threshold}
+        if self.dry_run:
+            if message is not None and not outbox.breach_recorded(self.conn, **key):
+                self.report.new_alerts.append(message)
+            return
+        if (
+            outbox.record_breach(
+                self.conn,
+                **key,
+                spend_nanos=spend_nanos,
+                cap_nanos=cap_nanos,
+                channel=self.budget.slack_channel,
+                payload=None if message is None else _payload(message),
+                now_us=self.now_us,
+            )
+            and message is not None
+        ):
+            self.report.new_alerts.append(message)
 
 
-def _cost_per_success(
-    ledger: Ledger, conn: Any, budget: Budget, now: datetime, report: EvaluationReport
-) -> None:
+def _cost_per_success(crossing: _Crossing, conn: Any, budget: Budget, now: datetime) -> None:
     """Yesterday (a whole local day) against ``max_cost_per_success_usd``; alerted once per day."""
     if budget.max_cost_per_success_usd is None:
         return
@@ -266,17 +312,13 @@ def _cost_per_success(
         f"the limit is ${format_usd(limit, cents=True)} (max_cost_per_success_usd)"
     )
     message = dataclasses.replace(_message(yesterday, "cost_per_success", None), detail=detail)
-    _breach(
-        conn,
-        budget,
+    crossing.one(
         message,
-        report,
         kind="cost_per_success",
         period=day.isoformat(),
         threshold=str(budget.max_cost_per_success_usd),
         spend_nanos=yesterday.spend_nanos,
         cap_nanos=limit * wins,
-        now_us=_us(now),
     )
 
 
@@ -294,6 +336,8 @@ class Sender(Protocol):
     ) -> Delivery: ...
 
     def find_sent(self, channel: str | None, dedupe_key: str, since_us: int) -> str | None: ...
+
+    def look_up_owner(self, owner: str) -> OwnerLookup: ...
 
     def upload(
         self, channel: str | None, *, filename: str, content: str, title: str, deadline: float | None = None
@@ -317,6 +361,9 @@ def _clock_us() -> int:
 
 
 def _label(row: outbox.OutboxRow) -> str:
+    """How problems name a row: ``alert 3 (breach:3)``; a report by its title (its key is internal)."""
+    if row.payload.get("type") == "report":
+        return f"report {row.id} ({row.payload.get('title') or row.payload.get('filename')})"
     return f"alert {row.id} ({row.dedupe_key})"
 
 
@@ -475,11 +522,13 @@ def deliver(
     for row in rows:
         if stop():
             break
+        # rendered (owners looked up in Slack) before the claim: the lease is for the send alone
+        parts = None if row.payload.get("type") == "report" else _render_row(row, sender)
         claim = _claim(ledger, row, sender)
         if claim is None:
             continue
         failpoint("after-claim")
-        _finish(ledger, sender, row, claim, _send_all(sender, row, claim), report)
+        _finish(ledger, sender, row, claim, _send_all(sender, row, claim, parts), report)
     return report
 
 
@@ -518,7 +567,7 @@ def _finish(
         report.sent += 1
     elif result.status == "failed":
         report.failed += 1
-        report.problems.append(f"{_label(row)} to {row.channel or '(default channel)'}: {result.detail}")
+        report.problems.append(f"{_label(row)} to {row.channel or 'the default channel'}: {result.detail}")
     elif result.status == "ambiguous":
         report.ambiguous += 1
         report.problems.append(f"{_label(row)}: {outcome['error']}")
@@ -594,15 +643,12 @@ def _send_report(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delive
     return dataclasses.replace(uploaded, slack_ts=summary_ts)
 
 
-def _send_all(sender: Sender, row: outbox.OutboxRow, claim: _Claim) -> Delivery:
-    """A long alert may be several Slack messages; the row is sent when all of them are."""
-    if row.payload.get("type") == "report":
+def _send_all(
+    sender: Sender, row: outbox.OutboxRow, claim: _Claim, parts: list[SlackMessage] | None
+) -> Delivery:
+    """A long alert may be several Slack messages (``parts``); the row is sent when all of them are."""
+    if parts is None:  # a report
         return _send_report(sender, row, claim)
-    if row.payload.get("type") == "message":  # a digest: one ready-made message
-        p = row.payload
-        parts = [SlackMessage(p["text"], tuple(p["blocks"]))]
-    else:
-        parts = render_alert(message_from_payload(row.payload))
     last: Delivery | None = None
     for part in parts:
         deadline = claim.deadline(sender.max_call_s)
@@ -622,14 +668,76 @@ def _tagged(message: SlackMessage, dedupe_key: str) -> SlackMessage:
     )
 
 
-def render_outbox(
-    ledger: Ledger, *, statuses: Sequence[str] = ("pending",)
-) -> list[tuple[outbox.OutboxRow, list[SlackMessage]]]:
-    """The messages delivery would send (for --dry-run)."""
+def _owner_ids(sender: Sender | None, owners: Iterable[str]) -> dict[str, str]:
+    """Owners as written -> the Slack user ids they name (those found; see SlackSender.look_up_owner)."""
+    if sender is None:
+        return {}
+    found = {owner: sender.look_up_owner(owner).user_id for owner in set(owners)}
+    return {owner: user_id for owner, user_id in found.items() if user_id is not None}
+
+
+def _render_alert(message: AlertMessage, sender: Sender | None) -> list[SlackMessage]:
+    return render_alert(message, _owner_ids(sender, [message.owner]))
+
+
+def _render_row(row: outbox.OutboxRow, sender: Sender | None) -> list[SlackMessage]:
+    """The messages an outbox row (not a report) is sent as: what delivery sends, and dry runs print."""
+    if row.payload.get("type") == "message":  # a digest: one ready-made message
+        return [SlackMessage(row.payload["text"], tuple(row.payload["blocks"]))]
+    return _render_alert(message_from_payload(row.payload), sender)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One Slack message a run would send: where, what, and the file attached after it (reports)."""
+
+    channel: str | None
+    message: SlackMessage | None
+    file: str | None = None
+
+
+def would_send(
+    ledger: Ledger, budgets: Iterable[Budget], sender: Sender | None, *, now: datetime
+) -> list[Outgoing]:
+    """What ``finops alerts run`` would send at ``now``, rendered as it would send it (owners
+    looked up with ``sender``, when there is one), recording and sending nothing: the outbox rows
+    already due, then the alerts evaluation would queue. Nothing already sent is in it."""
+    out: list[Outgoing] = []
     with ledger.engine.connect() as conn:
-        rows = [r for s in statuses for r in outbox.outbox_rows(conn, status=s, limit=1000)]
-    return [
-        (row, render_alert(message_from_payload(row.payload)))
-        for row in rows
-        if row.payload.get("type") not in ("report", "message")
-    ]
+        rows = outbox.due_rows(conn, now_us=_us(now), limit=1000)
+    for row in rows:
+        if row.payload.get("type") == "report":
+            p = row.payload
+            if row.slack_ts is None:
+                summary = SlackMessage(p["summary"]["text"], tuple(p["summary"]["blocks"]))
+                out.append(Outgoing(row.channel, summary))
+            out.append(Outgoing(row.channel, None, file=p["filename"]))
+            continue
+        out += [Outgoing(row.channel, part) for part in _render_row(row, sender)]
+    report = evaluate_alerts(ledger, budgets, now=now, dry_run=True)
+    for message in [*report.new_alerts, *report.resolved]:
+        out += [Outgoing(message.channel, part) for part in _render_alert(message, sender)]
+    return out
+
+
+def owner_problems(found: BudgetSet, sender: Sender | None) -> list[BudgetProblem]:
+    """A warning (``file:line``) for each budget whose owner an alert could not notify: not a
+    Slack user id, and no bot token to look it up (``sender`` None: Slack is not configured, or
+    an incoming webhook), or Slack knows no such member. Each owner is looked up once."""
+    problems: list[BudgetProblem] = []
+    for located in found.budgets:
+        owner = located.budget.owner.strip()
+        if owner_user_id(owner) is not None:
+            continue
+        problem: str | None
+        if sender is None:
+            problem = (
+                "no Slack bot token to look it up (set FINOPS_SLACK_BOT_TOKEN, scope users:read, "
+                "or write a user id like U0123ABC)"
+            )
+        else:
+            problem = sender.look_up_owner(owner).problem
+        if problem is not None:
+            message = f"owner {owner!r} notifies nobody: {problem}"
+            problems.append(BudgetProblem(located.file, located.line, message, "warning"))
+    return problems

@@ -32,7 +32,7 @@ from tests.slack_fake import slack as slack_fixture  # noqa: F401  (the `slack` 
 
 SECRET = "root:x:0:0:SECRET-PASSWD-LINE:/root:/bin/bash"
 GOOD = (
-    'budgets:\n  - flow: support-gpt-en\n    owner: "@dana"\n    slack_channel: "#support"\n'
+    'budgets:\n  - flow: support-gpt-en\n    owner: "U0DANA123"\n    slack_channel: "#support"\n'
     "    daily_cap_usd: 5\n"
 )
 OUTSIDE = GOOD.replace("support-gpt-en", "outside-flow").replace("daily_cap_usd: 5", "daily_cap_usd: 1")

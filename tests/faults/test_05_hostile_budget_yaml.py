@@ -22,7 +22,7 @@ from finops.config.safe_yaml import MAX_DEPTH, MAX_VALUES, read_yaml
 from finops.daemon.cycle import Daemon
 from finops.settings import Settings
 
-GOOD = 'budgets:\n  - flow: support-gpt-en\n    owner: "@dana"\n    daily_cap_usd: 5\n'
+GOOD = 'budgets:\n  - flow: support-gpt-en\n    owner: "U0DANA123"\n    daily_cap_usd: 5\n'
 BUDGET = "budgets:\n  - flow: x\n    owner: y\n    daily_cap_usd: {}\n"
 
 
