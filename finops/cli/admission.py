@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from finops.cli.alerts import DENY_EXIT, BudgetsOpt
-from finops.cli.common import DbOpt, budgets_for, ledger_for, tag_pair
+from finops.cli.common import DbOpt, budgets_for, err_console, ledger_for, tag_pair
 from finops.errors import UsageError
 
 __all__ = ["register"]
@@ -65,7 +64,7 @@ def reserve(
         ttl_s=ttl,
         request_id=request_id,
     )
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     try:
         result = reserve_call(ledger, budgets_for(ledger, budgets, err), req, source=CLI_SOURCE)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from finops.cli.common import budgets_for, ledger_for, tag_pair
+from finops.cli.common import budgets_for, err_console, ledger_for, tag_pair
 from finops.domain.money import format_usd
 from finops.errors import UsageError
 from finops.render.budget_docs import check_document, state_document
@@ -63,7 +63,7 @@ def check(
     if not estimate.is_finite() or estimate < 0:
         raise UsageError(f"--estimate-usd takes a non-negative number of dollars, got {estimate_usd!r}")
     tags = dict(tag_pair(t) for t in tag or [])
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     with ledger.engine.connect() as conn:
@@ -85,7 +85,7 @@ def status(
     from finops.usecases.budgets import budget_state, drivers
     from finops.usecases.holds import held_now
 
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)
@@ -150,7 +150,7 @@ def alerts_run(
     """Evaluate every budget against the ledger, record breaches once, deliver due alerts to Slack."""
     from finops.usecases.alerts import deliver, evaluate_alerts, render_outbox
 
-    err = Console(stderr=True, highlight=False)
+    err = err_console()
     ledger = ledger_for(db)
     found = budgets_for(ledger, budgets, err)
     now = datetime.now(UTC)

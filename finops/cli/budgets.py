@@ -14,7 +14,7 @@ import typer
 
 from finops.config.budget_files import budget_json_schema, load_budget_dir
 from finops.errors import UsageError
-from finops.settings import Settings
+from finops.settings import load_settings
 
 __all__ = ["budgets_app"]
 
@@ -34,7 +34,7 @@ def validate(
     """Check every budget file; exit 1 if any has an error (a broken file would not be used)."""
     if directory is not None and budgets is not None and directory != budgets:
         raise UsageError("give the budget folder once: as DIR or as --budgets")
-    result = load_budget_dir(directory or budgets or Settings().budgets_dir)
+    result = load_budget_dir(directory or budgets or load_settings().budgets_dir)
     for problem in result.problems:
         typer.echo(str(problem), err=True)
     typer.echo(result.summary())

@@ -22,6 +22,7 @@ __all__ = [
     "TzOpt",
     "budgets_for",
     "date_arg",
+    "err_console",
     "ledger_for",
     "out",
     "period",
@@ -52,8 +53,17 @@ def out() -> Console:
     return Console(highlight=False, soft_wrap=False, width=None if probe.is_terminal else 200)
 
 
+def err_console() -> Console:
+    """stderr, never wrapped: an error or warning stays one line whatever the terminal's width, so
+    ``file:line: ...`` can be grepped in CI logs."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
 def settings_for(db: str | None) -> Settings:
-    settings = Settings()
+    """FINOPS_* settings (a bad value is a ConfigError, one line per setting), with ``--db``."""
+    from finops.settings import load_settings
+
+    settings = load_settings()
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
         settings = settings.model_copy(update={"database_url": url})

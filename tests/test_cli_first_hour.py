@@ -1,0 +1,217 @@
+"""Issue 12, start-up and errors: what a new user meets in the first hour says what is wrong in one
+line, on stderr, with the right exit code, and never a traceback or a pydantic dump."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from finops.cli.main import app
+from tests.conftest import make_ledger
+from tests.daemon_proc import free_port
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cli.db"
+    for name in list(os.environ):
+        if name.startswith("FINOPS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FINOPS_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)
+    make_ledger(f"sqlite:///{path}").close()
+    return path
+
+
+def finops(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def finops_process(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process: a real stderr, COLUMNS as a terminal would set it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FINOPS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "finops", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# --------------------------------------------------------------------------- 1. no budgets folder
+def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"daemon did not answer:\n{log.read_text()}")
+
+
+def test_run_without_a_budgets_folder_starts_says_so_once_and_reads_it_when_it_appears(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "daemon.log"
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FINOPS_")}
+    env = {**clean, "FINOPS_CYCLE_S": "0.2", "FINOPS_LOG_FORMAT": "json"}
+    argv = [sys.executable, "-m", "finops", "run", "--port", str(port), "--db", "f.db", "--init"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", proc, log)
+        check = f"http://127.0.0.1:{port}/v1/budgets/support/check"
+        assert httpx.get(check).json()["reason"] == "no budget covers this flow"
+        time.sleep(1)  # five cycles: the warning is not repeated
+        (tmp_path / "budgets").mkdir()
+        (tmp_path / "budgets" / "support.yaml").write_text(
+            "budgets:\n  - flow: support\n    owner: '@dana'\n    daily_cap_usd: 10\n"
+        )
+        deadline = time.monotonic() + 10
+        while httpx.get(check).json()["reason"] != "within budget":
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        code = proc.wait(30)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    warned = [line for line in lines if "no budgets folder" in line["msg"]]
+    assert [w["msg"] for w in warned] == [
+        "no budgets folder at budgets: running with no budgets; create it (it is read within a cycle) "
+        "or set FINOPS_BUDGETS_DIR"
+    ]
+    assert warned[0]["level"] == "warning"
+
+
+def test_run_once_without_a_budgets_folder_is_not_an_error(tmp_path: Path) -> None:
+    done = finops_process("run", "--once", "--db", "f.db", "--init", cwd=tmp_path, FINOPS_LOG_FORMAT="text")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("0 budgets: 0 new alerts")
+    assert "no budgets folder at budgets: running with no budgets" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            (),
+            {"FINOPS_BUDGETS_DIR": "nope"},
+            "error: FINOPS_BUDGETS_DIR nope does not exist: create it, or point FINOPS_BUDGETS_DIR "
+            "at the folder of budget files\n",
+        ),
+        (
+            ("--budgets", "nope"),
+            {},
+            "error: --budgets nope does not exist: create it, or point --budgets at the folder of "
+            "budget files\n",
+        ),
+    ],
+)
+def test_a_budgets_folder_named_on_purpose_must_exist(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    done = finops_process("run", "--once", "--db", "f.db", "--init", *args, cwd=tmp_path, **env)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", message)
+
+
+# --------------------------------------------------------------------------- 2. ports and settings
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = finops_process("run", "--port", str(port), "--db", "f.db", "--init", cwd=tmp_path)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]  # the log lines
+    assert errors == [
+        f"error: port {port} on 127.0.0.1 is in use; stop the other process or pass --port "
+        "(or set FINOPS_PORT)"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_port_out_of_range_is_a_bad_argument(db: Path) -> None:
+    code, out, err = finops("run", "--port", "99999")
+    assert code == 2 and out == ""
+    assert "Invalid value for '--port'" in err and "65535" in err
+
+
+def test_every_bad_setting_is_one_line_naming_it_and_what_it_takes(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINOPS_CYCLE_S", "abc")
+    monkeypatch.setenv("FINOPS_PORT", "99999")
+    monkeypatch.setenv("FINOPS_PROMPT_PREVIEW", "maybe")
+    monkeypatch.setenv("FINOPS_LOG_FORMAT", "xml")
+    monkeypatch.setenv("FINOPS_DIGEST_TIME", "25:00")
+    monkeypatch.setenv("FINOPS_RETENTION_DAYS", "7")
+    monkeypatch.setenv("FINOPS_SCHEDULE_TZ", "Mars/Olympus")
+    monkeypatch.setenv("FINOPS_SLACK_BOT_TOKEN", "xoxb-secret")  # valid: never shown anyway
+    expected = [
+        "error: FINOPS_PROMPT_PREVIEW='maybe' is not valid: it takes true or false "
+        "(also 1/0, yes/no, on/off)",
+        "error: FINOPS_PORT='99999' is not valid: it takes a whole number from 0 to 65535",
+        "error: FINOPS_CYCLE_S='abc' is not valid: it takes a number of seconds more than 0 and at most 3600",
+        "error: FINOPS_SCHEDULE_TZ='Mars/Olympus' is not valid: unknown time zone 'Mars/Olympus': use an "
+        "IANA name such as Europe/Berlin",
+        "error: FINOPS_DIGEST_TIME='25:00' is not valid: it takes a local time HH:MM from 00:00 to 23:59",
+        "error: FINOPS_RETENTION_DAYS='7' is not valid: it takes a whole number of days at least 35",
+        "error: FINOPS_LOG_FORMAT='xml' is not valid: it takes json or text",
+    ]
+    for command in (("spend",), ("run", "--once"), ("budgets", "validate"), ("check", "support")):
+        code, out, err = finops(*command)
+        assert (code, out) == (1, ""), command
+        assert err.splitlines() == expected, command
+
+
+def test_a_secret_setting_is_named_but_never_shown(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_DATABASE_URL", "mysql://root:hunter2@db/finops")
+    code, _, err = finops("spend")
+    assert code == 1
+    assert err == (
+        "error: FINOPS_DATABASE_URL must start with sqlite:/// or postgresql+psycopg://, got 'mysql'\n"
+    )
+
+
+# --------------------------------------------------------------------------- 3. stderr is never wrapped
+LONG = "budgets/support.yaml:3: unknown key 'dialy_cap_usd' (did you mean daily_cap_usd?)"
+
+
+def test_errors_and_warnings_are_never_wrapped(tmp_path: Path) -> None:
+    (tmp_path / "budgets").mkdir()
+    (tmp_path / "budgets" / "support.yaml").write_text(
+        "budgets:\n  - flow: support\n    dialy_cap_usd: 10\n    owner: '@dana'\n"
+    )
+    validate = finops_process("budgets", "validate", cwd=tmp_path, COLUMNS="40")
+    assert validate.returncode == 1
+    assert LONG in validate.stderr.splitlines()
+    assert finops_process("db", "upgrade", "--db", "f.db", cwd=tmp_path).returncode == 0
+    check = finops_process("check", "support", "--db", "f.db", cwd=tmp_path, COLUMNS="40")
+    assert check.stderr.splitlines()[:3] == [
+        "budgets/support.yaml:2: daily_cap_usd is required (USD per local day, e.g. 250)",
+        LONG,
+        "budgets/support.yaml: broken and never read while valid: its budgets are NOT enforced",
+    ]
