@@ -215,3 +215,30 @@ def test_errors_and_warnings_are_never_wrapped(tmp_path: Path) -> None:
         LONG,
         "budgets/support.yaml: broken and never read while valid: its budgets are NOT enforced",
     ]
+
+
+# --------------------------------------------------------------------------- 6. validate one file
+EXAMPLES = Path(__file__).resolve().parent.parent / "budgets"
+
+
+def test_budgets_validate_takes_one_file_several_files_or_folders() -> None:
+    support, search = str(EXAMPLES / "support.yaml"), str(EXAMPLES / "search.yaml")
+    assert finops("budgets", "validate", support) == (0, "1 file, 1 budget: no problems\n", "")
+    assert finops("budgets", "validate", support, search) == (0, "2 files, 2 budgets: no problems\n", "")
+    # a file named again inside its folder is read once
+    every = (0, "3 files, 4 budgets: no problems\n", "")
+    assert finops("budgets", "validate", support, str(EXAMPLES)) == every
+    assert finops("budgets", "validate", str(EXAMPLES)) == every
+
+
+def test_budgets_validate_checks_files_named_together_as_one_set(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    for path in (one, two):
+        path.write_text("budgets:\n  - flow: support\n    owner: '@dana'\n    daily_cap_usd: 10\n")
+    code, out, err = finops("budgets", "validate", str(one))
+    assert (code, out, err) == (0, "1 file, 1 budget: no problems\n", "")
+    code, out, err = finops("budgets", "validate", str(one), str(two))
+    assert (code, out) == (1, "2 files, 1 budget: 1 error, 0 warnings\n")
+    assert err == (
+        f"{two}:2: budget 'support' is already defined at {one}:2; give one of them a distinct name:\n"
+    )
