@@ -242,3 +242,86 @@ def test_budgets_validate_checks_files_named_together_as_one_set(tmp_path: Path)
     assert err == (
         f"{two}:2: budget 'support' is already defined at {one}:2; give one of them a distinct name:\n"
     )
+
+
+# --------------------------------------------------------------------------- 4. why lines were rejected
+BROKEN = [
+    '{"id":"a1","ts":"yesterday","model":"gpt-4o","provider":"openai"}',
+    '{"id":"a2","ts":"2026-13-01","model":"gpt-4o","provider":"openai"}',
+    '{"id":"a3","ts":"2026-11-01T10:00:00Z","provider":"openai"}',
+    '{"id":"a4","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","provider":"openai","input_tokens":-5}',
+    '{"id":"a5","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","provider":"openai","input_tokens":-5}',
+    "not json at all",
+    '{"id":"a7","ts":"2026-11-01T10:00:00","model":"gpt-4o","provider":"openai"}',
+    '{"ts":"2026-11-01T10:00:00Z","model":"gpt-4o","provider":"openai"}',
+    '{"id":"a9","ts":"tomorrow","model":"gpt-4o","provider":"openai"}',
+    '{"id":"ok","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","provider":"openai","input_tokens":10}',
+    '{"id":"a11","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","provider":"openai","output_tokens":1.5}',
+]
+
+
+def test_ingest_lists_reasons_as_written_with_counts_that_add_up(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join(BROKEN) + "\n")
+    code, out, err = finops("ingest", str(path))
+    assert code == 0, err
+    assert out.splitlines()[1:] == [
+        "rejected 10, each in the dead letters with its file and line:",
+        f"         3  ts is not ISO 8601 (e.g. 2026-11-03T10:15:00Z)  (first: {path}:1)",
+        f"         2  input_tokens is negative (-5)  (first: {path}:4)",
+        f"         1  missing required field model  (first: {path}:3)",
+        "         1  invalid JSON: invalid literal, expected 'null': line 1 column 1 (char 0)  "
+        f"(first: {path}:6)",
+        f"         1  ts has no UTC offset; add Z or +01:00  (first: {path}:7)",
+        "        +2  more (2 other reasons): finops dead-letters",
+    ]
+    assert out.splitlines()[0].startswith("read 11 from 1 file: stored 1, duplicates 0, rejected 10,")
+    counts = [int(line.split()[0].lstrip("+")) for line in out.splitlines()[2:]]
+    assert sum(counts) == 10  # rejected = the counts shown + N more
+    code, dead, _ = finops("dead-letters", "--format", "json")
+    assert json.loads(dead)["total"] == 10
+
+
+def test_few_reasons_need_no_more_line_and_a_conflict_is_named(db: Path, tmp_path: Path) -> None:
+    first = tmp_path / "a.jsonl"
+    first.write_text('{"id":"x","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","input_tokens":10}\n')
+    assert finops("ingest", str(first))[0] == 0
+    again = tmp_path / "b.jsonl"
+    again.write_text(
+        '{"id":"x","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","input_tokens":11}\n'
+        '{"id":"y","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","input_tokens":-1}\n'
+    )
+    code, out, _ = finops("ingest", str(again))
+    assert code == 0
+    lines = out.splitlines()[1:]
+    assert lines[0] == (
+        "rejected 2, each in the dead letters with its file and line; 1 of them is a conflict "
+        "(same id, different content):"
+    )
+    assert sorted(lines[1:]) == [
+        f"         1  conflict: id 'x' was already stored with different content; the stored record is "
+        f"kept (send a new id for a new call)  (first: {again}:1)",
+        f"         1  input_tokens is negative (-1)  (first: {again}:2)",
+    ]
+
+
+def test_reasons_shown_as_written_quote_no_sent_text(db: Path, tmp_path: Path) -> None:
+    """Shown unmasked, the reasons still carry no prompt, user or secret (domain.text.shown): the
+    same hostile lines as tests/faults/test_07, through the command line."""
+    from tests.conftest import usage
+    from tests.faults.test_07_nothing_raw_is_kept import EMAIL, PROMPT, SECRETS, TOKEN_LIKE
+
+    lines = [
+        json.dumps(usage(1, prompt=PROMPT, user=EMAIL, ts="not a time " + TOKEN_LIKE)),
+        '{"id": "4", "prompt": "' + PROMPT + '", "user": "' + EMAIL + '"',  # cut short
+        json.dumps(usage(2, model=PROMPT * 20)),
+        json.dumps(usage(3, input_tokens=TOKEN_LIKE)),
+        json.dumps(usage(5, tags={"team": [EMAIL]})),
+        EMAIL,
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = finops("ingest", str(path))
+    assert code == 0 and "rejected 6," in out
+    for secret in SECRETS:
+        assert secret not in out + err, secret

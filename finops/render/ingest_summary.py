@@ -11,7 +11,7 @@ from finops.domain.money import format_usd
 from finops.usecases.dead_letters import DeadLetter
 from finops.usecases.ingest import IngestSummary
 
-__all__ = ["print_dead_letters", "print_ingest_summary"]
+__all__ = ["print_dead_letters", "print_ingest_summary", "rejection_lines"]
 
 
 def print_ingest_summary(
@@ -45,19 +45,41 @@ def print_ingest_summary(
         )
 
 
-def _rejections(summary: IngestSummary, console: Console) -> None:
+#: Reasons listed after an ingest; the rest are counted on one line that points at the dead letters.
+SHOWN_REASONS = 5
+
+
+def rejection_lines(summary: IngestSummary) -> list[str]:
+    """Why lines were rejected, as written, with a count per reason, most frequent first (at most
+    SHOWN_REASONS lines), then ``+N more`` for the rest: the counts add up to ``rejected``."""
     if not summary.rejected:
-        return
-    console.print(
-        f"rejected lines are in the dead-letter table (`finops dead-letters`); "
-        f"{summary.conflicts:,} were conflicts (same id, different content):",
-        markup=False,
+        return []
+    conflicts = summary.conflicts
+    of_them = (
+        f"; {conflicts:,} of them {'is a conflict' if conflicts == 1 else 'are conflicts'} "
+        "(same id, different content)"
+        if conflicts
+        else ""
     )
-    for reason, count in summary.reasons.most_common(5):
-        console.print(f"  {count:>8,}  {reason}", markup=False)
-    for ex in summary.examples[:3]:
-        line = f":{ex.line}" if ex.line is not None else ""
-        console.print(f"  e.g. {ex.location}{line}: {ex.reason}", markup=False)
+    lines = [f"rejected {summary.rejected:,}, each in the dead letters with its file and line{of_them}:"]
+    shown = 0
+    for reason, count in summary.reasons.most_common(SHOWN_REASONS):
+        first = summary.first_at[reason]
+        where = f"{first.location}:{first.line}" if first.line is not None else first.location
+        lines.append(f"  {count:>8,}  {reason}  (first: {where})")
+        shown += count
+    rest = summary.rejected - shown
+    if rest:
+        reasons = len(summary.reasons) - SHOWN_REASONS
+        plus = "+" if summary.other_reasons else ""
+        kinds = f" ({reasons:,}{plus} other reason{'s' * (reasons != 1)})" if reasons > 0 else ""
+        lines.append(f"  {'+' + format(rest, ','):>8}  more{kinds}: finops dead-letters")
+    return lines
+
+
+def _rejections(summary: IngestSummary, console: Console) -> None:
+    for line in rejection_lines(summary):
+        console.print(line, markup=False, soft_wrap=True)  # one line each, however long
 
 
 def print_dead_letters(total: int, letters: list[DeadLetter], *, as_json: bool, console: Console) -> None:

@@ -8,7 +8,6 @@ becomes a dead letter with file, line and reason and never stops the others.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -69,8 +68,8 @@ __all__ = [
 DEFAULT_SOURCE = "default"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_NUMBER = re.compile(r"\d+")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: Distinct rejection reasons an ingest counts one by one (the rest are counted together).
+MAX_REASONS = 1000
 
 
 @dataclass
@@ -88,21 +87,25 @@ class IngestSummary:
     notes: set[str] = field(default_factory=set)  # e.g. token counts are estimates
     skipped: int = 0  # OTLP spans that are not LLM calls
     unpriced_models: Counter[str] = field(default_factory=Counter)
+    #: rejections per reason as written (reasons never quote a sent text: see domain.text.shown)
     reasons: Counter[str] = field(default_factory=Counter)
+    #: where each counted reason was first met
+    first_at: dict[str, Rejection] = field(default_factory=dict)
+    #: rejections whose reason was not counted: more than MAX_REASONS distinct ones
+    other_reasons: int = 0
     examples: list[Rejection] = field(default_factory=list)
     example_limit: int = 10  # the HTTP API keeps them all: each rejected record gets its reason
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejected += 1
-        self.reasons[_kind(rejection.reason)] += 1
+        reason = rejection.reason
+        if reason in self.reasons or len(self.reasons) < MAX_REASONS:
+            self.reasons[reason] += 1
+            self.first_at.setdefault(reason, rejection)
+        else:  # memory stays bounded whatever the input: the rest are in the dead letters
+            self.other_reasons += 1
         if len(self.examples) < self.example_limit:
             self.examples.append(rejection)
-
-
-def _kind(reason: str) -> str:
-    """A reason without its particulars, to count rejections by kind."""
-    head = reason.split(":")[0].split(";")[0]
-    return _QUOTED.sub("…", _NUMBER.sub("N", head))
 
 
 def _now_us() -> int:
