@@ -325,3 +325,57 @@ def test_reasons_shown_as_written_quote_no_sent_text(db: Path, tmp_path: Path) -
     assert code == 0 and "rejected 6," in out
     for secret in SECRETS:
         assert secret not in out + err, secret
+
+
+# --------------------------------------------------------------------------- 5. a truncated gzip
+def _gzip_of(count: int) -> bytes:
+    import gzip
+
+    lines = [
+        json.dumps({"id": f"r{i}", "ts": "2026-11-01T10:00:00Z", "model": "gpt-4o", "input_tokens": 10 + i})
+        for i in range(count)
+    ]
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def _records(db: Path) -> int:
+    code, out, _ = finops("spend", "--by", "flow", "--format", "json")
+    assert code == 0
+    return sum(int(row["records"]) for row in json.loads(out)["rows"])
+
+
+def test_a_truncated_gzip_says_what_was_stored_and_the_rerun_finishes(db: Path, tmp_path: Path) -> None:
+    data = _gzip_of(8000)
+    cut = tmp_path / "x.jsonl.gz"
+    cut.write_bytes(data[: len(data) * 9 // 10])  # a real truncated file: its end marker is missing
+    code, out, err = finops("ingest", str(cut), "--batch-size", "3000")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {cut} is truncated after line 7200; the 7,200 records before it were ingested: "
+        "7,200 stored, 0 already stored, 0 rejected; fix the file and run the same command again "
+        "(nothing is stored twice)\n"
+    )
+    assert _records(db) == 7200  # the true number: every line read before the cut is stored
+    code, _, err = finops("ingest", str(cut))
+    assert code == 1 and "0 stored, 7,200 already stored" in err
+    cut.write_bytes(data)  # fixed
+    code, out, _ = finops("ingest", str(cut))
+    assert code == 0 and out.startswith("read 8,000 from 1 file: stored 800, duplicates 7,200,")
+    assert _records(db) == 8000
+
+
+def test_a_broken_file_stops_the_ones_after_it_and_says_so(db: Path, tmp_path: Path) -> None:
+    data = bytearray(_gzip_of(100))
+    data[-8] ^= 0xFF  # the CRC of the data: the stream is complete but wrong
+    (tmp_path / "in").mkdir()
+    bad, later = tmp_path / "in" / "a.jsonl.gz", tmp_path / "in" / "b.jsonl"
+    bad.write_bytes(bytes(data))
+    later.write_text('{"id":"later","ts":"2026-11-01T10:00:00Z","model":"gpt-4o"}\n')
+    code, _, err = finops("ingest", str(tmp_path / "in"))
+    assert code == 1
+    assert err.startswith(f"error: {bad} cannot be read (CRC check failed")
+    assert err.endswith(
+        "the 100 records before it were ingested: 100 stored, 0 already stored, 0 rejected; the 1 file "
+        "after it was not read; fix the file and run the same command again (nothing is stored twice)\n"
+    )
+    assert _records(db) == 100

@@ -26,7 +26,7 @@ from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
 from finops.errors import IngestError
-from finops.sources.jsonl import Line, expand_paths, read_lines
+from finops.sources.jsonl import Line, UnreadableInput, expand_paths, read_lines
 from finops.storage.db import write_transaction
 from finops.storage.ledger import (
     BatchOutcome,
@@ -44,6 +44,7 @@ from finops.usecases.pricing import price_record
 from finops.usecases.process_pool import process_pool
 
 __all__ = [
+    "FileLines",
     "IngestSummary",
     "Prepared",
     "StagedWrite",
@@ -507,17 +508,49 @@ def ingest_paths(
     """
     files = expand_paths(paths)
     summary = IngestSummary()
-
-    def lines() -> Iterable[Line]:
-        for path in files:
-            yield from read_lines(path, on_bytes=on_bytes)
-
+    lines = FileLines(files, on_bytes=on_bytes)
     if workers is None:  # a parser process pays for its start-up on inputs of more than a few batches
         big = sum(p.stat().st_size for p in files) > 32 * 1024 * 1024
         workers = ledger.settings.ingest_workers if big and (os.cpu_count() or 1) >= 2 else 0
-    return ingest_lines(
-        ledger, lines(), source=source, batch_size=batch_size, summary=summary, workers=workers
-    )
+    ingest_lines(ledger, lines, source=source, batch_size=batch_size, summary=summary, workers=workers)
+    lines.raise_if_stopped(summary)
+    return summary
+
+
+class FileLines:
+    """The lines of files, in order, up to the first place a file cannot be read further (a
+    truncated gzip): the lines before it are still ingested, then :meth:`raise_if_stopped` says
+    what was stored, so nobody has to guess what to re-run."""
+
+    def __init__(self, files: Sequence[Path], *, on_bytes: Callable[[int], None] | None = None) -> None:
+        self._files = files
+        self._on_bytes = on_bytes
+        self.stopped: UnreadableInput | None = None
+        self.unread_files = 0
+
+    def __iter__(self) -> Iterator[Line]:
+        for index, path in enumerate(self._files):
+            try:
+                yield from read_lines(path, on_bytes=self._on_bytes)
+            except UnreadableInput as exc:
+                self.stopped, self.unread_files = exc, len(self._files) - index - 1
+                return
+
+    def raise_if_stopped(self, summary: IngestSummary, what: str = "records") -> None:
+        """Raises IngestError with the true counts of what was stored before the file broke."""
+        if self.stopped is None:
+            return
+        unread = (
+            f"; the {self.unread_files} file{'s' if self.unread_files != 1 else ''} after it "
+            f"{'were' if self.unread_files != 1 else 'was'} not read"
+            if self.unread_files
+            else ""
+        )
+        raise IngestError(
+            f"{self.stopped}; the {summary.read:,} {what} before it were ingested: {summary.stored:,} "
+            f"stored, {summary.duplicates:,} already stored, {summary.rejected:,} rejected{unread}; fix "
+            "the file and run the same command again (nothing is stored twice)"
+        )
 
 
 def ingest_otlp_paths(
