@@ -80,7 +80,15 @@ def test_run_without_a_budgets_folder_starts_says_so_once_and_reads_it_when_it_a
     try:
         _wait_for(f"http://127.0.0.1:{port}/healthz", proc, log)
         check = f"http://127.0.0.1:{port}/v1/budgets/support/check"
-        assert httpx.get(check).json()["reason"] == "no budget covers this flow"
+        answer = httpx.get(check).json()
+        assert (answer["reason"], answer["known_flow"]) == ("no budget covers this flow", False)
+        # 7. the HTTP check says known_flow too, once the flow has usage
+        record = {"id": "1", "ts": "2026-11-01T10:00:00Z", "model": "gpt-4o", "flow": "support"}
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/usage", json=[record]).json()["stored"] == 1
+        deadline = time.monotonic() + 10
+        while not httpx.get(check).json()["known_flow"]:  # the set of flows is re-read each second
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         time.sleep(1)  # five cycles: the warning is not repeated
         (tmp_path / "budgets").mkdir()
         (tmp_path / "budgets" / "support.yaml").write_text(
@@ -379,3 +387,44 @@ def test_a_broken_file_stops_the_ones_after_it_and_says_so(db: Path, tmp_path: P
         "after it was not read; fix the file and run the same command again (nothing is stored twice)\n"
     )
     assert _records(db) == 100
+
+
+# --------------------------------------------------------------------------- 7. check on an unknown flow
+def _check(*args: str) -> tuple[int, dict[str, object], str]:
+    code, out, err = finops("check", *args)
+    return code, json.loads(out), err
+
+
+def test_check_tells_a_typo_from_a_flow_without_a_budget(db: Path, tmp_path: Path) -> None:
+    (tmp_path / "budgets").mkdir()
+    for name in ("support.yaml", "search.yaml"):
+        (tmp_path / "budgets" / name).write_text((EXAMPLES / name).read_text())
+    records = tmp_path / "u.jsonl"
+    records.write_text('{"id":"1","ts":"2026-11-01T10:00:00Z","model":"gpt-4o","flow":"code-review"}\n')
+    assert finops("ingest", str(records))[0] == 0
+
+    code, doc, err = _check("suport-gpt-en")
+    assert (code, doc["decision"], doc["known_flow"]) == (0, "allow", False)
+    assert err == "warning: flow 'suport-gpt-en' has no usage and no budget; did you mean 'support-gpt-en'?\n"
+    code, doc, err = _check("code-reveiw")  # close to a flow with usage
+    assert err == "warning: flow 'code-reveiw' has no usage and no budget; did you mean 'code-review'?\n"
+    code, doc, err = _check("zzz")
+    assert doc["known_flow"] is False
+    assert (
+        err
+        == "warning: flow 'zzz' has no usage and no budget; check its name (flow names are case-sensitive)\n"
+    )
+
+    code, doc, err = _check("code-review")  # usage, no budget
+    assert (doc["known_flow"], doc["reason"], err) == (True, "no budget covers this flow", "")
+    code, doc, err = _check("support-gpt-en")  # a budget, no usage
+    assert (doc["known_flow"], doc["reason"], err) == (True, "within budget", "")
+
+    code, doc, err = _check("search-rerank")  # only a budget that wants tags
+    assert doc["known_flow"] is True and err == ""
+    assert doc["reason"] == (
+        "no budget covers this call: budget 'search-prod' covers this flow when called with tags "
+        "env=prod, team=search"
+    )
+    code, doc, _ = _check("search-rerank", "--tag", "env=prod", "--tag", "team=search")
+    assert (doc["reason"], doc["budget"]) == ("within budget", "search-prod")
