@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -200,7 +202,7 @@ def load_settings(config: Path | None = None) -> Settings:
     try:
         return _load(config)
     except ValidationError as exc:
-        raise ConfigError(describe_settings_error(exc)) from None
+        raise ConfigError(describe_settings_error(exc, config)) from None
 
 
 def _load(config: Path | None) -> Settings:
@@ -270,22 +272,44 @@ def _takes(name: str) -> str:
     return what + (" " + " and ".join(bounds) if bounds else "")
 
 
-def describe_settings_error(exc: ValidationError) -> str:
+def _in_file(name: str, config: Path | None) -> bool:
+    """Whether a bad value came from the config file: it is set there and not by its variable
+    (variables win; .env counts as a variable)."""
+    var = f"FINOPS_{name.upper()}"
+    if config is None or any(k.upper() == var for k in os.environ):
+        return False
+    import tomllib
+
+    try:
+        return name in tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def describe_settings_error(exc: ValidationError, config: Path | None = None) -> str:
     """A pydantic dump as lines an operator can act on, one per bad setting:
-    ``FINOPS_CYCLE_S='abc' is not valid: it takes a number of seconds more than 0 and at most 3600``.
+    ``FINOPS_CYCLE_S='abc' is not valid: it takes a number of seconds more than 0 and at most 3600``
+    (``retention_days=1 in finops.toml is not valid: ...`` for a value from the config file).
     The lines are joined with ``\nerror: `` (the CLI prints the first ``error: ``)."""
     lines = []
     for error in exc.errors():
-        loc = error.get("loc") or ("?",)
-        name = str(loc[0])
+        name = str((error.get("loc") or ("?",))[0])
         var = f"FINOPS_{name.upper()}"
         value: Any = error.get("input")
-        shown = "" if name in _HIDDEN or isinstance(value, dict) else f"={str(value)[:60]!r}"
+        hidden = name in _HIDDEN or isinstance(value, dict | list)
+        if _in_file(name, config):
+            written = json.dumps(value) if isinstance(value, str) else str(value)
+            setting = f"{name}{'' if hidden else '=' + written[:60]} in {config}"
+        else:
+            setting = f"{var}{'' if hidden else '=' + repr(str(value)[:60])}"
         if name not in Settings.model_fields:
-            lines.append(f"{var}{shown} is not valid: {error.get('msg')}")
+            why = str(error.get("msg"))
         elif error.get("type") == "value_error":  # our own validators say what to do already
             why = str(error.get("ctx", {}).get("error") or error.get("msg")).removeprefix("Value error, ")
-            lines.append(why if why.startswith(var) else f"{var}{shown} is not valid: {why}")
+            if why.startswith(var):
+                lines.append(why)
+                continue
         else:
-            lines.append(f"{var}{shown} is not valid: it takes {_takes(name)}")
+            why = f"it takes {_takes(name)}"
+        lines.append(f"{setting} is not valid: {why}")
     return "\nerror: ".join(lines)

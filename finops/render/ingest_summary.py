@@ -17,13 +17,15 @@ __all__ = ["print_dead_letters", "print_ingest_summary", "rejection_lines"]
 def print_ingest_summary(
     summary: IngestSummary, *, files: int, console: Console, what: str = "usage"
 ) -> None:
-    """One line of counts, then what needs attention: rejections and unpriced models."""
+    """One line of counts, then what needs attention: rejections and unpriced models. Lines are
+    never wrapped at the terminal's width (a note or a reason stays greppable)."""
     where = f" from {files} file{'s' * (files != 1)}" if files else ""
     if what == "outcomes":
         console.print(
             f"read {summary.read:,} outcomes{where}: stored {summary.stored:,}, duplicates "
             f"{summary.duplicates:,}, rejected {summary.rejected:,}; {summary.linked:,} usage records linked",
             markup=False,
+            soft_wrap=True,
         )
         _rejections(summary, console)
         return
@@ -32,16 +34,18 @@ def print_ingest_summary(
         f"rejected {summary.rejected:,}, unpriced {summary.unpriced:,}; "
         f"cost added ${format_usd(summary.cost_nanos)}",
         markup=False,
+        soft_wrap=True,
     )
     _rejections(summary, console)
     for note in sorted(summary.notes):
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     if summary.unpriced_models:
         models = ", ".join(f"{m} ({n:,})" for m, n in summary.unpriced_models.most_common(5))
         console.print(
             f"no price for: {models}. These records are stored unpriced (not $0); add a price "
             "(FINOPS_PRICE_OVERRIDES or `finops prices import`), then `finops reprice --since DATE`.",
             markup=False,
+            soft_wrap=True,
         )
 
 
