@@ -133,14 +133,20 @@ def test_run_once_without_a_budgets_folder_is_not_an_error(tmp_path: Path) -> No
         (
             ("--budgets", "nope"),
             {},
-            "error: --budgets nope does not exist: create it, or point --budgets at the folder of "
-            "budget files\n",
+            "error: --budgets nope does not exist: create it, or pass --budgets the folder of budget files\n",
+        ),
+        (
+            ("--config", "finops.toml"),
+            {},
+            "error: budgets_dir nope (in finops.toml) does not exist: create it, or set budgets_dir in "
+            "finops.toml to the folder of budget files\n",
         ),
     ],
 )
 def test_a_budgets_folder_named_on_purpose_must_exist(
     tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
 ) -> None:
+    (tmp_path / "finops.toml").write_text('budgets_dir = "nope"\n')
     done = finops_process("run", "--once", "--db", "f.db", "--init", *args, cwd=tmp_path, **env)
     assert (done.returncode, done.stdout, done.stderr) == (1, "", message)
 
@@ -428,3 +434,24 @@ def test_check_tells_a_typo_from_a_flow_without_a_budget(db: Path, tmp_path: Pat
     )
     code, doc, _ = _check("search-rerank", "--tag", "env=prod", "--tag", "team=search")
     assert (doc["reason"], doc["budget"]) == ("within budget", "search-prod")
+
+
+def test_a_truncated_gzip_of_outcomes_says_what_was_stored(db: Path, tmp_path: Path) -> None:
+    import gzip
+
+    lines = [
+        json.dumps({"id": f"o{i}", "ts": "2026-11-01T10:00:00Z", "status": "success", "flow": "support"})
+        for i in range(3000)
+    ]
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "o.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    code, out, err = finops("ingest", "--kind", "outcomes", str(cut))
+    assert (code, out) == (1, "")
+    read = int(err.split(" after line ")[1].split(";")[0])
+    assert 0 < read < 3000
+    assert err == (
+        f"error: {cut} is truncated after line {read}; the {read:,} outcomes before it were ingested: "
+        f"{read:,} stored, 0 already stored, 0 rejected; fix the file and run the same command again "
+        "(nothing is stored twice)\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,12 +71,16 @@ def run(
     except ValidationError as exc:
         raise ConfigError(describe_settings_error(exc)) from None
     if budgets_named and not settings.budgets_dir.is_dir():
-        given = "--budgets" if budgets is not None else "FINOPS_BUDGETS_DIR"
+        from_file = config is not None and "FINOPS_BUDGETS_DIR" not in {k.upper() for k in os.environ}
         what = "is not a folder" if settings.budgets_dir.exists() else "does not exist"
-        raise ConfigError(
-            f"{given} {settings.budgets_dir} {what}: create it, or point {given} at the folder "
-            "of budget files"
-        )
+        if budgets is not None:
+            where, fix = f"--budgets {settings.budgets_dir}", "pass --budgets"
+        elif from_file:
+            where = f"budgets_dir {settings.budgets_dir} (in {config})"
+            fix = f"set budgets_dir in {config} to"
+        else:
+            where, fix = f"FINOPS_BUDGETS_DIR {settings.budgets_dir}", "point FINOPS_BUDGETS_DIR at"
+        raise ConfigError(f"{where} {what}: create it, or {fix} the folder of budget files")
     configure_logging(settings.log_format)
     reconcile = reconcile_job(settings)
     daemon = Daemon(
