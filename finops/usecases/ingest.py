@@ -613,42 +613,43 @@ def _ingest_mapped(
     summary = IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
     batch = Prepared()
-    for path in expand_paths(paths):
-        for line in read_lines(path):
-            try:
-                decoded = orjson.loads(line.text)
-            except orjson.JSONDecodeError as exc:
-                batch.read += 1
-                batch.rejections.append(
-                    Rejection(
-                        line.path,
-                        line.number,
-                        f"invalid JSON: {exc}",
-                        line_digest(line.text, ledger.user_key),
-                    )
-                )
-                continue
-            if not isinstance(decoded, shapes):
-                batch.read += 1
-                batch.rejections.append(
-                    Rejection(line.path, line.number, wrong_shape, line_digest(line.text, ledger.user_key))
-                )
-                continue
-            for where, record in records(decoded):
-                if record is None:
-                    summary.skipped += 1
-                    continue
-                _accept(
-                    batch,
-                    ledger.book,
-                    ledger.user_key,
-                    record,
-                    f"{line.path}:{line.number} {where}",
+    lines = FileLines(expand_paths(paths))
+    for line in lines:
+        try:
+            decoded = orjson.loads(line.text)
+        except orjson.JSONDecodeError as exc:
+            batch.read += 1
+            batch.rejections.append(
+                Rejection(
+                    line.path,
                     line.number,
-                    None,
+                    f"invalid JSON: {exc}",
+                    line_digest(line.text, ledger.user_key),
                 )
-                if len(batch.items) + len(batch.rejections) >= size:
-                    write_prepared(ledger, source, batch, summary)
-                    batch = Prepared()
+            )
+            continue
+        if not isinstance(decoded, shapes):
+            batch.read += 1
+            batch.rejections.append(
+                Rejection(line.path, line.number, wrong_shape, line_digest(line.text, ledger.user_key))
+            )
+            continue
+        for where, record in records(decoded):
+            if record is None:
+                summary.skipped += 1
+                continue
+            _accept(
+                batch,
+                ledger.book,
+                ledger.user_key,
+                record,
+                f"{line.path}:{line.number} {where}",
+                line.number,
+                None,
+            )
+            if len(batch.items) + len(batch.rejections) >= size:
+                write_prepared(ledger, source, batch, summary)
+                batch = Prepared()
     write_prepared(ledger, source, batch, summary)
+    lines.raise_if_stopped(summary)
     return summary
