@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -13,7 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error", "load_settings"]
 
 from finops.env import DEFAULT_BUDGETS_DIR, DEFAULT_DATABASE_URL
 
@@ -190,11 +193,27 @@ class Settings(BaseSettings):
 
 def load_settings(config: Path | None = None) -> Settings:
     """Settings from FINOPS_* variables, then ``.env``, then a TOML ``config`` file (the same names,
-    lower case, without the prefix: ``database_url = "..."``). Variables win over the file."""
+    lower case, without the prefix: ``database_url = "..."``). Variables win over the file.
+
+    Raises:
+        ConfigError: a setting has a value it does not take; one line per bad setting, each
+            naming the variable and what it takes.
+    """
+    from finops.errors import ConfigError
+
+    try:
+        return _load(config)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc, config)) from None
+
+
+def _load(config: Path | None) -> Settings:
     if config is None:
         return Settings()
     if not config.is_file():
-        raise ValueError(f"config file {config} does not exist")
+        from finops.errors import ConfigError
+
+        raise ConfigError(f"config file {config} does not exist")
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
@@ -212,3 +231,87 @@ def load_settings(config: Path | None = None) -> Settings:
             return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
 
     return FileSettings()
+
+
+# --------------------------------------------------------------------------- errors, one line each
+#: What a setting whose rule is a pattern takes, in words.
+_TAKES = {
+    "log_format": "json or text",
+    "digest_time": "a local time HH:MM from 00:00 to 23:59",
+}
+#: Values never repeated in a message: they may be secrets (a URL may carry a password).
+_HIDDEN = {"database_url", "user_hash_secret", "slack_bot_token", "slack_webhook_url", "ingest_tokens",
+           "openai_admin_key", "anthropic_admin_key"}  # fmt: skip
+
+
+def _takes(name: str) -> str:
+    """What a setting takes, from its type and bounds: 'a number of seconds more than 0 and at most 3600'."""
+    if name in _TAKES:
+        return _TAKES[name]
+    field = Settings.model_fields[name]
+    annotation = field.annotation
+    unit = " of seconds" if name.endswith("_s") else " of days" if name.endswith("_days") else ""
+    if annotation is bool:
+        return "true or false (also 1/0, yes/no, on/off)"
+    if annotation is int:
+        what = f"a whole number{unit}"
+    elif annotation in (float, Decimal):
+        what = f"a number{unit}"
+    elif annotation in (Path, Path | None):
+        return "a file path"
+    else:
+        what = "a text"
+    rules = {
+        attr: getattr(r, attr)
+        for r in field.metadata
+        for attr in ("gt", "ge", "lt", "le")
+        if hasattr(r, attr)
+    }
+    if "ge" in rules and "le" in rules:
+        return f"{what} from {rules['ge']} to {rules['le']}"
+    words = {"gt": "more than", "ge": "at least", "lt": "less than", "le": "at most"}
+    bounds = [f"{words[attr]} {value}" for attr, value in rules.items()]
+    return what + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _in_file(name: str, config: Path | None) -> bool:
+    """Whether a bad value came from the config file: it is set there and not by its variable
+    (variables win; .env counts as a variable)."""
+    var = f"FINOPS_{name.upper()}"
+    if config is None or any(k.upper() == var for k in os.environ):
+        return False
+    import tomllib
+
+    try:
+        return name in tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def describe_settings_error(exc: ValidationError, config: Path | None = None) -> str:
+    """A pydantic dump as lines an operator can act on, one per bad setting:
+    ``FINOPS_CYCLE_S='abc' is not valid: it takes a number of seconds more than 0 and at most 3600``
+    (``retention_days=1 in finops.toml is not valid: ...`` for a value from the config file).
+    The lines are joined with ``\nerror: `` (the CLI prints the first ``error: ``)."""
+    lines = []
+    for error in exc.errors():
+        name = str((error.get("loc") or ("?",))[0])
+        var = f"FINOPS_{name.upper()}"
+        value: Any = error.get("input")
+        hidden = name in _HIDDEN or isinstance(value, dict | list)
+        if _in_file(name, config):
+            written = json.dumps(value) if isinstance(value, str) else str(value)
+            setting = f"{name}{'' if hidden else '=' + written[:60]} in {config}"
+        else:
+            setting = f"{var}{'' if hidden else '=' + repr(str(value)[:60])}"
+        if name not in Settings.model_fields:
+            why = str(error.get("msg"))
+        elif error.get("type") == "value_error":  # our own validators say what to do already
+            why = str(error.get("ctx", {}).get("error") or error.get("msg")).removeprefix("Value error, ")
+            if why.startswith(var):
+                lines.append(why)
+                continue
+        else:
+            why = f"it takes {_takes(name)}"
+        lines.append(f"{setting} is not valid: {why}")
+    return "\nerror: ".join(lines)

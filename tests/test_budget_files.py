@@ -518,9 +518,12 @@ def test_validate_with_only_warnings_exits_0(tmp_path: Path) -> None:
 def test_validate_a_missing_folder_says_what_to_do(tmp_path: Path) -> None:
     code, out, err = finops("budgets", "validate", str(tmp_path / "nope"))
     assert code == 1 and out == ""
-    assert err.startswith(f"error: budget folder {tmp_path / 'nope'} does not exist: create it")
+    assert err == (
+        f"error: budget file or folder {tmp_path / 'nope'} does not exist: name budget files (*.yaml) "
+        "or folders of them\n"
+    )
     code, _, err = finops("budgets", "validate", str(tmp_path), "--budgets", str(EXAMPLES))
-    assert code == 2 and "give the budget folder once" in err
+    assert code == 2 and "give the budget files or folder once" in err
 
 
 def test_schema_prints_the_json_schema() -> None:

@@ -120,7 +120,7 @@ def test_ingest_strict_exits_3_when_a_line_is_rejected(db: Path, tmp_path: Path)
     write_jsonl(tmp_path / "u.jsonl", [usage(1), "{broken"])
     code, out, _ = finops("ingest", "--strict", str(tmp_path / "u.jsonl"))
     assert code == 3
-    assert "stored 1, duplicates 0, rejected 1" in out and "u.jsonl:2: invalid JSON" in out
+    assert "stored 1, duplicates 0, rejected 1" in out and "invalid JSON" in out and "u.jsonl:2)" in out
     code, out, _ = finops("dead-letters", "--format", "json")
     doc = json.loads(out)
     assert doc["total"] == 1 and doc["dead_letters"][0]["line"] == 2

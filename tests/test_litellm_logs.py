@@ -470,4 +470,4 @@ def test_cli_ingest_kind_litellm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     assert result.exit_code == 0, result.output
     # the same call as the callback's (same id, same source): kept once; the differences are a conflict
-    assert "stored 0" in result.stdout and "1 were conflicts" in result.stdout
+    assert "stored 0" in result.stdout and "1 of them is a conflict" in result.stdout

@@ -54,7 +54,7 @@ def check(
 ) -> None:
     """Allow or deny spending on FLOW now: exit 0 allow, 4 deny (1 is an error); JSON with the numbers."""
     from finops.render.budget_docs import check_document
-    from finops.usecases.budgets import check_flow
+    from finops.usecases.budgets import check_flow, flow_suggestion
 
     try:
         estimate = Decimal(estimate_usd)
@@ -67,7 +67,11 @@ def check(
     found = budgets_for(ledger, budgets)  # file messages straight to stderr: no rich for a check
     with ledger.engine.connect() as conn:
         result = check_flow(conn, found, flow=flow, tags=tags, now=datetime.now(UTC), estimate_usd=estimate)
+        close = None if result.known_flow else flow_suggestion(conn, found, flow)
     ledger.close()
+    if not result.known_flow:  # a typo in a flow name would otherwise be allowed without a word
+        hint = f"did you mean {close!r}?" if close else "check its name (flow names are case-sensitive)"
+        typer.echo(f"warning: flow {flow!r} has no usage and no budget; {hint}", err=True)
     doc = check_document(result)
     typer.echo(json.dumps(doc, indent=2))
     if result.decision == "deny":

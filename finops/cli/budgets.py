@@ -28,18 +28,25 @@ budgets_app = typer.Typer(
 
 @budgets_app.command()
 def validate(
-    directory: Annotated[
-        Path | None, typer.Argument(help="Folder of *.yaml budget files (default: FINOPS_BUDGETS_DIR).")
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[PATH]...",
+            help="Budget files and folders of *.yaml budget files (default: FINOPS_BUDGETS_DIR).",
+        ),
     ] = None,
-    budgets: Annotated[Path | None, typer.Option("--budgets", help="Same as DIR.")] = None,
+    budgets: Annotated[Path | None, typer.Option("--budgets", help="A budget folder, same as PATH.")] = None,
 ) -> None:
-    """Check every budget file; exit 1 if any has an error (a broken file would not be used)."""
-    from finops.config.budget_files import load_budget_dir
-    from finops.settings import Settings
+    """Check budget files (one, several, or folders of them, as one set); exit 1 if any has an error
+    (a broken file would not be used)."""
+    from finops.config.budget_files import load_budget_dir, load_budget_paths
+    from finops.settings import load_settings
 
-    if directory is not None and budgets is not None and directory != budgets:
-        raise UsageError("give the budget folder once: as DIR or as --budgets")
-    result = _with_owner_warnings(load_budget_dir(directory or budgets or Settings().budgets_dir))
+    if paths and budgets is not None and paths != [budgets]:
+        raise UsageError("give the budget files or folder once: as PATH or as --budgets")
+    named = paths or ([budgets] if budgets is not None else [])
+    found = load_budget_paths(named) if named else load_budget_dir(load_settings().budgets_dir)
+    result = _with_owner_warnings(found)
     for problem in result.problems:
         typer.echo(str(problem), err=True)
     typer.echo(result.summary())

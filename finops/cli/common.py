@@ -60,16 +60,18 @@ def out() -> Console:
 
 
 def err_console() -> Console:
-    """stderr, never wrapped: one message stays one line, so `file:line` stays greppable in CI."""
+    """stderr, never wrapped: an error or warning stays one line whatever the terminal's width, so
+    ``file:line: ...`` can be grepped in CI logs."""
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings_for(db: str | None) -> Settings:
-    from finops.settings import Settings
+    """FINOPS_* settings (a bad value is a ConfigError, one line per setting), with ``--db``."""
+    from finops.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
         settings = settings.model_copy(update={"database_url": url})

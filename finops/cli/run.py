@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,9 @@ __all__ = ["register"]
 
 def run(
     host: Annotated[str | None, typer.Option(help="Listen address (default FINOPS_HOST, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default FINOPS_PORT, 8787).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default FINOPS_PORT, 8787; 0: any free port).")
+    ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="One cycle (poll, budgets, alerts, schedules), then exit.")
     ] = False,
@@ -46,12 +49,11 @@ def run(
     from finops.daemon.logs import configure_logging
     from finops.daemon.pollers_wiring import configured_pollers, reconcile_job
     from finops.daemon.serve import run_once, serve
-    from finops.settings import Settings, load_settings
+    from finops.settings import Settings, describe_settings_error, load_settings
 
-    try:
-        settings = load_settings(config)
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"settings: {exc}") from None
+    settings = load_settings(config)
+    # a folder named on purpose must exist; the default one may come later (no budgets until then)
+    budgets_named = budgets is not None or "budgets_dir" in settings.model_fields_set
     update: dict[str, Any] = {}
     if host is not None:
         update["host"] = host
@@ -65,10 +67,21 @@ def run(
         update["log_format"] = log_format
     if db:
         update["database_url"] = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-    try:  # validated like the variables: --port 99999 is an error, not a crash later
+    try:  # validated like the variables: a bad --db is an error, not a crash later
         settings = Settings.model_validate({**settings.model_dump(), **update})
     except ValidationError as exc:
-        raise ConfigError(f"settings: {exc}") from None
+        raise ConfigError(describe_settings_error(exc)) from None
+    if budgets_named and not settings.budgets_dir.is_dir():
+        from_file = config is not None and "FINOPS_BUDGETS_DIR" not in {k.upper() for k in os.environ}
+        what = "is not a folder" if settings.budgets_dir.exists() else "does not exist"
+        if budgets is not None:
+            where, fix = f"--budgets {settings.budgets_dir}", "pass --budgets"
+        elif from_file:
+            where = f"budgets_dir {settings.budgets_dir} (in {config})"
+            fix = f"set budgets_dir in {config} to"
+        else:
+            where, fix = f"FINOPS_BUDGETS_DIR {settings.budgets_dir}", "point FINOPS_BUDGETS_DIR at"
+        raise ConfigError(f"{where} {what}: create it, or {fix} the folder of budget files")
     configure_logging(settings.log_format)
     reconcile = reconcile_job(settings)
     daemon = Daemon(
@@ -76,6 +89,7 @@ def run(
         pollers=configured_pollers(settings),
         extra_jobs=(reconcile,) if reconcile else (),
         create=init,
+        budgets_optional=not budgets_named,
     )
     if once:
         polled, report = run_once(daemon)

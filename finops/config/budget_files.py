@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,7 @@ __all__ = [
     "files_digest",
     "load_budget_dir",
     "load_budget_file",
+    "load_budget_paths",
     "parse_budget_text",
 ]
 
@@ -311,6 +312,34 @@ def load_budget_dir(directory: Path) -> BudgetSet:
             "(or `finops budgets validate DIR`) at the folder of budget files"
         )
     paths = budget_paths(directory)
+    return _load_files(paths, empty=[] if paths else [directory])
+
+
+def load_budget_paths(paths: Sequence[Path]) -> BudgetSet:
+    """Budget files named one by one and folders of them (``finops budgets validate a.yaml b/``),
+    checked as one set: a key used twice or an overlap across them is reported as in a folder.
+
+    Raises:
+        BudgetFileError: a path does not exist.
+    """
+    files: list[Path] = []
+    empty: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = budget_paths(path)
+            files += found
+            if not found:
+                empty.append(path)
+        elif path.exists() or path.is_symlink():  # read as the daemon would: a link is reported
+            files.append(path)
+        else:
+            raise BudgetFileError(
+                f"budget file or folder {path} does not exist: name budget files (*.yaml) or folders of them"
+            )
+    return _load_files(list(dict.fromkeys(files)), empty=empty)
+
+
+def _load_files(paths: list[Path], *, empty: list[Path]) -> BudgetSet:
     budgets: list[LocatedBudget] = []
     problems: list[BudgetProblem] = []
     for path in paths:
@@ -321,7 +350,7 @@ def load_budget_dir(directory: Path) -> BudgetSet:
     broken = {p.file for p in clashes}
     budgets = [b for b in budgets if b.file not in broken]
     problems += clashes + _overlaps(budgets)
-    if not paths:
+    for directory in empty:
         problems.append(
             BudgetProblem(str(directory), None, "no budget files (*.yaml, *.yml) here", "warning")
         )

@@ -23,9 +23,13 @@ log = logging.getLogger("finops.budgets")
 class BudgetWatch:
     """The budgets in force, swapped atomically: request threads read ``current`` without locks."""
 
-    def __init__(self, ledger: Ledger, directory: Path) -> None:
+    def __init__(self, ledger: Ledger, directory: Path, *, optional: bool = False) -> None:
+        """``optional``: a folder missing at start means no budgets (said once) until it is created;
+        otherwise (and once it has been read) a missing folder is an error and the budgets read
+        last stay in force."""
         self._ledger = ledger
         self._directory = directory
+        self._optional = optional
         self._digest: str | None = None
         self._lock = threading.Lock()  # one reload at a time
         self.current = BudgetsInForce((), (), False)
@@ -40,6 +44,15 @@ class BudgetWatch:
         with self._lock:
             digest = files_digest(self._directory)
             if digest == self._digest and not force:
+                return False
+            if self._optional and self.reloads == 0 and not self._directory.is_dir():
+                if self._digest is None:
+                    log.warning(
+                        f"no budgets folder at {self._directory}: running with no budgets; create it "
+                        "(it is read within a cycle) or set FINOPS_BUDGETS_DIR",
+                        extra={"budgets_dir": str(self._directory)},
+                    )
+                self._digest = digest
                 return False
             found = budgets_in_force(self._ledger, self._directory)
             self.current = found

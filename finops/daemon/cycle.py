@@ -85,12 +85,15 @@ class Daemon:
         jobs: list[Job] | None = None,
         extra_jobs: tuple[Job, ...] = (),
         create: bool = False,
+        budgets_optional: bool = False,
     ) -> None:
+        """``budgets_optional``: the budget folder is the default one, not named by the operator, so
+        a missing one means no budgets (until it is created) rather than an error."""
         self.settings = settings
         self.ledger = Ledger.open(settings, create=create)
         self.metrics = Metrics()
         self.tokens = _tokens(settings)
-        self.budgets = BudgetWatch(self.ledger, settings.budgets_dir)
+        self.budgets = BudgetWatch(self.ledger, settings.budgets_dir, optional=budgets_optional)
         self.wake = threading.Event()
         self._holds_counted_at = -_CLOSED_HOLDS_EVERY_S  # the first cycle counts everything
         self.stop = threading.Event()

@@ -9,6 +9,7 @@ the batch's transaction committed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -24,6 +25,7 @@ from starlette.applications import Starlette
 
 from finops.daemon.cycle import CycleReport, Daemon
 from finops.daemon.http.app import ApiState, create_app
+from finops.errors import ConfigError
 
 __all__ = ["build_app", "run_once", "serve"]
 
@@ -76,7 +78,12 @@ def serve(daemon: Daemon, *, access_log: bool = False) -> int:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        daemon.ledger.close()
+        raise ConfigError(_bind_error(settings.host, settings.port, exc)) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     host, port = sock.getsockname()[:2]
@@ -101,6 +108,17 @@ def serve(daemon: Daemon, *, access_log: bool = False) -> int:
     server.run(sockets=[sock])
     log.info("finops daemon stopped")
     return 0 if server.started else 1
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    """Why the API cannot listen, and what to do, in one line."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use; stop the other process or pass --port (or set FINOPS_PORT)"
+    if exc.errno == errno.EACCES:
+        return f"port {port} on {host} needs privileges; use a port above 1023 (--port or FINOPS_PORT)"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host}: no such address on this machine; pass --host or set FINOPS_HOST"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass --host/--port"
 
 
 def run_once(daemon: Daemon) -> tuple[list[str], CycleReport]:

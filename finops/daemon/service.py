@@ -6,6 +6,7 @@ writer thread (daemon/group_commit.py), which commits what is waiting together.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy import Connection
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.database_outage import DatabaseOutage, DatabaseUnavailable, unavailable
@@ -21,7 +23,7 @@ from finops.daemon.group_commit import GroupCommit
 from finops.daemon.parse_pool import BodyProblem, ParsePool
 from finops.storage.ledger import Rejection
 from finops.usecases.admission import ReserveRequest, ReserveResult, prepare, release, replayed
-from finops.usecases.budgets import CheckResult, check_flow
+from finops.usecases.budgets import CheckResult, check_flow, ledger_flows
 from finops.usecases.ingest import (
     IngestSummary,
     Prepared,
@@ -40,6 +42,9 @@ __all__ = ["BatchResult", "IngestService"]
 #: Usage bodies up to this size are parsed on the event loop (a few records: well under a
 #: millisecond); larger ones in a worker thread or the parser process.
 _INLINE_BYTES = 4 * 1024
+#: How long the set of flows with usage (``known_flow`` of a check) is trusted before a flow
+#: missing from it makes it be read again.
+_FLOWS_FRESH_S = 1.0
 
 
 @dataclass
@@ -109,6 +114,7 @@ class IngestService:
             ledger, lambda: self.budgets.budgets, max_records=ledger.settings.max_batch_records
         )
         self._parsers = ParsePool(ledger.settings.ingest_workers)
+        self._known_flows: tuple[frozenset[str], float] = (frozenset(), -_FLOWS_FRESH_S)
 
     @contextmanager
     def _database(self, *, writing: bool) -> Iterator[None]:
@@ -227,8 +233,26 @@ class IngestService:
     ) -> CheckResult:
         with self._database(writing=False), self.ledger.engine.connect() as conn:
             return check_flow(
-                conn, self.budgets.budgets, flow=flow, tags=tags, now=now, estimate_usd=estimate_usd
+                conn,
+                self.budgets.budgets,
+                flow=flow,
+                tags=tags,
+                now=now,
+                estimate_usd=estimate_usd,
+                flow_seen=self._flow_seen,
             )
+
+    def _flow_seen(self, conn: Connection, flow: str) -> bool:
+        """``known_flow`` for flows no budget covers (a gateway may check every call of one): from
+        the set of flows with usage, re-read at most every few seconds, not a query per check."""
+        flows, read_at = self._known_flows
+        if flow in flows:
+            return True
+        if time.monotonic() - read_at < _FLOWS_FRESH_S:
+            return False
+        flows = ledger_flows(conn)
+        self._known_flows = (flows, time.monotonic())
+        return flow in flows
 
     def reserve(self, req: ReserveRequest, *, source: str) -> ReserveResult:
         """Hold money for a call in flight, or deny (usecases/admission.py): a retried request_id

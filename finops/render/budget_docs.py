@@ -54,6 +54,7 @@ def check_document(result: CheckResult) -> dict[str, Any]:
         "allow": result.decision == "allow",
         "flow": result.flow,
         "reason": result.reason,
+        "known_flow": result.known_flow,
         "estimate_usd": format_usd(result.estimate_nanos),
     }
     if tight is not None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from finops.errors import IngestError
 
-__all__ = ["Line", "expand_paths", "ndjson_lines", "read_lines"]
+__all__ = ["Line", "UnreadableInput", "expand_paths", "ndjson_lines", "read_lines"]
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
@@ -25,6 +26,16 @@ class Line:
     path: str
     number: int
     text: str
+
+
+class UnreadableInput(IngestError):
+    """A file stopped being readable part way (a truncated or corrupt gzip, a disk error): the
+    lines before it were read; ``after_line`` is the last of them."""
+
+    def __init__(self, path: Path, after_line: int, why: str, *, truncated: bool) -> None:
+        self.path, self.after_line, self.why, self.truncated = path, after_line, why, truncated
+        state = "is truncated" if truncated else f"cannot be read ({why})"
+        super().__init__(f"{path} {state} after line {after_line}")
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -56,7 +67,7 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        last = 0
+        last = number = 0
         try:
             for number, data in enumerate(stream, start=1):
                 if on_bytes is not None and number % 1024 == 0:
@@ -66,8 +77,10 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
                 text = data.decode("utf-8", errors="replace").strip()
                 if text:
                     yield Line(str(path), number, text)
-        except (OSError, EOFError) as exc:
-            raise IngestError(f"{path}: unreadable after line {number}: {exc}") from None
+        except EOFError:  # gzip: the stream ends before its end marker
+            raise UnreadableInput(path, number, "truncated", truncated=True) from None
+        except (OSError, zlib.error) as exc:
+            raise UnreadableInput(path, number, str(exc), truncated=False) from None
         if on_bytes is not None:
             on_bytes(raw.tell() - last)
 

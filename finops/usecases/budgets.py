@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,13 +13,20 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from finops.domain.budgets import Budget, BudgetState, budget_from_mapping, budget_to_mapping, evaluate
+from finops.domain.budgets import (
+    Budget,
+    BudgetState,
+    budget_from_mapping,
+    budget_to_mapping,
+    evaluate,
+    glob_matches,
+)
 from finops.domain.money import format_usd, usd_to_nanos
 from finops.storage.budget_snapshots import load_cached, load_snapshots, save_cached, save_snapshots
 from finops.storage.db import write_transaction
 from finops.storage.reservations import held_by_budget
 from finops.storage.sql import like_pattern
-from finops.storage.tables import outcomes, usage_records
+from finops.storage.tables import outcomes, rollups_daily, usage_records
 from finops.usecases.ledger import Ledger
 from finops.usecases.spend import SpendQuery, cost_total, run_spend
 
@@ -32,6 +39,9 @@ __all__ = [
     "check_flow",
     "drivers",
     "fanout_count",
+    "flow_in_ledger",
+    "flow_suggestion",
+    "ledger_flows",
     "successes",
 ]
 
@@ -130,6 +140,8 @@ class CheckResult:
     estimate_nanos: int
     #: money held by open reservations (admission control), per budget key
     held: Mapping[str, int] = field(default_factory=dict)
+    #: a budget or the ledger knows the flow (False: a flow finops has never seen; a typo?)
+    known_flow: bool = True
 
     @property
     def tightest(self) -> BudgetState | None:
@@ -150,6 +162,25 @@ def _blocked(state: BudgetState, held: int, estimate: int) -> str | None:
     return None
 
 
+def flow_in_ledger(conn: Connection, flow: str) -> bool:
+    """Whether the ledger has ever stored usage of ``flow`` (the daily rollups outlive retention)."""
+    return conn.scalar(select(rollups_daily.c.id).where(rollups_daily.c.flow == flow).limit(1)) is not None
+
+
+def ledger_flows(conn: Connection) -> frozenset[str]:
+    """Every flow the ledger has stored usage of."""
+    return frozenset(conn.scalars(select(rollups_daily.c.flow).distinct()))
+
+
+def _tag_text(tags: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def _covered_with_tags(budgets: Sequence[Budget], flow: str) -> list[Budget]:
+    """Budgets whose flow pattern takes ``flow`` but that count only calls with certain tags."""
+    return [b for b in budgets if b.match is not None and b.match.tags and glob_matches(b.match.flow, flow)]
+
+
 def check_flow(
     conn: Connection,
     budgets: Sequence[Budget],
@@ -158,12 +189,26 @@ def check_flow(
     tags: Mapping[str, str],
     now: datetime,
     estimate_usd: Decimal = Decimal(0),
+    flow_seen: Callable[[Connection, str], bool] = flow_in_ledger,
 ) -> CheckResult:
-    """Allow unless a matching budget with ``on_breach: block`` is (or would be) exhausted."""
+    """Allow unless a matching budget with ``on_breach: block`` is (or would be) exhausted.
+
+    A flow no budget covers is allowed; ``known_flow`` then says whether finops knows the flow
+    at all (``flow_seen``: the ledger has usage of it), so a typo in a gateway's flow name is
+    told apart from a flow that is simply not budgeted.
+    """
     estimate = usd_to_nanos(estimate_usd)
     states = tuple(budget_state(conn, b, now) for b in budgets if b.matches(flow, tags))
     if not states:
-        return CheckResult("allow", flow, "no budget covers this flow", states, estimate)
+        with_tags = _covered_with_tags(budgets, flow)
+        if with_tags:
+            reason = "no budget covers this call: " + "; ".join(
+                f"budget {b.key!r} covers this flow when called with tags {_tag_text(b.tag_filter)}"
+                for b in with_tags
+            )
+            return CheckResult("allow", flow, reason, states, estimate)
+        known = flow_seen(conn, flow)
+        return CheckResult("allow", flow, "no budget covers this flow", states, estimate, known_flow=known)
     held = held_by_budget(conn, [s.budget.key for s in states], now_us=int(now.timestamp() * 1_000_000))
     for state in states:
         why = _blocked(state, held[state.budget.key], estimate)
@@ -266,6 +311,15 @@ def _read_folder(ledger: Ledger, directory: Path) -> BudgetsInForce:
         {name: tuple(items) for name, items in errors.items()},
         {name: tuple(kept[name][0]) if name in kept else () for name in broken},
     )
+
+
+def flow_suggestion(conn: Connection, budgets: Sequence[Budget], flow: str) -> str | None:
+    """The known flow closest to ``flow`` (a budget's exact flow or one with usage), if any is close."""
+    import difflib
+
+    names = ledger_flows(conn) | {b.flow for b in budgets if b.flow is not None}
+    close = difflib.get_close_matches(flow, sorted(names), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def successes(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:

@@ -8,7 +8,6 @@ becomes a dead letter with file, line and reason and never stops the others.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from finops.domain.pricing import PriceBook, PriceMatch
 from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
 from finops.errors import IngestError
-from finops.sources.jsonl import Line, expand_paths, read_lines
+from finops.sources.jsonl import Line, UnreadableInput, expand_paths, read_lines
 from finops.storage.db import write_transaction
 from finops.storage.ledger import (
     BatchOutcome,
@@ -45,6 +44,7 @@ from finops.usecases.pricing import price_record
 from finops.usecases.process_pool import process_pool
 
 __all__ = [
+    "FileLines",
     "IngestSummary",
     "Prepared",
     "StagedWrite",
@@ -69,8 +69,8 @@ __all__ = [
 DEFAULT_SOURCE = "default"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_NUMBER = re.compile(r"\d+")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: Distinct rejection reasons an ingest counts one by one (the rest are counted together).
+MAX_REASONS = 1000
 
 
 @dataclass
@@ -88,21 +88,25 @@ class IngestSummary:
     notes: set[str] = field(default_factory=set)  # e.g. token counts are estimates
     skipped: int = 0  # OTLP spans that are not LLM calls
     unpriced_models: Counter[str] = field(default_factory=Counter)
+    #: rejections per reason as written (reasons never quote a sent text: see domain.text.shown)
     reasons: Counter[str] = field(default_factory=Counter)
+    #: where each counted reason was first met
+    first_at: dict[str, Rejection] = field(default_factory=dict)
+    #: rejections whose reason was not counted: more than MAX_REASONS distinct ones
+    other_reasons: int = 0
     examples: list[Rejection] = field(default_factory=list)
     example_limit: int = 10  # the HTTP API keeps them all: each rejected record gets its reason
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejected += 1
-        self.reasons[_kind(rejection.reason)] += 1
+        reason = rejection.reason
+        if reason in self.reasons or len(self.reasons) < MAX_REASONS:
+            self.reasons[reason] += 1
+            self.first_at.setdefault(reason, rejection)
+        else:  # memory stays bounded whatever the input: the rest are in the dead letters
+            self.other_reasons += 1
         if len(self.examples) < self.example_limit:
             self.examples.append(rejection)
-
-
-def _kind(reason: str) -> str:
-    """A reason without its particulars, to count rejections by kind."""
-    head = reason.split(":")[0].split(";")[0]
-    return _QUOTED.sub("…", _NUMBER.sub("N", head))
 
 
 def _now_us() -> int:
@@ -504,17 +508,49 @@ def ingest_paths(
     """
     files = expand_paths(paths)
     summary = IngestSummary()
-
-    def lines() -> Iterable[Line]:
-        for path in files:
-            yield from read_lines(path, on_bytes=on_bytes)
-
+    lines = FileLines(files, on_bytes=on_bytes)
     if workers is None:  # a parser process pays for its start-up on inputs of more than a few batches
         big = sum(p.stat().st_size for p in files) > 32 * 1024 * 1024
         workers = ledger.settings.ingest_workers if big and (os.cpu_count() or 1) >= 2 else 0
-    return ingest_lines(
-        ledger, lines(), source=source, batch_size=batch_size, summary=summary, workers=workers
-    )
+    ingest_lines(ledger, lines, source=source, batch_size=batch_size, summary=summary, workers=workers)
+    lines.raise_if_stopped(summary)
+    return summary
+
+
+class FileLines:
+    """The lines of files, in order, up to the first place a file cannot be read further (a
+    truncated gzip): the lines before it are still ingested, then :meth:`raise_if_stopped` says
+    what was stored, so nobody has to guess what to re-run."""
+
+    def __init__(self, files: Sequence[Path], *, on_bytes: Callable[[int], None] | None = None) -> None:
+        self._files = files
+        self._on_bytes = on_bytes
+        self.stopped: UnreadableInput | None = None
+        self.unread_files = 0
+
+    def __iter__(self) -> Iterator[Line]:
+        for index, path in enumerate(self._files):
+            try:
+                yield from read_lines(path, on_bytes=self._on_bytes)
+            except UnreadableInput as exc:
+                self.stopped, self.unread_files = exc, len(self._files) - index - 1
+                return
+
+    def raise_if_stopped(self, summary: IngestSummary, what: str = "records") -> None:
+        """Raises IngestError with the true counts of what was stored before the file broke."""
+        if self.stopped is None:
+            return
+        unread = (
+            f"; the {self.unread_files} file{'s' if self.unread_files != 1 else ''} after it "
+            f"{'were' if self.unread_files != 1 else 'was'} not read"
+            if self.unread_files
+            else ""
+        )
+        raise IngestError(
+            f"{self.stopped}; the {summary.read:,} {what} before it were ingested: {summary.stored:,} "
+            f"stored, {summary.duplicates:,} already stored, {summary.rejected:,} rejected{unread}; fix "
+            "the file and run the same command again (nothing is stored twice)"
+        )
 
 
 def ingest_otlp_paths(
@@ -577,42 +613,43 @@ def _ingest_mapped(
     summary = IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
     batch = Prepared()
-    for path in expand_paths(paths):
-        for line in read_lines(path):
-            try:
-                decoded = orjson.loads(line.text)
-            except orjson.JSONDecodeError as exc:
-                batch.read += 1
-                batch.rejections.append(
-                    Rejection(
-                        line.path,
-                        line.number,
-                        f"invalid JSON: {exc}",
-                        line_digest(line.text, ledger.user_key),
-                    )
-                )
-                continue
-            if not isinstance(decoded, shapes):
-                batch.read += 1
-                batch.rejections.append(
-                    Rejection(line.path, line.number, wrong_shape, line_digest(line.text, ledger.user_key))
-                )
-                continue
-            for where, record in records(decoded):
-                if record is None:
-                    summary.skipped += 1
-                    continue
-                _accept(
-                    batch,
-                    ledger.book,
-                    ledger.user_key,
-                    record,
-                    f"{line.path}:{line.number} {where}",
+    lines = FileLines(expand_paths(paths))
+    for line in lines:
+        try:
+            decoded = orjson.loads(line.text)
+        except orjson.JSONDecodeError as exc:
+            batch.read += 1
+            batch.rejections.append(
+                Rejection(
+                    line.path,
                     line.number,
-                    None,
+                    f"invalid JSON: {exc}",
+                    line_digest(line.text, ledger.user_key),
                 )
-                if len(batch.items) + len(batch.rejections) >= size:
-                    write_prepared(ledger, source, batch, summary)
-                    batch = Prepared()
+            )
+            continue
+        if not isinstance(decoded, shapes):
+            batch.read += 1
+            batch.rejections.append(
+                Rejection(line.path, line.number, wrong_shape, line_digest(line.text, ledger.user_key))
+            )
+            continue
+        for where, record in records(decoded):
+            if record is None:
+                summary.skipped += 1
+                continue
+            _accept(
+                batch,
+                ledger.book,
+                ledger.user_key,
+                record,
+                f"{line.path}:{line.number} {where}",
+                line.number,
+                None,
+            )
+            if len(batch.items) + len(batch.rejections) >= size:
+                write_prepared(ledger, source, batch, summary)
+                batch = Prepared()
     write_prepared(ledger, source, batch, summary)
+    lines.raise_if_stopped(summary)
     return summary

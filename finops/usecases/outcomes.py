@@ -11,11 +11,11 @@ import orjson
 
 from finops.domain.outcomes import Outcome, parse_outcome
 from finops.domain.usage import RecordError
-from finops.sources.jsonl import Line, expand_paths, read_lines
+from finops.sources.jsonl import Line, expand_paths
 from finops.storage.db import write_transaction
 from finops.storage.ledger import Rejection, write_dead_letters
 from finops.storage.outcomes import write_outcomes
-from finops.usecases.ingest import IngestSummary, chunked, line_digest, object_digest
+from finops.usecases.ingest import FileLines, IngestSummary, chunked, line_digest, object_digest
 from finops.usecases.ledger import Ledger
 
 __all__ = ["ingest_outcome_objects", "ingest_outcome_paths"]
@@ -91,10 +91,7 @@ def ingest_outcome_lines(
 
 def ingest_outcome_paths(ledger: Ledger, paths: Sequence[Path], *, source: str = "default") -> IngestSummary:
     """Outcomes from JSONL files or directories; bad lines become dead letters with line and reason."""
-    files = expand_paths(paths)
-
-    def lines() -> Iterable[Line]:
-        for path in files:
-            yield from read_lines(path)
-
-    return ingest_outcome_lines(ledger, lines(), source=source)
+    lines = FileLines(expand_paths(paths))
+    summary = ingest_outcome_lines(ledger, lines, source=source)
+    lines.raise_if_stopped(summary, "outcomes")
+    return summary
