@@ -4,6 +4,7 @@ a dry run that prints what would be sent, a readable outbox, and a report that n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -107,7 +108,7 @@ def test_the_silent_thresholds_are_never_sent_later(sqlite_ledger: Ledger, slack
 def test_dropping_back_is_one_message_for_the_highest_threshold(sqlite_ledger: Ledger) -> None:
     spend(sqlite_ledger, "support", 106, prefix="a")
     evaluate_alerts(sqlite_ledger, [BUDGET], now=NOW)
-    raised = BUDGET.model_copy(update={"daily_cap_usd": Decimal(1000)})  # 10%: below every threshold
+    raised = dataclasses.replace(BUDGET, **{"daily_cap_usd": Decimal(1000)})  # 10%: below every threshold
     report = evaluate_alerts(sqlite_ledger, [raised], now=NOW)
     assert [str(m.threshold) for m in report.resolved] == ["1.0"]
     assert count(sqlite_ledger, alert_outbox) == 2
@@ -257,7 +258,7 @@ def test_an_owner_is_mentioned_by_user_id_however_it_is_written(
     sqlite_ledger: Ledger, slack: FakeSlack, owner: str
 ) -> None:
     _members(slack)
-    budget = BUDGET.model_copy(update={"owner": owner})
+    budget = dataclasses.replace(BUDGET, **{"owner": owner})
     spend(sqlite_ledger, "support", 60, prefix="a")
     evaluate_alerts(sqlite_ledger, [budget], now=NOW)
     bot = sender(slack)
@@ -287,7 +288,7 @@ def test_an_owner_slack_does_not_know_still_gets_the_message_saying_so(
     sqlite_ledger: Ledger, slack: FakeSlack, owner: str, why: str
 ) -> None:
     _members(slack, 3)
-    budget = BUDGET.model_copy(update={"owner": owner})
+    budget = dataclasses.replace(BUDGET, **{"owner": owner})
     spend(sqlite_ledger, "support", 60, prefix="a")
     evaluate_alerts(sqlite_ledger, [budget], now=NOW)
     assert deliver(sqlite_ledger, sender(slack), now=NOW).sent == 1
@@ -303,7 +304,7 @@ def test_an_owner_slack_does_not_know_still_gets_the_message_saying_so(
 def test_with_a_webhook_a_handle_cannot_be_looked_up(sqlite_ledger: Ledger, slack: FakeSlack) -> None:
     from finops.notify.slack import SlackSender
 
-    budget = BUDGET.model_copy(update={"owner": "@dana"})
+    budget = dataclasses.replace(BUDGET, **{"owner": "@dana"})
     spend(sqlite_ledger, "support", 60, prefix="a")
     evaluate_alerts(sqlite_ledger, [budget], now=NOW)
     assert deliver(sqlite_ledger, SlackSender(webhook_url=slack.webhook_url), now=NOW).sent == 1
@@ -391,7 +392,7 @@ def _unprojected(doc: dict[str, Any]) -> str:
 
 def test_at_the_same_moment_the_dry_run_is_the_message_sent(sqlite_ledger: Ledger, slack: FakeSlack) -> None:
     _members(slack, 3)
-    budget = BUDGET.model_copy(update={"owner": "@dana"})
+    budget = dataclasses.replace(BUDGET, **{"owner": "@dana"})
     spend(sqlite_ledger, "support", 95, prefix="a")
     bot = sender(slack)
     (would,) = would_send(sqlite_ledger, [budget], bot, now=NOW)
@@ -435,7 +436,7 @@ def test_alerts_list_is_a_table_and_says_when_the_outbox_is_empty(
     assert (empty.exit_code, empty.stdout) == (0, "outbox empty\n")
 
     spend(ledger, "support", 106, prefix="a")
-    evaluate_alerts(ledger, [BUDGET.model_copy(update={"slack_channel": "#gone"})], now=NOW)
+    evaluate_alerts(ledger, [dataclasses.replace(BUDGET, **{"slack_channel": "#gone"})], now=NOW)
     slack.script(error("channel_not_found"), channel="#gone")
     deliver(ledger, sender(slack), now=NOW)
     with ledger.engine.connect() as conn:
@@ -505,7 +506,7 @@ def test_report_post_slack_says_report_whether_it_went_or_not(
 
 
 def test_a_monthly_cap_jump_is_one_message_too(sqlite_ledger: Ledger) -> None:
-    budget = BUDGET.model_copy(update={"daily_cap_usd": Decimal(1000), "monthly_cap_usd": Decimal(100)})
+    budget = dataclasses.replace(BUDGET, **{"daily_cap_usd": Decimal(1000), "monthly_cap_usd": Decimal(100)})
     spend(sqlite_ledger, "support", 106, prefix="a")  # 10% of the day, 105% of the month
     report = evaluate_alerts(sqlite_ledger, [budget], now=NOW)
     assert [(m.period.endswith("(month)"), str(m.threshold)) for m in report.new_alerts] == [(True, "1.0")]
