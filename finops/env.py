@@ -13,7 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_BUDGETS_DIR", "DEFAULT_DATABASE_URL", "budgets_dir", "database_url", "env_value"]
+__all__ = [
+    "DEFAULT_BUDGETS_DIR",
+    "DEFAULT_DATABASE_URL",
+    "budgets_dir",
+    "database_url",
+    "env_value",
+    "known_scheme",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///finops.db"
 DEFAULT_BUDGETS_DIR = Path("budgets")
@@ -40,11 +47,31 @@ def env_value(field: str) -> str | None:
     return found
 
 
+def known_scheme(url: str) -> str | None:
+    """Why ``url`` cannot be FINOPS_DATABASE_URL (the words ``Settings`` uses too), or None."""
+    if url.startswith(("sqlite", "postgresql")):
+        return None
+    return (
+        "FINOPS_DATABASE_URL must start with sqlite:/// or postgresql+psycopg://, "
+        f"got {url.split(':', 1)[0]!r}"  # the scheme only: the rest may hold a password
+    )
+
+
 def database_url(db: str | None = None) -> str:
-    """``--db`` (a URL, or a SQLite file path), else FINOPS_DATABASE_URL, else ./finops.db."""
+    """``--db`` (a URL, or a SQLite file path), else FINOPS_DATABASE_URL, else ./finops.db.
+
+    Raises:
+        ConfigError: FINOPS_DATABASE_URL is not a SQLite or PostgreSQL URL.
+    """
     if db:
         return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-    return env_value("database_url") or DEFAULT_DATABASE_URL
+    url = env_value("database_url") or DEFAULT_DATABASE_URL
+    why = known_scheme(url)
+    if why is not None:
+        from finops.errors import ConfigError
+
+        raise ConfigError(why)
+    return url
 
 
 def budgets_dir() -> Path:

@@ -18,7 +18,7 @@ from pydantic_settings import (
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "describe_settings_error", "load_settings"]
 
-from finops.env import DEFAULT_BUDGETS_DIR, DEFAULT_DATABASE_URL
+from finops.env import DEFAULT_BUDGETS_DIR, DEFAULT_DATABASE_URL, known_scheme
 
 
 class Settings(BaseSettings):
@@ -183,11 +183,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError(
-                "FINOPS_DATABASE_URL must start with sqlite:/// or postgresql+psycopg://, "
-                f"got {value.split(':', 1)[0]!r}"
-            )
+        why = known_scheme(value)
+        if why is not None:
+            raise ValueError(why)
         return value
 
 

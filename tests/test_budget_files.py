@@ -485,7 +485,7 @@ def test_validate_the_examples_exits_0(monkeypatch: pytest.MonkeyPatch) -> None:
     no_token = "no Slack bot token to look it up"
     assert [line.split(": warning: ")[0] for line in err.splitlines()] == [
         f"{EXAMPLES / 'platform.yaml'}:4",
-        f"{EXAMPLES / 'platform.yaml'}:10",
+        f"{EXAMPLES / 'platform.yaml'}:11",
         f"{EXAMPLES / 'support.yaml'}:4",
     ]
     assert all(f"notifies nobody: {no_token}" in line for line in err.splitlines())

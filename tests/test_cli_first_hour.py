@@ -92,7 +92,7 @@ def test_run_without_a_budgets_folder_starts_says_so_once_and_reads_it_when_it_a
         time.sleep(1)  # five cycles: the warning is not repeated
         (tmp_path / "budgets").mkdir()
         (tmp_path / "budgets" / "support.yaml").write_text(
-            "budgets:\n  - flow: support\n    owner: '@dana'\n    daily_cap_usd: 10\n"
+            "budgets:\n  - flow: support\n    owner: U0DANA123\n    daily_cap_usd: 10\n"
         )
         deadline = time.monotonic() + 10
         while httpx.get(check).json()["reason"] != "within budget":
@@ -195,10 +195,14 @@ def test_every_bad_setting_is_one_line_naming_it_and_what_it_takes(
         "error: FINOPS_RETENTION_DAYS='7' is not valid: it takes a whole number of days at least 35",
         "error: FINOPS_LOG_FORMAT='xml' is not valid: it takes json or text",
     ]
-    for command in (("spend",), ("run", "--once"), ("budgets", "validate"), ("check", "support")):
+    for command in (("run", "--once"), ("budgets", "validate"), ("db", "current")):
         code, out, err = finops(*command)
         assert (code, out) == (1, ""), command
         assert err.splitlines() == expected, command
+    # spend and check read two settings only (the database URL, the budget folder: finops/env.py),
+    # so that they start fast; a bad value of a setting they do not use does not stop them.
+    code, out, err = finops("spend")
+    assert (code, err) == (0, "") and out.startswith("Spend ")
 
 
 def test_a_secret_setting_is_named_but_never_shown(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,18 +241,20 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "budgets"
 
 def test_budgets_validate_takes_one_file_several_files_or_folders() -> None:
     support, search = str(EXAMPLES / "support.yaml"), str(EXAMPLES / "search.yaml")
-    assert finops("budgets", "validate", support) == (0, "1 file, 1 budget: no problems\n", "")
-    assert finops("budgets", "validate", support, search) == (0, "2 files, 2 budgets: no problems\n", "")
+    # the examples' owners written as @handles warn (no bot token to look them up): exit 0 still
+    assert finops("budgets", "validate", support)[:2] == (0, "1 file, 1 budget: 0 errors, 1 warning\n")
+    both = finops("budgets", "validate", support, search)[:2]
+    assert both == (0, "2 files, 2 budgets: 0 errors, 1 warning\n")
     # a file named again inside its folder is read once
-    every = (0, "3 files, 4 budgets: no problems\n", "")
-    assert finops("budgets", "validate", support, str(EXAMPLES)) == every
-    assert finops("budgets", "validate", str(EXAMPLES)) == every
+    every = (0, "3 files, 4 budgets: 0 errors, 3 warnings\n")
+    assert finops("budgets", "validate", support, str(EXAMPLES))[:2] == every
+    assert finops("budgets", "validate", str(EXAMPLES))[:2] == every
 
 
 def test_budgets_validate_checks_files_named_together_as_one_set(tmp_path: Path) -> None:
     one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
     for path in (one, two):
-        path.write_text("budgets:\n  - flow: support\n    owner: '@dana'\n    daily_cap_usd: 10\n")
+        path.write_text("budgets:\n  - flow: support\n    owner: U0DANA123\n    daily_cap_usd: 10\n")
     code, out, err = finops("budgets", "validate", str(one))
     assert (code, out, err) == (0, "1 file, 1 budget: no problems\n", "")
     code, out, err = finops("budgets", "validate", str(one), str(two))

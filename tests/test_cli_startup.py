@@ -37,7 +37,7 @@ def test_help_lists_every_command_the_app_registers(tmp_path: Path) -> None:
 
 
 def test_sub_commands_and_groups_still_resolve(tmp_path: Path) -> None:
-    assert "Check every budget file" in _run(["budgets", "validate", "--help"], tmp_path).stdout
+    assert "Check budget files" in _run(["budgets", "validate", "--help"], tmp_path).stdout
     assert "How much was spent" in _run(["spend", "--help"], tmp_path).stdout
     bad = _run(["spnd"], tmp_path)
     assert bad.returncode == 2
