@@ -28,6 +28,10 @@ TARGET = 1.3
 def _prepare(folder: Path) -> dict[str, str]:
     """A database with a few thousand records and one budget, made by finops itself."""
     env = {**os.environ, "FINOPS_DATABASE_URL": f"sqlite:///{folder / 'finops.db'}"}
+    # Python as users run it: compiled modules cached (.pyc) after the first run. With
+    # PYTHONDONTWRITEBYTECODE set, every run would recompile finops's modules from source
+    # (in an editable install they have no .pyc), while the baseline's are precompiled.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     budgets = folder / "budgets"
     budgets.mkdir()
     (budgets / "support.yaml").write_text(

@@ -44,6 +44,18 @@ def test_sub_commands_and_groups_still_resolve(tmp_path: Path) -> None:
     assert "No such command 'spnd'" in bad.stderr
 
 
+def test_every_command_resolves_alone_in_a_fresh_process(tmp_path: Path) -> None:
+    """Each command module registers itself when one of its commands is asked for: every
+    top-level name must reach its module (finops/cli/main.py:_LOADERS) from a cold start."""
+    import typer.main
+
+    names = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert len(names) > 15
+    for name in names:
+        done = _run([name, "--help"], tmp_path)
+        assert done.returncode == 0 and "Usage: finops" in done.stdout, (name, done.stderr)
+
+
 _PROBE = """
 import sys
 from finops.cli.main import main

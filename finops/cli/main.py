@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a finops error (message on stderr); 2 bad arguments;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,10 +16,6 @@ import typer
 from typer.core import TyperGroup
 
 from finops import __version__
-from finops.cli.admission import register as register_admission_commands
-from finops.cli.alerts import register as register_alert_commands
-from finops.cli.audit import register as register_audit_commands
-from finops.cli.budgets import budgets_app
 from finops.cli.common import (
     DbOpt,
     Format,
@@ -30,12 +27,9 @@ from finops.cli.common import (
     settings_for,
     zone,
 )
-from finops.cli.prices import prices_app, reprice
-from finops.cli.reconcile import register as register_reconcile_commands
-from finops.cli.run import register as register_run_command
 from finops.errors import FinopsError, UsageError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main"]  # noqa: F822  (app: see __getattr__)
 
 
 class _FinopsGroup(TyperGroup):
@@ -53,6 +47,7 @@ class _FinopsGroup(TyperGroup):
 
         app_ = self._lazy
         assert app_ is not None
+        _load(name)
         for info in app_.registered_commands:
             assert info.callback is not None
             if (info.name or typer_main.get_command_name(info.callback.__name__)) == name:
@@ -76,6 +71,7 @@ class _FinopsGroup(TyperGroup):
             return super().list_commands(ctx)
         import typer.main as typer_main
 
+        _load_all()
         names = [
             info.name or typer_main.get_command_name(info.callback.__name__)  # type: ignore[union-attr]
             for info in self._lazy.registered_commands
@@ -122,7 +118,7 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-app = typer.Typer(
+_app = typer.Typer(
     cls=_FinopsGroup,
     name="finops",
     help="Cost governance for LLM usage: an exact ledger of every call, and what it cost.",
@@ -132,15 +128,81 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 db_app = typer.Typer(help="The database: upgrade, current revision, rebuild rollups.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(prices_app, name="prices")
-app.command()(reprice)
-app.add_typer(budgets_app, name="budgets")
-register_alert_commands(app, budgets_app)
-register_admission_commands(app)
-register_audit_commands(app)
-register_reconcile_commands(app)
-register_run_command(app)
+_app.add_typer(db_app, name="db")
+
+
+# The other command modules register on `_app` when one of their commands is asked for: the
+# console script imports only the module of the command it runs. `app` as imported by others
+# (`from finops.cli.main import app`, the tests) has every command: see __getattr__ below.
+def _load_prices() -> None:
+    from finops.cli.prices import prices_app, reprice
+
+    _app.add_typer(prices_app, name="prices")
+    _app.command()(reprice)
+
+
+def _load_budgets_and_alerts() -> None:
+    from finops.cli.alerts import register
+    from finops.cli.budgets import budgets_app
+
+    _app.add_typer(budgets_app, name="budgets")
+    register(_app, budgets_app)  # check, alerts, and `budgets status`
+
+
+def _load_admission() -> None:
+    from finops.cli.admission import register
+
+    register(_app)
+
+
+def _load_audit() -> None:
+    from finops.cli.audit import register
+
+    register(_app)
+
+
+def _load_reconcile() -> None:
+    from finops.cli.reconcile import register
+
+    register(_app)
+
+
+def _load_run() -> None:
+    from finops.cli.run import register
+
+    register(_app)
+
+
+#: Which loader registers which top-level names (tests/test_cli_startup.py runs each one alone).
+_LOADERS: dict[str, Callable[[], None]] = {
+    "prices": _load_prices,
+    "reprice": _load_prices,
+    "budgets": _load_budgets_and_alerts,
+    "check": _load_budgets_and_alerts,
+    "alerts": _load_budgets_and_alerts,
+    "reserve": _load_admission,
+    "release": _load_admission,
+    "outcomes": _load_audit,
+    "prompts": _load_audit,
+    "report": _load_audit,
+    "digest": _load_audit,
+    "poll": _load_reconcile,
+    "reconcile": _load_reconcile,
+    "run": _load_run,
+}
+_LOADED: set[Callable[[], None]] = set()
+
+
+def _load(name: str) -> None:
+    loader = _LOADERS.get(name)
+    if loader is not None and loader not in _LOADED:
+        _LOADED.add(loader)
+        loader()
+
+
+def _load_all() -> None:
+    for name in _LOADERS:
+        _load(name)
 
 
 def _version(value: bool) -> None:
@@ -149,7 +211,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
@@ -167,7 +229,7 @@ class Kind(StrEnum):
 
 
 # --------------------------------------------------------------------------- ingest
-@app.command()
+@_app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="JSONL files or directories (.jsonl, .jsonl.gz).")],
     source: Annotated[
@@ -248,7 +310,7 @@ def ingest(
 
 
 # --------------------------------------------------------------------------- spend
-@app.command()
+@_app.command()
 def spend(
     by: Annotated[
         str,
@@ -311,7 +373,7 @@ def spend(
 
 
 # --------------------------------------------------------------------------- dead letters
-@app.command("dead-letters")
+@_app.command("dead-letters")
 def dead_letters_cmd(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
@@ -328,7 +390,7 @@ def dead_letters_cmd(
 
 
 # --------------------------------------------------------------------------- demo
-@app.command()
+@_app.command()
 def demo(
     db: DbOpt = None,
     days: Annotated[
@@ -451,23 +513,31 @@ def db_rebuild_rollups(db: DbOpt = None) -> None:
 
 # --------------------------------------------------------------------------- entry point
 def _lazy_root() -> _FinopsGroup:
-    """``app``'s root group, its callback built now and its commands on first use."""
+    """The root group, its callback built now and its commands on first use."""
     import typer.main as typer_main
 
     shell = typer.Typer(
         cls=_FinopsGroup,
-        name=app.info.name,
-        help=app.info.help,
+        name=_app.info.name,
+        help=_app.info.help,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
-    shell.registered_callback = app.registered_callback
+    shell.registered_callback = _app.registered_callback
     root = typer_main.get_group(shell)
     assert isinstance(root, _FinopsGroup)
-    root._lazy = app
+    root._lazy = _app
     return root
+
+
+def __getattr__(name: str) -> Any:
+    """``finops.cli.main.app`` for other modules: every command registered (PEP 562)."""
+    if name == "app":
+        _load_all()
+        return _app
+    raise AttributeError(name)
 
 
 def main() -> None:
