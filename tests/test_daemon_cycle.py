@@ -201,7 +201,7 @@ def test_run_once_runs_a_cycle_and_exits(sqlite_url: str, budgets: Path, tmp_pat
         app, ["run", "--once", "--init", "--db", sqlite_url, "--budgets", str(budgets)]
     )
     assert result.exit_code == 0, result.output
-    assert "1 budgets: 0 new alerts" in result.stdout and "retention" in result.stdout
+    assert "1 budget: 0 new alerts" in result.stdout and "retention" in result.stdout
 
 
 def test_the_daemon_polls_a_provider_once_per_interval_across_replicas(

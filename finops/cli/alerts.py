@@ -17,6 +17,7 @@ import typer
 
 from finops.cli.common import budgets_for, err_console, ledger_for, tag_pair
 from finops.domain.money import format_usd
+from finops.domain.words import plural
 from finops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -173,11 +174,15 @@ def alerts_run(
     delivered = deliver(ledger, sender, now=now)
     ledger.close()
     typer.echo(
-        f"{len(found)} budgets evaluated: {len(report.new_alerts)} new alerts, "
+        f"{plural(len(found), 'budget')} evaluated: {plural(len(report.new_alerts), 'new alert')}, "
         f"{len(report.resolved)} resolved; "
         f"delivered {delivered.sent}, failed {delivered.failed}, retrying {delivered.retrying}, "
         f"ambiguous {delivered.ambiguous}"
-        + (f"; {delivered.recovered} interrupted sends checked in Slack" if delivered.recovered else "")
+        + (
+            f"; {plural(delivered.recovered, 'interrupted send')} checked in Slack"
+            if delivered.recovered
+            else ""
+        )
     )
     for problem in delivered.problems:
         err.print(f"alert not delivered: {problem}", markup=False)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from finops.domain.words import plural
 from finops.errors import ConfigError
 
 __all__ = ["register"]
@@ -96,7 +97,8 @@ def run(
         for line in polled:
             typer.echo(f"poll {line}")
         typer.echo(
-            f"{report.budgets} budgets: {report.new_alerts} new alerts, {report.resolved} resolved; "
+            f"{plural(report.budgets, 'budget')}: {plural(report.new_alerts, 'new alert')}, "
+            f"{report.resolved} resolved; "
             f"delivered {report.sent}, failed {report.failed}"
             + "".join(f"; {job} {period}: {result}" for job, period, result in report.jobs)
         )
