@@ -23,8 +23,8 @@ demo: install                    ## two months of sample usage, outcomes and tod
 run: install                     ## the daemon on 127.0.0.1:8787 with ./finops.db and ./budgets (Ctrl-C stops it)
 	$(BIN)/finops run --init --log-format text
 
-test: install                    ## the test suite (SQLite always; PostgreSQL when reachable)
-	$(BIN)/pytest
+test: install                    ## the test suite (SQLite always; PostgreSQL when reachable), two workers
+	$(BIN)/pytest -n 2
 
 lint: install                    ## ruff, mypy --strict and the layer contracts (lint-imports)
 	$(BIN)/ruff check finops tests bench alembic
