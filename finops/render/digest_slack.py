@@ -12,7 +12,7 @@ from finops.domain.money import format_usd
 from finops.domain.words import plural
 from finops.notify.blockkit import context, fit, header, section
 from finops.notify.messages import SlackMessage
-from finops.render.report_data import budget_percent, relative_change
+from finops.render.report_data import of_cap, relative_change
 from finops.usecases.audit.digest import DigestLine, Period
 
 __all__ = ["digest_message", "digest_text"]
@@ -27,7 +27,7 @@ def _line(line: DigestLine) -> str:
     spent = format_usd(line.spend_nanos, cents=True)
     cap = ""
     if line.cap_nanos:
-        share = budget_percent(line.spend_nanos, line.cap_nanos)
+        share = of_cap(line.spend_nanos, line.cap_nanos)
         cap = f" of ${format_usd(line.cap_nanos, cents=True)} ({share})"
     cps = ""
     if line.cost_per_success_nanos:

@@ -41,7 +41,6 @@ __all__ = [
     "ESTIMATE_NOTE",
     "breach_kind",
     "breach_threshold",
-    "budget_percent",
     "change",
     "change_ratio",
     "compared_label",
@@ -102,11 +101,6 @@ def relative_change(now: int, prev: int | None, *, base: bool = True) -> str:
     if not comparable(now, prev, base=base):
         return "new"
     return percent_change(change_ratio(now, prev))
-
-
-def budget_percent(actual: int, cap: int) -> str:
-    """Actual spend as a whole percent of its cap, floored: the one rule (``domain.budgets.percent_of``)."""
-    return of_cap(actual, cap)
 
 
 def period_label(report: MonthlyReport) -> str:
@@ -268,9 +262,7 @@ def _budget(b: BudgetLine) -> dict[str, Any]:
         "days": b.days,
         "cap_usd": _usd(b.cap_nanos),
         "actual_usd": _usd(b.actual_nanos),
-        "percent_of_cap": int(budget_percent(b.actual_nanos, b.cap_nanos).rstrip("%"))
-        if b.cap_nanos
-        else None,
+        "percent_of_cap": percent_of(b.actual_nanos, b.cap_nanos) if b.cap_nanos > 0 else None,
         "unpriced_records": b.unpriced_records,
     }
 

@@ -29,7 +29,6 @@ from finops.render.report_data import (
     ESTIMATE_NOTE,
     breach_kind,
     breach_threshold,
-    budget_percent,
     change,
     change_ratio,
     compared_label,
@@ -289,7 +288,7 @@ def _budget_vs_actual(r: MonthlyReport) -> Table:
         actual = Cell(
             usd(b.actual_nanos) + (PARTLY_PRICED if b.unpriced_records else ""), nanos=b.actual_nanos
         )
-        pct = budget_percent(b.actual_nanos, b.cap_nanos)
+        pct = of_cap(b.actual_nanos, b.cap_nanos)
         cells = (
             Cell(b.flow, "name"),
             Cell(b.budget, "name"),
