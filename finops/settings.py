@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         description="Bearer tokens per source: `source=token` pairs, comma-separated. The source of "
         "every record sent with a token is the token's source, never the payload's.",
     )
+    dashboard_tokens: SecretStr | None = Field(
+        default=None,
+        description="Read-only tokens of the web dashboard, comma-separated (`name=token` pairs or bare "
+        "tokens; not the ingest tokens). Unset: the dashboard answers on loopback only.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Where people reach this daemon (https://finops.example.com): Slack alerts and "
+        "digests link to the dashboard's flow pages there.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
@@ -143,6 +153,25 @@ class Settings(BaseSettings):
     reconcile_channel: str | None = Field(
         default=None, description="Slack channel of reconciliation alerts (default: slack_default_channel)."
     )
+
+    def viewer_tokens(self) -> dict[str, str]:
+        """FINOPS_DASHBOARD_TOKENS as token -> viewer name (``viewer-N`` for a bare token)."""
+        raw = self.dashboard_tokens.get_secret_value() if self.dashboard_tokens else ""
+        tokens: dict[str, str] = {}
+        for index, item in enumerate(p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            name, sep, token = item.partition("=")
+            name, token = (name.strip(), token.strip()) if sep else (f"viewer-{index + 1}", item)
+            if not name or not token:
+                raise ValueError(
+                    f"FINOPS_DASHBOARD_TOKENS item {index + 1} is empty on one side of `=` "
+                    "(write `name=token` or a bare token, comma-separated)"
+                )
+            if token in tokens:
+                raise ValueError(f"FINOPS_DASHBOARD_TOKENS item {index + 1} repeats a token")
+            tokens[token] = name
+        return tokens
 
     def source_tokens(self) -> dict[str, str]:
         """FINOPS_INGEST_TOKENS as token -> source; a malformed pair is an error that names it."""
@@ -239,7 +268,7 @@ _TAKES = {
 }
 #: Values never repeated in a message: they may be secrets (a URL may carry a password).
 _HIDDEN = {"database_url", "user_hash_secret", "slack_bot_token", "slack_webhook_url", "ingest_tokens",
-           "openai_admin_key", "anthropic_admin_key"}  # fmt: skip
+           "dashboard_tokens", "openai_admin_key", "anthropic_admin_key"}  # fmt: skip
 
 
 def _takes(name: str) -> str:

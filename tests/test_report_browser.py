@@ -9,167 +9,18 @@ itself runs no script; the test asks the browser about its layout. Skipped where
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
-import select
 import shutil
-import struct
-import subprocess
-import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from finops.render.charts import BAR_COLOR, LINE_COLOR
 from finops.render.report_html import render_html
+from tests.browser import CHROMIUM, Browser, pixels_of, png_pixels
 from tests.report_fixture import HOSTILE_FLOW, sample_report
-
-CHROMIUM = os.environ.get("FINOPS_TEST_CHROMIUM", "/usr/bin/chromium")
-TIMEOUT = 15.0
-
-
-class Browser:
-    """One headless Chromium with nowhere to connect to, spoken to over the DevTools pipe."""
-
-    def __init__(self, profile: Path) -> None:
-        args = [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
-            f"--user-data-dir={profile}", "--proxy-server=127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND", "--force-device-scale-factor=1",
-            "--window-size=1200,900", "--remote-debugging-pipe", "about:blank",
-        ]  # fmt: skip
-        # The shell moves our pipes to the fds Chromium reads (3) and writes (4) DevTools messages on.
-        shell = 'exec "$@" 3<&0 4>&1 0</dev/null 1>/dev/null'
-        self.proc = subprocess.Popen(
-            ["sh", "-c", shell, "sh", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert self.proc.stdin and self.proc.stdout
-        self._out, self._in = self.proc.stdin.fileno(), self.proc.stdout.fileno()
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-        self.session = ""
-
-    def _message(self, deadline: float) -> dict[str, Any]:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("Chromium did not answer in time")
-            if select.select([self._in], [], [], left)[0]:
-                chunk = os.read(self._in, 1 << 20)
-                if not chunk:
-                    raise EOFError("Chromium exited")
-                self._buf += chunk
-        raw, _, self._buf = self._buf.partition(b"\0")
-        return dict(json.loads(raw))
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        message: dict[str, Any] = {"id": self._id, "method": method, "params": params}
-        if self.session and not method.startswith(("Target.", "Browser.")):
-            message["sessionId"] = self.session
-        os.write(self._out, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            reply = self._message(deadline)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return dict(reply["result"])
-            self.events.append(reply)
-
-    def wait_for(self, event: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not any(e.get("method") == event for e in self.events):
-            self.events.append(self._message(deadline))
-
-    def open(self, url: str) -> None:
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Network.enable")
-        self.call("Page.enable")
-        self.call("Page.navigate", url=url)
-        self.wait_for("Page.loadEventFired")
-
-    def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        assert "exceptionDetails" not in result, result
-        return result["result"]["value"]
-
-    def screenshot(self, selector: str) -> bytes:
-        x, y, w, h = self.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-            " return [r.x, r.y + window.scrollY, r.width, r.height]; })()"
-        )
-        clip = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
-        data = self.call("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)[
-            "data"
-        ]
-        return base64.b64decode(data)
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close")
-            self.proc.wait(timeout=5)
-        except (OSError, TimeoutError, EOFError, RuntimeError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            for pipe in (self.proc.stdin, self.proc.stdout):
-                if pipe:
-                    pipe.close()
-
-
-def png_pixels(png: bytes) -> tuple[int, int, list[bytes]]:
-    """Width, height and RGB rows of an 8-bit, non-interlaced RGB(A) PNG (what Chromium writes)."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat = 8, b""
-    width = height = depth = color = interlace = 0
-    while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
-        data = png[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data)
-        elif kind == b"IDAT":
-            idat += data
-    assert depth == 8 and interlace == 0 and color in (2, 6), (depth, color, interlace)
-    bpp = 3 if color == 2 else 4
-    raw, stride = zlib.decompress(idat), width * bpp
-    rows: list[bytes] = []
-    prev = bytearray(stride)
-    for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            left = line[i - bpp] if i >= bpp else 0
-            up, corner = prev[i], prev[i - bpp] if i >= bpp else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append(b"".join(bytes(line[x : x + 3]) for x in range(0, stride, bpp)))
-        prev = line
-    return width, height, rows
-
-
-def pixels_of(rows: list[bytes], color: str) -> int:
-    rgb = bytes.fromhex(color.lstrip("#"))
-    return sum(1 for row in rows for x in range(0, len(row), 3) if row[x : x + 3] == rgb)
 
 
 @pytest.fixture(scope="module")

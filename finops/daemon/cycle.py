@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.database_outage import DatabaseOutage, unavailable
 from finops.daemon.http.auth import TokenTable
+from finops.daemon.http.dashboard import ViewerAccess
 from finops.daemon.http.metrics import Metrics
 from finops.daemon.schedules import Job, default_jobs, owner_id, run_due
 from finops.daemon.service import IngestService
@@ -73,6 +74,15 @@ def _tokens(settings: Settings) -> TokenTable:
     return TokenTable(tokens, anonymous=not tokens)
 
 
+def _viewers(settings: Settings) -> ViewerAccess:
+    try:
+        tokens = settings.viewer_tokens()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    secure = (settings.public_url or "").lower().startswith("https://")
+    return ViewerAccess(tokens, secure_cookie=secure)
+
+
 class Daemon:
     """The parts of ``finops run`` wired together; the HTTP server is added by app/serve.py."""
 
@@ -93,6 +103,7 @@ class Daemon:
         self.ledger = Ledger.open(settings, create=create)
         self.metrics = Metrics()
         self.tokens = _tokens(settings)
+        self.viewers = _viewers(settings)
         self.budgets = BudgetWatch(self.ledger, settings.budgets_dir, optional=budgets_optional)
         self.wake = threading.Event()
         self._holds_counted_at = -_CLOSED_HOLDS_EVERY_S  # the first cycle counts everything

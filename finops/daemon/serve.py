@@ -44,7 +44,7 @@ def build_app(daemon: Daemon) -> tuple[Starlette, ApiState]:
         log.info("stopping: requests in flight finished; running a last cycle")
         daemon.shutdown()
 
-    app = create_app(state)
+    app = create_app(state, dashboard=daemon.viewers)
     app.router.lifespan_context = lifespan
     return app, state
 

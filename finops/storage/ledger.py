@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ from finops.storage.tables import (
     prompts,
     rollups_daily,
     rollups_hourly,
+    source_activity,
     usage_records,
 )
 
@@ -232,7 +233,12 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
     hourly and daily per (flow, provider, model, tier, status, tags), and daily per prompt."""
     sums: dict[tuple[Any, ...], list[int]] = {}
     by_prompt: dict[tuple[Any, ...], list[int]] = {}
+    newest: dict[str, tuple[int, int]] = {}  # source -> (newest ts_us, last ingested_us)
     for row in rows:
+        if sign == 1:
+            seen = newest.get(row[0])
+            ts, ingested = row[2], row[25]
+            newest[row[0]] = (ts, ingested) if seen is None else (max(seen[0], ts), max(seen[1], ingested))
         key = (row[3], row[6], row[4], row[5], row[8], row[9], row[7])  # ROLLUP_KEYS order
         acc = sums.get(key)
         if acc is None:
@@ -264,6 +270,8 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
             pacc[5] += cost
     if not sums:
         return
+    if sign == 1:
+        _note_sources(conn, newest)
     daily: dict[tuple[Any, ...], list[int]] = {}
     for key, acc in sums.items():
         day_key = (key[0] // 86400 * 86400, *key[1:])
@@ -285,6 +293,19 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
         else:
             params = [key + tuple(-value for value in acc) for key, acc in items]
         conn.exec_driver_sql(_rollup_upsert(table, paramstyle), params)
+
+
+def _note_sources(conn: Connection, newest: Mapping[str, tuple[int, int]]) -> None:
+    """Move each source's newest usage time forward (never back) for the freshness tiles."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    greatest = "MAX" if conn.dialect.name == "sqlite" else "GREATEST"
+    conn.exec_driver_sql(
+        f"INSERT INTO source_activity (source, newest_ts_us, last_ingest_us) VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT (source) DO UPDATE SET "
+        f"newest_ts_us = {greatest}(source_activity.newest_ts_us, excluded.newest_ts_us), "
+        f"last_ingest_us = {greatest}(source_activity.last_ingest_us, excluded.last_ingest_us)",
+        [(source, ts, ingested) for source, (ts, ingested) in sorted(newest.items())],
+    )
 
 
 def _rollup_upsert(table: str, paramstyle: str) -> str:
@@ -593,6 +614,9 @@ def rebuild_rollups(conn: Connection) -> int:
     day = (u.hour // 86400 * 86400).label("day")
     daily = select(day, *keys, *sums).where(recent).group_by(day, *keys)
     conn.execute(insert(rollups_daily).from_select([*ROLLUP_DAILY_KEYS, *ROLLUP_SUMS], daily))
+    conn.execute(delete(source_activity))
+    activity = select(u.source, func.max(u.ts_us), func.max(u.ingested_us)).group_by(u.source)
+    conn.execute(insert(source_activity).from_select(["source", "newest_ts_us", "last_ingest_us"], activity))
     conn.execute(delete(prompt_rollups_daily).where(prompt_rollups_daily.c.day >= from_hour))
     prompt = func.coalesce(u.prompt_id, "").label("prompt_id")
     pkeys = [day, prompt, u.flow, u.provider, u.model]

@@ -447,3 +447,29 @@ reservation_budgets = Table(
     Column("budget_key", String(300), primary_key=True),
     Index(None, "budget_key", "reservation_id"),
 )
+
+#: The newest usage of each source (its records' newest ``ts_us`` and when it last sent), kept by
+#: every ingest in the batch's transaction so the dashboard's freshness tiles never scan usage.
+source_activity = Table(
+    "source_activity",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("newest_ts_us", BigInteger, nullable=False),
+    Column("last_ingest_us", BigInteger, nullable=False),
+)
+
+#: Events drawn on the dashboard's time charts: deploys posted by CI (``POST /v1/annotations``)
+#: and budget file changes seen by the daemon. ``annotation_id`` makes a retried post count once.
+annotation_events = Table(
+    "annotations",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("annotation_id", String(256), nullable=False, unique=True),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),  # deploy | budget | note
+    Column("flow", String(128), nullable=True),  # NULL: every flow
+    Column("text", String(500), nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Index(None, "ts_us"),
+)

@@ -28,6 +28,7 @@ from finops import __version__
 from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.body import BodyError, read_body
+from finops.daemon.http.dashboard import ViewerAccess, dashboard_routes
 from finops.daemon.http.metrics import Metrics
 from finops.daemon.parse_pool import BodyProblem
 from finops.daemon.service import BatchResult, IngestService
@@ -40,7 +41,7 @@ from finops.usecases.admission import DEFAULT_TTL_S, ReserveRequest
 from finops.usecases.ingest import line_digest
 from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
 
-__all__ = ["ApiState", "create_app"]
+__all__ = ["ApiState", "create_app", "parameters_problem"]
 
 log = logging.getLogger("finops.api")
 
@@ -117,6 +118,15 @@ def _check_parameters(request: Request) -> None:
     for name, count in counts.items():
         if count > _MAX_PARAM_VALUES:
             raise _Refused(_error(400, f"{name} is given {count:,} times; at most {_MAX_PARAM_VALUES:,}"))
+
+
+def parameters_problem(request: Request) -> str | None:
+    """What is wrong with a request's parameters in one line (the dashboard's pages show it), or None."""
+    try:
+        _check_parameters(request)
+    except _Refused as refused:
+        return str(orjson.loads(bytes(refused.response.body))["error"])
+    return None
 
 
 def _source(state: ApiState, request: Request) -> str:
@@ -548,7 +558,11 @@ def _instrumented(name: str, handler: Handler) -> Handler:
     return route
 
 
-def create_app(state: ApiState, *, extra_routes: list[Route] | None = None) -> Starlette:
+def create_app(
+    state: ApiState, *, dashboard: ViewerAccess | None = None, extra_routes: list[Route] | None = None
+) -> Starlette:
+    """The API and, on the same port, the dashboard (``dashboard``: who may read it; default:
+    loopback only)."""
     routes = [
         Route("/v1/usage", _instrumented("usage", post_usage), methods=["POST"]),
         Route("/v1/outcomes", _instrumented("outcomes", post_outcomes), methods=["POST"]),
@@ -564,8 +578,10 @@ def create_app(state: ApiState, *, extra_routes: list[Route] | None = None) -> S
         Route("/v1/spend", _instrumented("spend", get_spend), methods=["GET"]),
         Route("/healthz", _instrumented("healthz", get_health), methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
+        *dashboard_routes(),
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes)
     app.state.api = state
+    app.state.dashboard = dashboard if dashboard is not None else ViewerAccess({})
     return app

@@ -1,0 +1,364 @@
+"""The web dashboard's routes, on the API's port: who may look, the headers every page carries,
+and one handler per page (read in a worker thread, rendered by ``finops/render/dashboard/``).
+
+Access: with ``FINOPS_DASHBOARD_TOKENS`` set, a page needs one of those tokens (read-only; the
+ingest tokens do not open the dashboard), given once on ``/login`` and kept in an HttpOnly,
+SameSite=Strict cookie, or sent as ``Authorization: Bearer``. Without them the dashboard answers
+only requests from this machine (loopback), as the API does without ingest tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
+from finops.render.dashboard.layout import esc, page
+from finops.render.dashboard.overview import render_overview
+from finops.usecases.dashboard.overview import overview
+
+__all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
+
+log = logging.getLogger("finops.dashboard")
+
+COOKIE = "finops_view"
+_COOKIE_MAX_AGE_S = 90 * 86400
+_MAX_FORM_BYTES = 4096
+
+#: Every dashboard answer: nothing from elsewhere, no script, never framed, data never cached.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+Page = Callable[[Request], Awaitable[Response]]
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(b"finops-dashboard\0" + token.encode()).digest()
+
+
+class ViewerAccess:
+    """Who may read the dashboard: a viewer token's holder, or anyone on loopback when none is set."""
+
+    def __init__(self, tokens: Mapping[str, str], *, secure_cookie: bool = False) -> None:
+        """``tokens``: token -> viewer name (FINOPS_DASHBOARD_TOKENS)."""
+        self._viewers = [(_digest(t), name) for t, name in tokens.items()]
+        self.secure_cookie = secure_cookie
+
+    @property
+    def open_on_loopback(self) -> bool:
+        return not self._viewers
+
+    def _match(self, digest: bytes) -> str | None:
+        found = None
+        for known, name in self._viewers:  # no early exit: the time says nothing about which
+            if hmac.compare_digest(known, digest):
+                found = name
+        return found
+
+    def viewer_of_token(self, token: str) -> str | None:
+        return self._match(_digest(token.strip())) if token.strip() else None
+
+    def cookie_value(self, token: str) -> str:
+        """What the cookie holds: a digest of the token, never the token itself."""
+        return _digest(token.strip()).hex()
+
+    def viewer(self, request: Request) -> str | None:
+        """The viewer's name, ``"local"`` on loopback without tokens, or ``None``: not allowed."""
+        if self.open_on_loopback:
+            return "local" if _loopback(request) else None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return self.viewer_of_token(token)
+        cookie = request.cookies.get(COOKIE, "")
+        try:
+            digest = bytes.fromhex(cookie)
+        except ValueError:
+            return None
+        return self._match(digest) if len(digest) == 32 else None
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A dashboard page with the security headers."""
+    return Response(
+        body, status, {**SECURITY_HEADERS, **(headers or {})}, media_type="text/html; charset=utf-8"
+    )
+
+
+def data(body: bytes | str, media_type: str, *, filename: str | None = None) -> Response:
+    """A download (CSV, JSON) with the security headers; ``filename`` makes it an attachment."""
+    headers = dict(SECURITY_HEADERS)
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return Response(body, 200, headers, media_type=media_type)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(now: datetime) -> str:
+    return f"{now:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def message_page(
+    title: str, message: str, status: int, *, login: bool = True, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = f'<p class="{"error" if status >= 400 else "notice"}">{message}</p>'
+    return html(
+        page(title=title, active="", body=body, generated=stamp(now_utc()), login=login), status, headers
+    )
+
+
+class Problem(Exception):
+    """A page that cannot answer what was asked: shown as one line, with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (``/flows/x``), never ``//elsewhere`` or ``https://...``."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _login_form(next_path: str, problem: str = "") -> str:
+    error = f'<p class="error" role="alert">{esc(problem)}</p>' if problem else ""
+    return (
+        f'<div class="login">{error}<form method="post" action="/login">'
+        '<label for="token">Dashboard token (one of FINOPS_DASHBOARD_TOKENS)</label>'
+        '<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>'
+        f'<input type="hidden" name="next" value="{esc(next_path)}">'
+        '<p><button type="submit">Sign in</button></p></form>'
+        '<p class="muted">Kept in a cookie on this browser only; the API\'s ingest tokens do not open '
+        "the dashboard.</p></div>"
+    )
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+async def login_page(request: Request) -> Response:
+    access: ViewerAccess = request.app.state.dashboard
+    next_path = _safe_next(request.query_params.get("next", "/"))
+    if access.open_on_loopback:
+        return Response(status_code=303, headers={**SECURITY_HEADERS, "Location": next_path})
+    body = _login_form(next_path)
+    return html(page(title="Sign in", active="", body=body, generated=stamp(now_utc()), login=False))
+
+
+async def login(request: Request) -> Response:
+    access: ViewerAccess = request.app.state.dashboard
+    if access.open_on_loopback:
+        return Response(status_code=303, headers={**SECURITY_HEADERS, "Location": "/"})
+    if not _same_origin(request):
+        return message_page("Sign in", "sign in from the dashboard's own page", 403, login=False)
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_FORM_BYTES:
+            return message_page("Sign in", "the form is too large", 413, login=False)
+    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
+    token = (form.get("token") or [""])[0]
+    next_path = _safe_next((form.get("next") or ["/"])[0])
+    viewer = access.viewer_of_token(token)
+    if viewer is None:
+        log.warning("dashboard sign-in refused")
+        body = _login_form(next_path, "That is not one of FINOPS_DASHBOARD_TOKENS; try again.")
+        return html(page(title="Sign in", active="", body=body, generated=stamp(now_utc()), login=False), 401)
+    log.info("dashboard sign-in", extra={"viewer": viewer})
+    response = Response(status_code=303, headers={**SECURITY_HEADERS, "Location": next_path})
+    response.set_cookie(
+        COOKIE,
+        access.cookie_value(token),
+        max_age=_COOKIE_MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=access.secure_cookie or request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = Response(status_code=303, headers={**SECURITY_HEADERS, "Location": "/login"})
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+_CSS: bytes | None = None
+
+
+async def stylesheet(request: Request) -> Response:
+    global _CSS
+    if _CSS is None:
+        _CSS = resources.files("finops.render.dashboard").joinpath("static/dashboard.css").read_bytes()
+    headers = {k: v for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"}
+    headers["Cache-Control"] = "public, max-age=300"
+    return Response(_CSS, 200, headers, media_type="text/css; charset=utf-8")
+
+
+def guarded(name: str, handler: Page) -> Page:
+    """A page behind the viewer check, with one-line answers for every failure (never a traceback)."""
+
+    async def route(request: Request) -> Response:
+        api: Any = request.app.state.api
+        access: ViewerAccess = request.app.state.dashboard
+        if access.viewer(request) is None:
+            if access.open_on_loopback:
+                return message_page(
+                    "Not here",
+                    "The dashboard answers only on this machine until FINOPS_DASHBOARD_TOKENS is set.",
+                    403,
+                    login=False,
+                )
+            if request.headers.get("authorization"):
+                return message_page(
+                    "Sign in", "That bearer token is not a dashboard token.", 401, login=False
+                )
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            location = "/login?next=" + quote(target, safe="")
+            return Response(status_code=303, headers={**SECURITY_HEADERS, "Location": location})
+        try:
+            from finops.daemon.http.app import parameters_problem
+
+            problem = parameters_problem(request)
+            if problem is not None:
+                raise Problem(400, problem)
+            response = await handler(request)
+        except Problem as exc:
+            response = message_page("Cannot show this", esc(str(exc)), exc.status)
+        except DatabaseUnavailable:
+            response = _unavailable()
+        except Exception as exc:
+            if unavailable(exc):
+                api.service.outage.failed(exc, writing=False)
+                response = _unavailable()
+            else:
+                log.exception("dashboard page failed", extra={"route": name})
+                response = message_page(
+                    "Error",
+                    f"internal error ({esc(type(exc).__name__)}); the daemon's log has the details",
+                    500,
+                )
+        api.metrics.requests.labels(f"dashboard:{name}", str(response.status_code)).inc()
+        return response
+
+    return route
+
+
+def _unavailable() -> Response:
+    return message_page(
+        "Database unavailable",
+        f"The database cannot answer right now; this page retries in {RETRY_AFTER_S} s.",
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S), "Refresh": str(RETRY_AFTER_S)},
+    )
+
+
+def budgets_now(request: Request) -> tuple[Any, tuple[str, ...]]:
+    """The budgets in force and the files that cannot be read, as the daemon's watch has them."""
+    found = request.app.state.api.service.budgets.current
+    return found.budgets, tuple(found.errors_by_file)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+async def overview_page(request: Request) -> Response:
+    api = request.app.state.api
+    budgets, broken = budgets_now(request)
+    now = now_utc()
+    result = await run_in_threadpool(overview, api.service.ledger, budgets, broken, now)
+    return html(render_overview(result))
+
+
+# --- /flows/{flow} (engineering) ---------------------------------------------------------------
+
+
+async def flow_page(request: Request) -> Response:
+    raise Problem(501, "the flow page is not built yet")
+
+
+# --- /outcomes (executive) -------------------------------------------------------------------
+
+
+async def outcomes_page(request: Request) -> Response:
+    raise Problem(501, "the outcomes page is not built yet")
+
+
+# --- /prompts --------------------------------------------------------------------------------
+
+
+async def prompts_page(request: Request) -> Response:
+    raise Problem(501, "the prompts page is not built yet")
+
+
+# --- /spend, /spend.csv, /spend.json -------------------------------------------------------
+
+
+async def spend_page(request: Request) -> Response:
+    raise Problem(501, "the spend page is not built yet")
+
+
+async def spend_download(request: Request) -> Response:
+    raise Problem(501, "the spend download is not built yet")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def json_bytes(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+def dashboard_routes() -> list[Route]:
+    return [
+        Route("/", guarded("overview", overview_page), methods=["GET"]),
+        Route("/flows/{flow:path}", guarded("flow", flow_page), methods=["GET"]),
+        Route("/outcomes", guarded("outcomes", outcomes_page), methods=["GET"]),
+        Route("/prompts", guarded("prompts", prompts_page), methods=["GET"]),
+        Route("/spend", guarded("spend", spend_page), methods=["GET"]),
+        Route("/spend.{fmt:str}", guarded("spend_download", spend_download), methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/static/dashboard.css", stylesheet, methods=["GET"]),
+    ]
