@@ -152,10 +152,28 @@ class Browser:
                 modifiers=8 if shift else 0,
             )
 
+    def type_text(self, text: str) -> None:
+        """Type into the focused control, as a keyboard would."""
+        self.call("Input.insertText", text=text)
+
+    def press_enter_and_wait(self) -> None:
+        """Press Enter (submits the focused form) and wait for the next page to load."""
+        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
+        for kind in ("rawKeyDown", "char", "keyUp"):
+            self.call(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key="Enter",
+                code="Enter",
+                text="\r",
+                windowsVirtualKeyCode=13,
+            )
+        self.wait_for("Page.loadEventFired")
+
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         assert "exceptionDetails" not in result, result
-        return result["result"]["value"]
+        return result["result"].get("value")
 
     def screenshot(self, selector: str) -> bytes:
         x, y, w, h = self.evaluate(

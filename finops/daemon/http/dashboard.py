@@ -46,7 +46,7 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # nothing leaks elsewhere; our own forms still send their Origin
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
@@ -253,7 +253,8 @@ def guarded(name: str, handler: Page) -> Page:
                 return message_page(
                     "Sign in", "That bearer token is not a dashboard token.", 401, login=False
                 )
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raw = request.scope.get("raw_path") or request.url.path.encode()
+            target = raw.decode("latin-1") + (f"?{request.url.query}" if request.url.query else "")
             location = "/login?next=" + quote(target, safe="")
             return Response(status_code=303, headers={**SECURITY_HEADERS, "Location": location})
         try:
