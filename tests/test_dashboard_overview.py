@@ -92,7 +92,20 @@ def test_overview_lights_and_numbers(ledger: Ledger) -> None:
                     next_attempt_us=0, created_us=0, updated_us=0,
                 )
             )  # fmt: skip
+    week_ago = [
+        {**r, "id": f"w-{r['id']}"} for r in _records(now - timedelta(days=7)) if r["flow"] == "red-flow"
+    ]
+    ingest_objects(ledger, week_ago[:4], source="app")
+    last_week = _today_by_flow(ledger, now - timedelta(days=7))["red-flow"]
     result = overview(ledger, budgets, ["broken.yaml"], now + timedelta(seconds=1))
+    weeks = {t.budget.key: t.last_week_nanos for t in result.budgets}
+    assert weeks == {
+        "red-flow": last_week,
+        "green-flow": 0,
+        "yellow-flow": 0,
+        "blocked-flow": 0,
+        "hostile": 0,
+    }
     lights = {t.budget.key: t.light for t in result.budgets}
     assert lights == {**EXPECTED, "hostile": "green"}
     assert [t.light for t in result.budgets][:2] == ["red", "red"]  # worst first
@@ -106,6 +119,7 @@ def test_overview_lights_and_numbers(ledger: Ledger) -> None:
     assert HOSTILE not in page and "<script" not in page
     assert 'href="/flows/%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E%20%26%20%22q%22"' in page
     assert "broken.yaml" in page
+    assert page.count('data-metric="last-week"') == 5 and "this time last week" in page
     for flow, nanos in spend.items():
         key = "hostile" if flow == HOSTILE else flow
         assert f'data-tile="budget:{key}"' in page

@@ -103,7 +103,17 @@ def serve(daemon: Daemon, *, access_log: bool = False) -> int:
     server = _Server(config)
     log.info(
         "finops daemon listening",
-        extra={"address": f"http://{host}:{port}", "database": repr(daemon.ledger), "pid": os.getpid()},
+        extra={
+            "address": f"http://{host}:{port}",
+            "dashboard": f"http://{host}:{port}/"
+            + (
+                " (loopback only: set FINOPS_DASHBOARD_TOKENS to open it)"
+                if daemon.viewers.open_on_loopback
+                else ""
+            ),
+            "database": repr(daemon.ledger),
+            "pid": os.getpid(),
+        },
     )
     server.run(sockets=[sock])
     log.info("finops daemon stopped")

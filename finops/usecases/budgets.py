@@ -42,6 +42,7 @@ __all__ = [
     "flow_in_ledger",
     "flow_suggestion",
     "ledger_flows",
+    "spend_between",
     "successes",
 ]
 
@@ -53,6 +54,11 @@ def _spend(conn: Connection, budget: Budget, start: datetime, end: datetime) -> 
         start=start, end=end, tz=budget.zone, flows=(budget.flow_pattern,), tags=budget.tag_filter
     )
     return run_spend(conn, query).total["cost_nanos"]
+
+
+def spend_between(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Priced spend the budget covers in [start, end) (nano-dollars)."""
+    return _spend(conn, budget, start, end)
 
 
 def budget_state(conn: Connection, budget: Budget, now: datetime) -> BudgetState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from finops.domain.words import plural
 from finops.render.dashboard.layout import esc, flow_href, money, page, query_href, tile
@@ -32,6 +33,19 @@ def age_text(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600} h ago"
     return f"{plural(s // 86400, 'day')} ago"
+
+
+def _versus(now: int, before: int) -> str:
+    """``+$1.20 (+25%) vs this time last week``; a week with no spend reads ``new this week``."""
+    if before <= 0:
+        return "nothing this time last week" if now <= 0 else "new: nothing this time last week"
+    change = now - before
+    pct = Decimal(change) * 100 / Decimal(before)
+    sign = "+" if change >= 0 else "-"
+    return (
+        f"{sign}{money(abs(change))} ({sign}{abs(pct).quantize(Decimal(1), ROUND_HALF_EVEN)}%) "
+        f"vs {money(before)} this time last week"
+    )
 
 
 def _budget_href(t: BudgetTile) -> str:
@@ -64,6 +78,7 @@ def _budget_tile(t: BudgetTile) -> str:
         lines.append(f'<p class="sub">cap at {esc(local_time(s.projection.cap_hit_at, b.timezone))}</p>')
     else:
         lines.append(f'<p class="sub">heading for {money(s.projection.end_of_period_nanos)} today</p>')
+    lines.append(f'<p class="sub" data-metric="last-week">{_versus(s.spend_nanos, t.last_week_nanos)}</p>')
     if s.month_cap_nanos is not None and s.month_spend_nanos is not None:
         lines.append(f'<p class="sub">month {money(s.month_spend_nanos)} of {money(s.month_cap_nanos)}</p>')
     if t.held_nanos:

@@ -25,7 +25,7 @@ from finops.domain.dashboard import (
 from finops.domain.reconcile import Drift
 from finops.storage.reservations import held_by_budget
 from finops.storage.tables import alert_outbox, rollups_hourly, source_activity
-from finops.usecases.budgets import budget_state
+from finops.usecases.budgets import budget_state, spend_between
 from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import reconcile_month
 
@@ -37,6 +37,7 @@ class BudgetTile:
     state: BudgetState
     held_nanos: int
     light: Light
+    last_week_nanos: int  # the same local day a week before, up to the same time of day
 
     @property
     def budget(self) -> Budget:
@@ -129,7 +130,9 @@ def overview(
         for budget in budgets:
             state = budget_state(conn, budget, now)
             hold = held.get(budget.key, 0)
-            tiles.append(BudgetTile(state, hold, budget_light(state, hold)))
+            week = timedelta(days=7)
+            before = spend_between(conn, budget, state.start - week, min(now, state.end) - week)
+            tiles.append(BudgetTile(state, hold, budget_light(state, hold), before))
         sources = _sources(conn, now)
         records, unpriced = _today(conn, day_start, now)
         failed, ambiguous = _outbox(conn)
