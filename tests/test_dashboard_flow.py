@@ -36,6 +36,7 @@ from typer.testing import CliRunner
 
 from finops.cli.main import app
 from finops.domain.budgets import Budget
+from finops.domain.periods import day_range
 from finops.render.dashboard.flow import render_flow
 from finops.render.dashboard.layout import flow_href
 from finops.storage.alerts import record_breach
@@ -239,6 +240,25 @@ def test_thirty_days_last_week_and_cost_per_success(seeded: Ledger) -> None:
     assert ("deploy", "release <b>v2.1</b>") in kinds and all(t != "not ours" for _, t in kinds)
     assert any(a.kind == "breach" for a in p.annotations_today)
     assert any(a.kind == "note" for a in p.annotations_days)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo", "UTC"])
+def test_thirty_local_days_equal_finops_spend_by_day_in_the_budgets_zone(seeded: Ledger, zone: str) -> None:
+    """Daily rollups plus the hours that fall on another local date (New York's days cross the
+    end of daylight saving time on Nov 1) give what ``finops spend --by day --tz`` gives."""
+    budget = Budget(owner="@pay", daily_cap_usd=Decimal(5), flow=FLOW, timezone=zone)
+    p = page_at(seeded, budgets=[budget])
+    with seeded.engine.connect() as conn:
+        spend = run_spend(
+            conn, SpendQuery(group_by=("day",), start=_local_start(p), tz=ZoneInfo(zone), flows=(FLOW,))
+        )
+    expected = {r.keys["day"]: r.sums["cost_nanos"] for r in spend.rows}
+    assert {d.day.isoformat(): d.cost_nanos for d in p.daily if d.cost_nanos} == expected
+    assert p.days_total.cost_nanos == spend.total["cost_nanos"]
+
+
+def _local_start(p: FlowPage) -> datetime:
+    return day_range(p.daily[0].day, ZoneInfo(p.timezone))[0]
 
 
 def test_without_a_budget_days_are_utc_and_spend_is_shown_alone(seeded: Ledger) -> None:

@@ -179,17 +179,20 @@ def _cps_tile(c: CostPerSuccess) -> str:
         light = "red"
     elif today is not None and today > c.limit_nanos:
         light = "yellow"
+    key, title = f"flow:cost-per-success:{c.budget_key}", f"Cost per success · {c.budget_key}"
     body = (
         f'<p class="big">{_metric("cost-per-success-today", shown(today))} '
         f'<span class="sub">target {esc(usd_unit(c.limit_nanos))}</span></p>'
-        f'<p class="sub">today {esc(plural(c.today_successes, "success"))}; yesterday '
+        f'<p class="sub">today {esc(plural(c.today_successes, "success", "successes"))}; yesterday '
         f"{_metric('cost-per-success-yesterday', shown(yesterday))} "
-        f"({esc(plural(c.yesterday_successes, 'success'))})</p>"
+        f"({esc(plural(c.yesterday_successes, 'success', 'successes'))})</p>"
     )
+    if today is None and yesterday is None:  # no outcome to judge by (the alert waits for one too)
+        return _stat(key, title, body)
     return tile(
-        key=f"flow:cost-per-success:{c.budget_key}",
+        key=key,
         light=light,
-        title=f"Cost per success · {c.budget_key}",
+        title=title,
         body=body,
         label={"green": "on target", "yellow": "above target today", "red": "above target"}[light],
     )

@@ -70,6 +70,10 @@ class Totals:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def sub(self, other: Totals) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) - getattr(other, name))
+
     @property
     def cache_hit(self) -> Decimal | None:
         """Cached input tokens as a fraction of input tokens (``None``: no input tokens)."""
@@ -325,30 +329,66 @@ def _today(conn: Connection, flow: str, start: datetime, end: datetime) -> _Toda
     return out
 
 
+def _hours_in(conn: Connection, flow: str, hours: Sequence[int]) -> list[Any]:
+    """(hour, model, provider, *sums) of ``flow`` for the listed hour buckets (index seeks)."""
+    if not hours:
+        return []
+    c = rollups_hourly.c
+    keys = [c.hour, c.model, c.provider]
+    stmt = (
+        select(*keys, *_measures(rollups_hourly))
+        .where(c.hour.in_(sorted(hours)), c.flow == flow)
+        .group_by(*keys)
+    )
+    return list(conn.execute(stmt))
+
+
 def _history(
     conn: Connection, flow: str, zone: ZoneInfo, first: datetime, today_start: datetime
 ) -> tuple[dict[date, Totals], dict[str, Totals]]:
-    """The local days in [first, today_start) by day and by model: daily rollups when the days
-    are UTC days, else hourly rollups (each hour counted for the local day it starts in)."""
-    lo, hi = int(first.timestamp()), int(today_start.timestamp())
-    if str(zone) in ("UTC", "Etc/UTC") and lo % 86400 == 0 and hi % 86400 == 0:
-        rows = _bucketed(conn, rollups_daily, "day", flow, lo, hi)
-    else:  # an hour straddling today's start (a +05:30 zone) is left to today, which is exact
-        rows = _bucketed(conn, rollups_hourly, "hour", flow, _hour_floor(first), _hour_floor(today_start))
+    """The local days in [first, today_start) by day and by model.
+
+    Whole UTC days come from the daily rollups; the hours of a UTC day that fall on another local
+    date (Berlin's 23:00Z, New York's 00:00-04:59Z) and the partial UTC days at either end come
+    from the hourly rollups, each hour moved to the local day it starts in. So Berlin reads 30
+    daily buckets and about 80 hourly ones where reading every hour would take 720 per key.
+    """
+    lo, hi = _hour_floor(first), _hour_floor(today_start)  # a straddling last hour is today's
+    d_lo, d_hi = -(-lo // 86400) * 86400, hi // 86400 * 86400
+    if d_lo >= d_hi:
+        d_lo = d_hi = hi  # under a day of whole UTC days: hours only
+    local_of: dict[int, date] = {}
+    edge = [*range(lo, d_lo, _HOUR), *range(d_hi, hi, _HOUR)]
+    moved = []
+    for day in range(d_lo, d_hi, 86400):
+        utc_date = datetime.fromtimestamp(day, UTC).date()
+        for hour in range(day, day + 86400, _HOUR):
+            local_of[hour] = datetime.fromtimestamp(hour, UTC).astimezone(zone).date()
+            if local_of[hour] != utc_date:
+                moved.append(hour)
+    for hour in edge:
+        local_of[hour] = datetime.fromtimestamp(hour, UTC).astimezone(zone).date()
     oldest = first.astimezone(zone).date()
     by_day: dict[date, Totals] = {}
     by_model: dict[str, Totals] = {}
-    seen: dict[int, date] = {}
-    for row in rows:
-        at = int(row[0])
-        day = seen.get(at)
-        if day is None:
-            day = seen[at] = datetime.fromtimestamp(at, UTC).astimezone(zone).date()
+
+    def put(day: date, model: str, t: Totals, sign: int = 1) -> None:
         if day < oldest:
-            continue
-        t = _totals(row[3:])
-        by_day.setdefault(day, Totals()).add(t)
-        by_model.setdefault(_model_name(row[2], row[1]), Totals()).add(t)
+            return
+        for acc in (by_day.setdefault(day, Totals()), by_model.setdefault(model, Totals())):
+            acc.add(t) if sign > 0 else acc.sub(t)
+
+    if d_lo < d_hi:
+        for row in _bucketed(conn, rollups_daily, "day", flow, d_lo, d_hi):
+            put(
+                datetime.fromtimestamp(int(row[0]), UTC).date(), _model_name(row[2], row[1]), _totals(row[3:])
+            )
+    moved_set = set(moved)
+    for row in _hours_in(conn, flow, [*edge, *moved]):
+        hour, model, t = int(row[0]), _model_name(row[2], row[1]), _totals(row[3:])
+        if hour in moved_set:  # counted in its UTC day's daily bucket: take it out of there
+            put(datetime.fromtimestamp(hour // 86400 * 86400, UTC).date(), model, t, -1)
+        put(local_of[hour], model, t)
     return by_day, by_model
 
 
