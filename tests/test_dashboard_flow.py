@@ -420,3 +420,5 @@ def test_an_unknown_flow_is_a_404_page_of_one_line(site: Site) -> None:
     b.goto(site.daemon.base + flow_href("no such/flow <i>"))
     assert b.evaluate("document.querySelectorAll('main p').length") == 1
     assert httpx.get(site.daemon.base + "/flows/").status_code == 404
+    too_long = httpx.get(site.daemon.base + flow_href("x" * 300))
+    assert too_long.status_code == 400 and "at most 256 characters, got 300" in too_long.text

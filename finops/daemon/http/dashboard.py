@@ -315,8 +315,8 @@ async def overview_page(request: Request) -> Response:
 # --- /flows/{flow} (engineering) ---------------------------------------------------------------
 
 
-#: Longer than any flow the ledger can hold (128 characters): refused before a query.
-_MAX_FLOW_CHARS = 512
+#: Longer than any flow a usage record (128 characters) or a budget (256) can name.
+_MAX_FLOW_CHARS = 256
 
 
 async def flow_page(request: Request) -> Response:
@@ -326,7 +326,8 @@ async def flow_page(request: Request) -> Response:
         raise Problem(404, "name a flow: /flows/<flow>; see /spend for the flows")
     if len(flow) > _MAX_FLOW_CHARS:
         raise Problem(
-            400, f"a flow name is at most 128 characters, got {len(flow)}; see /spend for the flows"
+            400,
+            f"a flow name is at most {_MAX_FLOW_CHARS} characters, got {len(flow)}; see /spend for the flows",
         )
     budgets, _ = budgets_now(request)
     result = await run_in_threadpool(flow_view, api.service.ledger, budgets, flow, now_utc())
