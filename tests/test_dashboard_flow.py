@@ -261,6 +261,18 @@ def _local_start(p: FlowPage) -> datetime:
     return day_range(p.daily[0].day, ZoneInfo(p.timezone))[0]
 
 
+def test_a_day_that_starts_mid_hour_is_exact_today(seeded: Ledger) -> None:
+    """Asia/Kolkata (+05:30): today is [Nov 19 18:30Z, Nov 20 18:30Z); its half hours at either
+    end come from the raw records, so today is exact (y1 at 22:30Z is 04:00 there: today)."""
+    budget = Budget(owner="@pay", daily_cap_usd=Decimal(5), flow=FLOW, timezone="Asia/Kolkata")
+    p = page_at(seeded, budgets=[budget])
+    assert p.start == at("2026-11-19T18:30") and p.today.cost_nanos == 2_980_000_000 + MINI
+    with seeded.engine.connect() as conn:
+        spend = run_spend(conn, SpendQuery(start=p.start, tz=ZoneInfo("Asia/Kolkata"), flows=(FLOW,)))
+    assert spend.total["cost_nanos"] == p.today.cost_nanos == p.budgets[0].state.spend_nanos
+    assert p.burn[-1].cumulative_nanos == p.today.cost_nanos and p.burn[1].at == at("2026-11-19T19:00")
+
+
 def test_without_a_budget_days_are_utc_and_spend_is_shown_alone(seeded: Ledger) -> None:
     p = page_at(seeded, budgets=[])
     assert p.budgets == () and p.cap_nanos is None and p.timezone == "UTC"

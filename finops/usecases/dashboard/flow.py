@@ -494,6 +494,30 @@ def _burn(today: _Today, start: datetime, end: datetime, now: datetime) -> tuple
     return tuple(points)
 
 
+def _last_week(
+    conn: Connection,
+    flow: str,
+    zone: ZoneInfo,
+    local: date,
+    start: datetime,
+    now: datetime,
+    today: _Today,
+    by_day: dict[date, Totals],
+) -> LastWeek:
+    """Today's whole hours against the same hours of the same local weekday a week earlier."""
+    until = max(_hour_floor(now), int(start.timestamp()))
+    lw_start, _ = day_range(local - timedelta(days=7), zone)
+    lw_until = int(lw_start.timestamp()) + until - int(start.timestamp())
+    # nothing before the first whole hour yet (a +05:30 day starts mid-hour): 0 against 0
+    before = _hours_sum(conn, flow, _hour_floor(lw_start), lw_until) if until > int(start.timestamp()) else 0
+    return LastWeek(
+        until=datetime.fromtimestamp(until, UTC),
+        today_nanos=sum(v for b, v in today.by_hour.items() if b < until),
+        last_week_nanos=before,
+        last_week_day_nanos=by_day.get(local - timedelta(days=7), Totals()).cost_nanos,
+    )
+
+
 def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetime) -> FlowPage | None:
     """The flow's page at ``now`` (UTC-aware); ``None`` when neither the ledger nor a budget names it."""
     now = now.astimezone(UTC)
@@ -509,16 +533,7 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
         today = _today(conn, flow, start, end)
         first, _ = day_range(local - timedelta(days=DAYS - 1), zone)
         by_day, by_model = _history(conn, flow, zone, first, start)
-        # vs last week: whole hours of today against the same hours a week earlier
-        until = max(_hour_floor(now), int(start.timestamp()))
-        lw_start, _ = day_range(local - timedelta(days=7), zone)
-        lw_until = int(lw_start.timestamp()) + until - int(start.timestamp())
-        last_week = LastWeek(
-            until=datetime.fromtimestamp(until, UTC),
-            today_nanos=sum(v for b, v in today.by_hour.items() if b < until),
-            last_week_nanos=_hours_sum(conn, flow, _hour_floor(lw_start), lw_until),
-            last_week_day_nanos=by_day.get(local - timedelta(days=7), Totals()).cost_nanos,
-        )
+        last_week = _last_week(conn, flow, zone, local, start, now, today, by_day)
         prompts, prompts_others = _prompts(conn, flow, now)
         limits = [b.max_tool_calls_per_request for b in mine if b.max_tool_calls_per_request is not None]
         fanout = _fanout(conn, flow, start, end, min(limits) if limits else None)
