@@ -18,7 +18,7 @@ from html import escape
 from finops.domain.words import plural
 from finops.render.report_data import month_name, usd, usd_unit
 
-__all__ = ["BAR_COLOR", "LINE_COLOR", "bar_chart", "line_chart"]
+__all__ = ["BAR_COLOR", "CAP_COLOR", "LINE_COLOR", "Marker", "bar_chart", "line_chart"]
 
 BAR_COLOR = "#2f6bd8"
 LINE_COLOR = "#2f6bd8"
@@ -133,8 +133,26 @@ def _day(label: str) -> str:
     return _clip(label, 12)
 
 
+#: Marks added for the dashboard's time charts (the report draws none of them).
+CAP_COLOR = "#c2262e"
+_PROJECTION_COLOR = "#7b8794"
+_MARKER_COLORS = {"deploy": "#6b3fa0", "price": "#a86400", "budget": "#1e7b45", "breach": "#c2262e"}
+_MARKER_DEFAULT = "#52606d"
+
+#: A marker on a time chart: (x position in slots, kind, tooltip text).
+Marker = tuple[float, str, str]
+
+
 def line_chart(
-    points: Sequence[tuple[str, int]], *, title: str, unpriced: Mapping[str, int] | None = None
+    points: Sequence[tuple[str, int]],
+    *,
+    title: str,
+    unpriced: Mapping[str, int] | None = None,
+    cap: int | None = None,
+    markers: Sequence[Marker] = (),
+    projection: tuple[float, int] | None = None,
+    axis: Sequence[str] | None = None,
+    positions: Sequence[float] | None = None,
 ) -> str:
     """Spend over time: a line with a shaded area and a dot per ``(label, nanos)`` point.
 
@@ -142,23 +160,38 @@ def line_chart(
     and has "nice" dollar gridlines; about eight x labels are shown whatever the length.
     A point in ``unpriced`` (label -> records without a price) is drawn hollow and its tooltip
     says its dollars are the priced part only (``data-unpriced`` holds the count).
+
+    The dashboard's extras (all optional): ``axis`` labels the x slots when they outnumber the
+    points (a whole day of hours while the points stop at now), ``positions`` puts each point on
+    a slot (fractions allowed; default: point i on slot i); ``cap`` draws a dashed line carrying
+    ``data-cap`` (nanos); ``projection`` (slot, nanos) a dashed line from the last point carrying
+    ``data-projection``; each marker (slot, kind, text) is a vertical line in a
+    ``<g data-annotation="kind">`` whose ``<title>`` is the text.
     """
     unpriced = unpriced or {}
     if not points:
         return _empty("line", title)
+    labels = list(axis) if axis else [label for label, _ in points]
+    at = list(positions) if positions is not None else [float(i) for i in range(len(points))]
     height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
     plot_w, plot_h = _LINE_WIDTH - left - right, height - top_pad - bottom
-    peak = max(max(v for _, v in points), 0)
+    extras = [v for v in (cap, projection[1] if projection else None) if v is not None]
+    peak = max(max(v for _, v in points), *extras, 0)
     step = _step(peak) if peak else _NANOS
     ceiling = max(-(-peak // step) * step, step)
     label, most = max(points, key=lambda p: p[1])
     desc = (
         f"{plural(len(points), 'point')} from {points[0][0]} to {points[-1][0]}; highest {label}: {usd(most)}"
     )
+    if cap is not None:
+        desc += f"; cap {usd(cap)}"
     lines = _open("line", title, height, desc, _LINE_WIDTH)
+    slots = max(len(labels), 1)
 
-    def x(i: int) -> float:
-        return left + (plot_w / 2 if len(points) == 1 else i * plot_w / (len(points) - 1))
+    def x(pos: float) -> float:
+        if slots == 1:
+            return left + plot_w / 2
+        return left + min(max(pos, 0.0), slots - 1) * plot_w / (slots - 1)
 
     def y(v: int) -> float:
         return top_pad + plot_h - max(v, 0) * plot_h / ceiling
@@ -170,21 +203,46 @@ def line_chart(
             f'<text x="{left - 8}" y="{_n(y(tick) + 4)}" text-anchor="end" fill="{_MUTED}">'
             f"{_a(_axis_usd(tick, step))}</text>",
         ]
-    every = max(1, -(-len(points) // 8))
-    for i, (day, _) in enumerate(points):
+    every = max(1, -(-slots // 8))
+    for i, day in enumerate(labels):
         if i % every == 0:
             lines.append(
                 f'<text x="{_n(x(i))}" y="{height - 8}" text-anchor="middle" fill="{_MUTED}">'
                 f"{_a(_day(day))}</text>"
             )
-    coords = [f"{_n(x(i))},{_n(y(v))}" for i, (_, v) in enumerate(points)]
+    coords = [f"{_n(x(at[i]))},{_n(y(v))}" for i, (_, v) in enumerate(points)]
     base = _n(y(0))
-    area = f"M{_n(x(0))},{base} L" + " L".join(coords) + f" L{_n(x(len(points) - 1))},{base} Z"
+    area = f"M{_n(x(at[0]))},{base} L" + " L".join(coords) + f" L{_n(x(at[len(points) - 1]))},{base} Z"
     lines += [
         f'<path d="{area}" fill="{_AREA_COLOR}" stroke="none"/>',
         f'<polyline points="{" ".join(coords)}" fill="none" stroke="{LINE_COLOR}" stroke-width="2" '
         'stroke-linejoin="round"/>',
     ]
+    if cap is not None:
+        lines.append(
+            f'<g data-cap="{cap}"><title>{_a(f"cap {usd(cap)}")}</title>'
+            f'<line x1="{left}" x2="{_LINE_WIDTH - right}" y1="{_n(y(cap))}" y2="{_n(y(cap))}" '
+            f'stroke="{CAP_COLOR}" stroke-width="2" stroke-dasharray="8 4"/>'
+            f'<text x="{_LINE_WIDTH - right}" y="{_n(y(cap) - 5)}" text-anchor="end" fill="{CAP_COLOR}">'
+            f"{_a(f'cap {usd(cap)}')}</text></g>"
+        )
+    if projection is not None:
+        where, value = projection
+        last = points[-1][1]
+        lines.append(
+            f'<g data-projection="{value}"><title>{_a(f"projected {usd(value)}")}</title>'
+            f'<line x1="{_n(x(at[-1]))}" y1="{_n(y(last))}" x2="{_n(x(where))}" y2="{_n(y(value))}" '
+            f'stroke="{_PROJECTION_COLOR}" stroke-width="2" stroke-dasharray="4 4"/></g>'
+        )
+    for where, kind, text in markers:
+        color = _MARKER_COLORS.get(kind, _MARKER_DEFAULT)
+        mx = _n(x(where))
+        lines.append(
+            f'<g data-annotation="{_a(kind)}"><title>{_a(text)}</title>'
+            f'<line x1="{mx}" x2="{mx}" y1="{top_pad}" y2="{_n(y(0))}" stroke="{color}" '
+            'stroke-width="2" stroke-dasharray="2 3"/>'
+            f'<circle cx="{mx}" cy="{top_pad}" r="5" fill="{color}"/></g>'
+        )
     for i, (day, nanos) in enumerate(points):
         missing = unpriced.get(day, 0)
         tip = f"{day}: {usd(nanos)}"
@@ -194,7 +252,7 @@ def line_chart(
             tip += f" priced, plus {plural(missing, 'unpriced record')} (cost unknown)"
             extra, fill = f' data-unpriced="{missing}" stroke="{LINE_COLOR}" stroke-width="1.5"', "#fff"
         lines.append(
-            f'<circle cx="{_n(x(i))}" cy="{_n(y(nanos))}" r="3" fill="{fill}"{extra} '
+            f'<circle cx="{_n(x(at[i]))}" cy="{_n(y(nanos))}" r="3" fill="{fill}"{extra} '
             f'data-value="{nanos}" data-label="{_a(day)}"><title>{_a(tip)}</title></circle>'
         )
     return "\n".join([*lines, "</svg>"])

@@ -26,8 +26,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
+from finops.render.dashboard.flow import render_flow
 from finops.render.dashboard.layout import esc, page
 from finops.render.dashboard.overview import render_overview
+from finops.usecases.dashboard.flow import flow_page as flow_view
 from finops.usecases.dashboard.overview import overview
 
 __all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
@@ -314,8 +316,25 @@ async def overview_page(request: Request) -> Response:
 # --- /flows/{flow} (engineering) ---------------------------------------------------------------
 
 
+#: Longer than any flow a usage record (128 characters) or a budget (256) can name.
+_MAX_FLOW_CHARS = 256
+
+
 async def flow_page(request: Request) -> Response:
-    raise Problem(501, "the flow page is not built yet")
+    api = request.app.state.api
+    flow = str(request.path_params.get("flow", ""))
+    if not flow:
+        raise Problem(404, "name a flow: /flows/<flow>; see /spend for the flows")
+    if len(flow) > _MAX_FLOW_CHARS:
+        raise Problem(
+            400,
+            f"a flow name is at most {_MAX_FLOW_CHARS} characters, got {len(flow)}; see /spend for the flows",
+        )
+    budgets, _ = budgets_now(request)
+    result = await run_in_threadpool(flow_view, api.service.ledger, budgets, flow, now_utc())
+    if result is None:
+        raise Problem(404, f"no usage or budget for flow {flow}; see /spend for the flows")
+    return html(render_flow(result))
 
 
 # --- /outcomes (executive) -------------------------------------------------------------------
