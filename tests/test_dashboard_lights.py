@@ -123,3 +123,16 @@ def test_light_uses_the_budgets_own_day() -> None:
     assert state.local_day.isoformat() == "2026-12-01"
     assert budget_light(state) == "yellow"
     assert budget_light(evaluate(b, now=NOON + timedelta(hours=7), spend_nanos=10 * 10**9)) == "green"
+
+
+def test_versus_last_week_reads_plainly() -> None:
+    from finops.render.dashboard.overview import _versus
+
+    cent = 10_000_000
+    assert _versus(0, 0) == "nothing this time last week"
+    assert _versus(5 * cent, 0) == "new: nothing this time last week"
+    assert _versus(100 * cent + 3, 100 * cent).startswith("about the same as this time last week")
+    assert "(+50%)" in _versus(150 * cent, 100 * cent)
+    assert "(-25%)" in _versus(75 * cent, 100 * cent)
+    assert _versus(864 * cent, 1_435) == "new: under a cent this time last week"
+    assert _versus(800 * cent, 20 * cent).startswith("40× the ")

@@ -36,16 +36,20 @@ def age_text(seconds: float) -> str:
 
 
 def _versus(now: int, before: int) -> str:
-    """``+$1.20 (+25%) vs this time last week``; a week with no spend reads ``new this week``."""
+    """Today against the same time last week, in words a reader cannot misread: a change under a
+    cent is "about the same", and a rise from almost nothing is a multiple, not +600,000%."""
     if before <= 0:
         return "nothing this time last week" if now <= 0 else "new: nothing this time last week"
     change = now - before
-    pct = Decimal(change) * 100 / Decimal(before)
-    sign = "+" if change >= 0 else "-"
-    return (
-        f"{sign}{money(abs(change))} ({sign}{abs(pct).quantize(Decimal(1), ROUND_HALF_EVEN)}%) "
-        f"vs {money(before)} this time last week"
-    )
+    if before < 5_000_000 and change >= 10_000_000:  # what shows as $0.00
+        return "new: under a cent this time last week"
+    if abs(change) < 10_000_000:
+        return f"about the same as this time last week ({money(before)})"
+    if now >= 10 * before:
+        return f"{now // before:,}× the {money(before)} of this time last week"
+    pct = (Decimal(change) * 100 / Decimal(before)).quantize(Decimal(1), ROUND_HALF_EVEN)
+    sign = "+" if change > 0 else "-"
+    return f"{sign}{money(abs(change))} ({sign}{abs(pct)}%) vs {money(before)} this time last week"
 
 
 def _budget_href(t: BudgetTile) -> str:
