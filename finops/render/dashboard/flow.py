@@ -91,11 +91,18 @@ def _today_tile(p: FlowPage) -> str:
     )
 
 
+def _change_words(change: Decimal | None, today_nanos: int) -> str:
+    """A relative change; with nothing a week ago, "new" when there is spend now (never a bare dash)."""
+    if change is None:
+        return "new" if today_nanos > 0 else "no spend either day"
+    return percent_change(change)
+
+
 def _last_week_tile(p: FlowPage) -> str:
     w = p.last_week
     until = _clock(w.until, p.timezone)
     body = (
-        f'<p class="big">{_metric("last-week-change", esc(percent_change(w.change)))}</p>'
+        f'<p class="big">{_metric("last-week-change", esc(_change_words(w.change, w.today_nanos)))}</p>'
         f'<p class="sub">until {esc(until)}: today {_metric("last-week-today", money(w.today_nanos))}, '
         f"a week ago {_metric('last-week', money(w.last_week_nanos))}</p>"
         f'<p class="sub">that whole day: {money(w.last_week_day_nanos)}</p>'
