@@ -4,8 +4,10 @@ by flow), median and p99 of 50 requests each, against the `finops spend` query a
 Uses the database bench/query.py builds (``bench/data/query-N.db``: built once, then reused by
 every run and by the other benches), with eight budgets on bench flows in a temp folder so the
 overview has tiles. The pages are asked in one process through the daemon's real ASGI app
-(``create_app`` over a real ``Daemon``'s service, as ``finops run`` serves it, via Starlette's
-TestClient from loopback): server time, without sockets or a browser. The baseline, in the same
+(``create_app`` over a real ``Daemon``'s service, with the garbage collector tuned as ``finops
+run`` tunes it, via Starlette's TestClient from loopback): server time, without sockets or a
+browser. The daemon's cycle is not started: its jobs (retention) must not change the database
+the other benches share. The baseline, in the same
 run, is ``run_spend`` for the same question as `/spend` on one connection. A page that does not
 answer 200 (a page not built yet answers 501) is reported with its status, not timed. With 50
 requests, p99 is the slowest but none: every request counts.
@@ -33,6 +35,7 @@ from starlette.testclient import TestClient
 
 from finops.daemon.cycle import Daemon
 from finops.daemon.http.app import ApiState, create_app
+from finops.daemon.serve import _quiet_gc
 from finops.domain.money import format_usd
 from finops.settings import Settings
 from finops.storage.db import create_engine_for, upgrade
@@ -106,6 +109,7 @@ def main() -> None:
         daemon = Daemon(Settings(database_url=url, budgets_dir=Path(tmp)))
         daemon.budgets.refresh()
         app = create_app(ApiState(daemon.service, daemon.tokens, daemon.metrics), dashboard=daemon.viewers)
+        _quiet_gc()  # as `finops run` does once started (without it, a full collection sets p99)
         try:
             with TestClient(app, client=("127.0.0.1", 50000)) as client:
                 for path in ("/", f"/flows/{FLOW}", SPEND):
@@ -132,17 +136,17 @@ def main() -> None:
         f"records in database: {args.records:,}; {budgets} budgets; {args.requests} requests each after "
         f"{WARM_UP} warm-ups; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
-    print(f"{'what':<52} {'median':>9} {'p99':>9} {'p99/query':>10}  p99 < {TARGET_MS:.0f} ms")
+    head = f"{'what':<52} {'median':>9} {'p99':>9} {'med/query':>10} {'p99/query':>10}"
+    print(f"{head}  p99 < {TARGET_MS:.0f} ms")
     for path, got in rows:
         if isinstance(got, str):
             print(f"{path:<52} {got}")
             continue
         med, p99 = statistics.median(got) * 1000, pct(got, 0.99) * 1000
         ok = "yes" if p99 < TARGET_MS else "NO"
-        print(f"{path:<52} {med:7.1f}ms {p99:7.1f}ms {p99 / base_p99:9.1f}x  {ok}")
-    print(
-        f"{'run_spend alone (the same question as /spend)':<52} {base_med:7.1f}ms {base_p99:7.1f}ms {1:9.1f}x"
-    )
+        print(f"{path:<52} {med:7.1f}ms {p99:7.1f}ms {med / base_med:9.1f}x {p99 / base_p99:9.1f}x  {ok}")
+    alone = "run_spend alone (the same question as /spend)"
+    print(f"{alone:<52} {base_med:7.1f}ms {base_p99:7.1f}ms {1:9.1f}x {1:9.1f}x")
 
 
 if __name__ == "__main__":
