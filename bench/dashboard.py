@@ -4,13 +4,12 @@ by flow), median and p99 of 50 requests each, against the `finops spend` query a
 Uses the database bench/query.py builds (``bench/data/query-N.db``: built once, then reused by
 every run and by the other benches), with eight budgets on bench flows in a temp folder so the
 overview has tiles. The pages are asked in one process through the daemon's real ASGI app
-(``create_app`` over a real ``Daemon``'s service, with the garbage collector tuned as ``finops
-run`` tunes it, via Starlette's TestClient from loopback): server time, without sockets or a
-browser. The daemon's cycle is not started: its jobs (retention) must not change the database
-the other benches share. The baseline, in the same
-run, is ``run_spend`` for the same question as `/spend` on one connection. A page that does not
-answer 200 (a page not built yet answers 501) is reported with its status, not timed. With 50
-requests, p99 is the slowest but none: every request counts.
+(``create_app`` over a real ``Daemon``'s service, the garbage collector tuned as ``finops run``
+tunes it, Starlette's TestClient from loopback): server time, without sockets or a browser. The
+daemon's cycle is not started: its jobs (retention) must not change the database the other
+benches share. The baseline, in the same run, is ``run_spend`` for the same question as
+`/spend` on one connection. A page that does not answer 200 (one not built yet answers 501) is
+reported with its status, not timed. Of 50 requests, the p99 is the slowest one.
 
     python bench/dashboard.py [--records 10000000] [--requests 50]
 """
