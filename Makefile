@@ -39,6 +39,7 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/http_ingest.py
 	$(BIN)/python bench/admission.py
 	$(BIN)/python bench/admission_overrun.py

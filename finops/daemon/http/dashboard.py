@@ -29,8 +29,12 @@ from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, un
 from finops.render.dashboard.flow import render_flow
 from finops.render.dashboard.layout import esc, page
 from finops.render.dashboard.overview import render_overview
+from finops.render.dashboard.spend import render_spend
+from finops.render.spend import render_csv, render_json
 from finops.usecases.dashboard.flow import flow_page as flow_view
 from finops.usecases.dashboard.overview import overview
+from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form
+from finops.usecases.spend import SpendQuery, SpendResult
 
 __all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
 
@@ -354,12 +358,37 @@ async def prompts_page(request: Request) -> Response:
 # --- /spend, /spend.csv, /spend.json -------------------------------------------------------
 
 
+def _spend_question(request: Request) -> tuple[SpendForm, SpendQuery]:
+    """The form and its query, as ``GET /v1/spend`` reads them; a bad value is a one-line 400."""
+    q = request.query_params
+    try:
+        return resolve_form(read_form(q.get, q.getlist), now_utc())
+    except ValueError as exc:
+        raise Problem(400, str(exc)) from None
+
+
 async def spend_page(request: Request) -> Response:
-    raise Problem(501, "the spend page is not built yet")
+    form, query = _spend_question(request)
+    result = await run_in_threadpool(request.app.state.api.service.spend, query)
+    return html(render_spend(form, result, generated=stamp(now_utc())))
+
+
+#: What each download is: the bytes ``finops spend --format FMT`` prints (``typer.echo`` ends
+#: the JSON with a newline; the CSV already ends with one), and its media type.
+_DOWNLOADS: dict[str, tuple[Callable[[SpendResult], str], str]] = {
+    "csv": (render_csv, "text/csv; charset=utf-8"),
+    "json": (lambda result: render_json(result) + "\n", "application/json"),
+}
 
 
 async def spend_download(request: Request) -> Response:
-    raise Problem(501, "the spend download is not built yet")
+    fmt = request.path_params["fmt"]
+    if fmt not in _DOWNLOADS:
+        raise Problem(404, "there is /spend.csv and /spend.json, with the query string of /spend")
+    _, query = _spend_question(request)
+    result = await run_in_threadpool(request.app.state.api.service.spend, query)
+    render, media_type = _DOWNLOADS[fmt]
+    return data(render(result), media_type, filename=f"spend.{fmt}")
 
 
 # ---------------------------------------------------------------------------------------------
