@@ -26,9 +26,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
+from finops.domain.narrative import WeekNumbers, weekly_narrative
 from finops.render.dashboard.layout import esc, page
 from finops.render.dashboard.overview import render_overview
-from finops.usecases.dashboard.overview import overview
+from finops.render.report_data import usd
+from finops.usecases.dashboard.narrative import week_numbers
+from finops.usecases.dashboard.overview import Overview, overview
 
 __all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
 
@@ -306,8 +309,13 @@ async def overview_page(request: Request) -> Response:
     api = request.app.state.api
     budgets, broken = budgets_now(request)
     now = now_utc()
-    result = await run_in_threadpool(overview, api.service.ledger, budgets, broken, now)
-    return html(render_overview(result))
+
+    def read() -> tuple[Overview, WeekNumbers]:
+        result = overview(api.service.ledger, budgets, broken, now)
+        return result, week_numbers(api.service.ledger, result)
+
+    result, week = await run_in_threadpool(read)
+    return html(render_overview(result, weekly_narrative(week, usd=usd)))
 
 
 # --- /flows/{flow} (engineering) ---------------------------------------------------------------
