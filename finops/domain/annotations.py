@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from finops.domain.budgets import WILDCARDS, Budget
@@ -36,6 +36,8 @@ MAX_TEXT_CHARS = 500
 #: Stored as ``posted:<id>`` in a 256-character column.
 MAX_ID_CHARS = 200
 MAX_FLOW_CHARS = 128
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class AnnotationError(ValueError):
@@ -79,7 +81,13 @@ def _at(value: Any, now: datetime) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise AnnotationError('at has no time zone: send "2026-11-03T14:05:00Z" or an offset like +01:00')
-    return parsed.astimezone(UTC)
+    try:
+        at = parsed.astimezone(UTC)
+    except OverflowError:
+        at = _EARLIEST - timedelta(days=1)
+    if not _EARLIEST <= at < _LATEST:
+        raise AnnotationError("at must be from 1970-01-01 to 2200-01-01")
+    return at
 
 
 def _derived_id(source: str, at: datetime, kind: str, flow: str | None, text: str) -> str:
