@@ -209,6 +209,24 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """Slack links are built on it: an http(s) address with a host, nothing a link cannot hold."""
+        if value is None or value == "":
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "not an http:// or https:// address: set where people reach the dashboard, "
+                "like https://finops.example.com"
+            )
+        if any(c.isspace() or c in '<>|"' or ord(c) < 32 for c in value):
+            raise ValueError('holds a space, a control character or one of < > | ": percent-encode it')
+        return value.rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

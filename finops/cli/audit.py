@@ -342,7 +342,7 @@ def digest(
     tzinfo = zone(tz)
     today = datetime.now(UTC).astimezone(tzinfo).date()
     label, lines = digest_for(ledger, period=period.value, today=today, tz=tzinfo)
-    message = digest_message(period.value, label, lines)
+    message = digest_message(period.value, label, lines, public_url=ledger.settings.public_url)
     if not post_slack:
         if fmt is DigestFormat.blocks:
             typer.echo(

@@ -1,17 +1,22 @@
 """The daemon's budgets: re-read when a file in ``budgets/`` changes; a broken edit keeps the last good
-version in force and its owner is told once per broken version of the file."""
+version in force and its owner is told once per broken version of the file. Each file added, changed
+or removed while the daemon watches is recorded as a ``budget`` annotation for the dashboard's charts
+(the folder as first read is the baseline, not a change)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from finops.config.budget_files import file_fingerprint, files_digest
+from finops.domain.annotations import BudgetFileVersion
 from finops.domain.budgets import Budget
 from finops.storage.alerts import enqueue
 from finops.storage.db import write_transaction
+from finops.usecases.annotations import budget_file_versions, record_budget_changes
 from finops.usecases.budgets import BudgetsInForce, budgets_in_force
 from finops.usecases.ledger import Ledger
 
@@ -34,6 +39,7 @@ class BudgetWatch:
         self._lock = threading.Lock()  # one reload at a time
         self.current = BudgetsInForce((), (), False)
         self.reloads = 0
+        self._versions: dict[str, BudgetFileVersion] | None = None  # None: not read yet
 
     @property
     def budgets(self) -> tuple[Budget, ...]:
@@ -53,11 +59,13 @@ class BudgetWatch:
                         extra={"budgets_dir": str(self._directory)},
                     )
                 self._digest = digest
+                self._versions = {}  # files that appear in it later are added
                 return False
             found = budgets_in_force(self._ledger, self._directory)
             self.current = found
             self._digest = digest
             self.reloads += 1
+            self._annotate_changes()
         log.info(
             "budgets loaded",
             extra={"budgets": len(found.budgets), "broken_files": sorted(found.errors_by_file)},
@@ -67,6 +75,18 @@ class BudgetWatch:
         if found.errors_by_file:
             self._tell_owners(found)
         return True
+
+    def _annotate_changes(self) -> None:
+        """Record each file added, changed or removed since the last look (never fails the reload)."""
+        before = self._versions
+        try:
+            after = budget_file_versions(self._directory, before)
+            if before is not None:
+                record_budget_changes(self._ledger, before, after, now=datetime.now(UTC))
+        except Exception:  # the chart loses a marker; the budgets are in force all the same
+            log.exception("could not record the budget file change as an annotation")
+            return
+        self._versions = after
 
     def _tell_owners(self, found: BudgetsInForce) -> None:
         """One Slack message per broken version of a file, to the channel of its last good budgets."""

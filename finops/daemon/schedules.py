@@ -80,7 +80,7 @@ def default_jobs(ledger: Ledger, *, extra: tuple[Job, ...] = ()) -> list[Job]:
             from finops.usecases.digests import digest_for, queue_digest
 
             label, lines = digest_for(ledger, period="daily", today=date.fromisoformat(period), tz=tz)
-            message = digest_message("daily", label, lines)
+            message = digest_message("daily", label, lines, public_url=settings.public_url)
             queued = queue_digest(ledger, period="daily", label=label, message=message, channel=channel)
             return f"digest {label} {'queued' if queued else 'was already queued'}"
 

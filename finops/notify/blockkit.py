@@ -29,6 +29,7 @@ __all__ = [
     "escape",
     "fit",
     "header",
+    "link",
     "section",
 ]
 
@@ -71,6 +72,14 @@ def fit(text: str, limit: int) -> str:
         out.append(piece)
         used += len(piece)
     return "".join(out) + ELLIPSIS
+
+
+def link(url: str, text: str) -> str:
+    """A mrkdwn link. ``url`` holds none of ``<``, ``>``, ``|`` (percent-encode them); ``text`` is
+    already escaped (from :func:`fit`)."""
+    if any(c in url for c in "<>| "):
+        raise ValueError("a link's URL must not hold <, >, | or a space: percent-encode them")
+    return f"<{url}|{text}>"
 
 
 def clip_markup(text: str, limit: int) -> str:

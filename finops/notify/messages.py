@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import quote
 
 from finops.domain.budgets import Severity, percent_of, severity
 from finops.domain.money import format_usd
@@ -30,6 +31,7 @@ from finops.notify.blockkit import (
     escape,
     fit,
     header,
+    link,
     section,
 )
 
@@ -38,6 +40,7 @@ __all__ = [
     "AlertMessage",
     "SlackMessage",
     "alert_severity",
+    "dashboard_url",
     "render_alert",
     "render_digest",
 ]
@@ -323,10 +326,31 @@ def _next_text(alert: AlertMessage, period: _Period, who: str) -> str:
     return text
 
 
-def render_alert(alert: AlertMessage, owner_ids: Mapping[str, str] | None = None) -> list[SlackMessage]:
+def dashboard_url(public_url: str, flow: str | None = None) -> str:
+    """The dashboard page of ``flow`` at ``public_url`` (FINOPS_PUBLIC_URL): ``<url>/flows/<flow,
+    percent-encoded>`` (every character not safe in a path), or the overview for no flow."""
+    base = public_url.rstrip("/")
+    if flow is None:
+        return base + "/"
+    return f"{base}/flows/{quote(flow, safe='')}"
+
+
+def _dashboard_link(alert: AlertMessage, public_url: str) -> str:
+    """The flow's page; the overview for a budget that matches by a glob (``search-*``: many flows)."""
+    if any(c in alert.flow for c in "*?"):
+        return ":bar_chart: " + link(dashboard_url(public_url), "Open the finops dashboard")
+    return ":bar_chart: " + link(
+        dashboard_url(public_url, alert.flow), f"Open {fit(alert.flow, _NAME_MAX)} on the finops dashboard"
+    )
+
+
+def render_alert(
+    alert: AlertMessage, owner_ids: Mapping[str, str] | None = None, *, public_url: str | None = None
+) -> list[SlackMessage]:
     """One alert as Slack messages (always one today; a list so callers never assume it).
 
     ``owner_ids`` maps owners as written (``@dana``) to the Slack user ids delivery found.
+    ``public_url`` (FINOPS_PUBLIC_URL): where the dashboard is; the message links to the flow's page.
     Every text is escaped and clipped, so the payload is valid whatever the names' length.
     """
     period = _period(alert.period)
@@ -341,6 +365,8 @@ def render_alert(alert: AlertMessage, owner_ids: Mapping[str, str] | None = None
     if drivers:
         blocks.append(section(fields=drivers))
     blocks.append(section(_next_text(alert, period, who)))
+    if public_url:
+        blocks.append(section(_dashboard_link(alert, public_url)))
     note = _owner_note(alert.owner, owner_ids)
     blocks.append(context(f"finops · budget {_code(alert.budget_key)} · owner {who}{note}"))
     text = f"{emoji} {fit(alert.budget_key, _NAME_MAX)} {what}"

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from finops.domain.money import format_usd
 from finops.domain.words import plural
-from finops.notify.blockkit import context, fit, header, section
-from finops.notify.messages import SlackMessage
+from finops.notify.blockkit import SECTION_TEXT_MAX, clip_markup, context, fit, header, link, section
+from finops.notify.messages import SlackMessage, dashboard_url
 from finops.render.report_data import of_cap, relative_change
 from finops.usecases.audit.digest import DigestLine, Period
 
@@ -47,21 +47,31 @@ def digest_text(period: Period, label: str, lines: Sequence[DigestLine]) -> str:
     return "\n".join(out) + "\n"
 
 
-def digest_message(period: Period, label: str, lines: Sequence[DigestLine]) -> SlackMessage:
-    """One short message: a line per flow (top 5), within Slack's limits."""
+def _flow_name(flow: str, public_url: str | None) -> str:
+    name = fit(flow, 120)
+    return link(dashboard_url(public_url, flow), name) if public_url else name
+
+
+def digest_message(
+    period: Period, label: str, lines: Sequence[DigestLine], *, public_url: str | None = None
+) -> SlackMessage:
+    """One short message: a line per flow (top 5), within Slack's limits. With ``public_url``
+    (FINOPS_PUBLIC_URL) each flow links to its dashboard page, and the message to the overview."""
     title = f"finops {period} digest: {label}"
+    overview = f"\n{link(dashboard_url(public_url), 'Open the finops dashboard')}" if public_url else ""
     if not lines:
         return SlackMessage(
-            text=f"{title}: no spend", blocks=(header(title), section("No spend in this period."))
+            text=f"{title}: no spend",
+            blocks=(header(title), section(f"No spend in this period.{overview}")),
         )
-    rows = [f"*{fit(line.flow, 120)}*: {_line(line)}" for line in lines]
+    rows = [f"*{_flow_name(line.flow, public_url)}*: {_line(line)}" for line in lines]
     total = sum(line.spend_nanos for line in lines)
     text = f"{title}: top {plural(len(lines), 'flow')} spent ${format_usd(total, cents=True)}"
     return SlackMessage(
         text=text[:3000],
         blocks=(
             header(title),
-            section("\n".join(rows)[:3000]),
+            section(clip_markup("\n".join(rows) + overview, SECTION_TEXT_MAX)),
             context("Details: `finops budgets status`, `finops outcomes --by flow`"),
         ),
     )

@@ -523,7 +523,11 @@ def deliver(
         if stop():
             break
         # rendered (owners looked up in Slack) before the claim: the lease is for the send alone
-        parts = None if row.payload.get("type") == "report" else _render_row(row, sender)
+        parts = (
+            None
+            if row.payload.get("type") == "report"
+            else _render_row(row, sender, ledger.settings.public_url)
+        )
         claim = _claim(ledger, row, sender)
         if claim is None:
             continue
@@ -676,15 +680,15 @@ def _owner_ids(sender: Sender | None, owners: Iterable[str]) -> dict[str, str]:
     return {owner: user_id for owner, user_id in found.items() if user_id is not None}
 
 
-def _render_alert(message: AlertMessage, sender: Sender | None) -> list[SlackMessage]:
-    return render_alert(message, _owner_ids(sender, [message.owner]))
+def _render_alert(message: AlertMessage, sender: Sender | None, public_url: str | None) -> list[SlackMessage]:
+    return render_alert(message, _owner_ids(sender, [message.owner]), public_url=public_url)
 
 
-def _render_row(row: outbox.OutboxRow, sender: Sender | None) -> list[SlackMessage]:
+def _render_row(row: outbox.OutboxRow, sender: Sender | None, public_url: str | None) -> list[SlackMessage]:
     """The messages an outbox row (not a report) is sent as: what delivery sends, and dry runs print."""
     if row.payload.get("type") == "message":  # a digest: one ready-made message
         return [SlackMessage(row.payload["text"], tuple(row.payload["blocks"]))]
-    return _render_alert(message_from_payload(row.payload), sender)
+    return _render_alert(message_from_payload(row.payload), sender, public_url)
 
 
 @dataclass(frozen=True)
@@ -703,6 +707,7 @@ def would_send(
     looked up with ``sender``, when there is one), recording and sending nothing: the outbox rows
     already due, then the alerts evaluation would queue. Nothing already sent is in it."""
     out: list[Outgoing] = []
+    public_url = ledger.settings.public_url
     with ledger.engine.connect() as conn:
         rows = outbox.due_rows(conn, now_us=_us(now), limit=1000)
     for row in rows:
@@ -713,10 +718,10 @@ def would_send(
                 out.append(Outgoing(row.channel, summary))
             out.append(Outgoing(row.channel, None, file=p["filename"]))
             continue
-        out += [Outgoing(row.channel, part) for part in _render_row(row, sender)]
+        out += [Outgoing(row.channel, part) for part in _render_row(row, sender, public_url)]
     report = evaluate_alerts(ledger, budgets, now=now, dry_run=True)
     for message in [*report.new_alerts, *report.resolved]:
-        out += [Outgoing(message.channel, part) for part in _render_alert(message, sender)]
+        out += [Outgoing(message.channel, part) for part in _render_alert(message, sender, public_url)]
     return out
 
 

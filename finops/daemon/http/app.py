@@ -210,6 +210,29 @@ async def post_outcomes(request: Request) -> Response:
     return _batch_answer(state, "outcome", await run_in_threadpool(work))
 
 
+async def post_annotations(request: Request) -> Response:
+    """Chart annotations (deploys, notes) from CI: one object or an array; a retried post counts once."""
+    from finops.usecases.annotations import AnnotationConflict, AnnotationError, post_annotations
+
+    state: ApiState = request.app.state.api
+    source = _source(state, request)
+    body = await _body(state, request)
+    limit = state.service.ledger.settings.max_batch_records
+    ledger = state.service.ledger
+
+    def work() -> Response:
+        items = _records(_decode(body, "an annotation or a JSON array of them"), limit, "annotations")
+        try:
+            saved = post_annotations(ledger, items, source=source, now=datetime.now(UTC))
+        except AnnotationError as exc:
+            return _error(400, str(exc))
+        except AnnotationConflict as exc:
+            return _error(409, str(exc))
+        return _json({"received": len(items), "stored": saved.stored, "duplicates": saved.duplicates})
+
+    return await run_in_threadpool(work)
+
+
 def _span_items(body: bytes, protobuf: bool, limit: int) -> list[tuple[str, Any]]:
     from finops.sources.otlp import span_records
 
@@ -567,6 +590,7 @@ def create_app(
         Route("/v1/usage", _instrumented("usage", post_usage), methods=["POST"]),
         Route("/v1/outcomes", _instrumented("outcomes", post_outcomes), methods=["POST"]),
         Route("/v1/traces", _instrumented("traces", post_traces), methods=["POST"]),
+        Route("/v1/annotations", _instrumented("annotations", post_annotations), methods=["POST"]),
         Route("/v1/litellm", _instrumented("litellm", post_litellm), methods=["POST"]),
         Route("/v1/budgets/{flow:path}/check", _instrumented("check", get_check), methods=["GET"]),
         Route("/v1/budgets/{flow:path}/reserve", _instrumented("reserve", post_reserve), methods=["POST"]),

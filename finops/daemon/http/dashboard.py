@@ -26,13 +26,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
+from finops.domain.narrative import WeekNumbers, weekly_narrative
 from finops.render.dashboard.flow import render_flow
 from finops.render.dashboard.layout import esc, page
 from finops.render.dashboard.overview import render_overview
 from finops.render.dashboard.spend import render_spend
+from finops.render.report_data import usd
 from finops.render.spend import render_csv, render_json
 from finops.usecases.dashboard.flow import flow_page as flow_view
-from finops.usecases.dashboard.overview import overview
+from finops.usecases.dashboard.narrative import week_numbers
+from finops.usecases.dashboard.overview import Overview, overview
 from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form
 from finops.usecases.spend import SpendQuery, SpendResult
 
@@ -313,8 +316,13 @@ async def overview_page(request: Request) -> Response:
     api = request.app.state.api
     budgets, broken = budgets_now(request)
     now = now_utc()
-    result = await run_in_threadpool(overview, api.service.ledger, budgets, broken, now)
-    return html(render_overview(result))
+
+    def read() -> tuple[Overview, WeekNumbers]:
+        result = overview(api.service.ledger, budgets, broken, now)
+        return result, week_numbers(api.service.ledger, result)
+
+    result, week = await run_in_threadpool(read)
+    return html(render_overview(result, weekly_narrative(week, usd=usd)))
 
 
 # --- /flows/{flow} (engineering) ---------------------------------------------------------------

@@ -1,13 +1,20 @@
-"""The events drawn on the dashboard's time charts, for a window and (optionally) one flow."""
+"""The events drawn on the dashboard's time charts, for a window and (optionally) one flow.
+
+Four kinds come from four places: ``deploy``/``note`` posted by CI and ``budget`` file changes
+(the ``annotations`` table), ``price`` changes (a price entry imported into this ledger, or one
+that has priced usage, taking effect in the window), and ``breach`` (a budget crossing a threshold).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, or_, select, union
 
+from finops.domain.budgets import Budget
 from finops.domain.dashboard import Annotation
-from finops.storage.tables import annotation_events, budget_breaches
+from finops.storage.tables import annotation_events, budget_breaches, price_entries, price_versions
 
 __all__ = ["annotations_between"]
 
@@ -16,12 +23,49 @@ def _at(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1e6, UTC)
 
 
-def annotations_between(
-    conn: Connection, start: datetime, end: datetime, *, flow: str | None = None
-) -> list[Annotation]:
-    """Posted events (deploys, notes, budget file changes) and breaches in [start, end), oldest first.
+def _prices(conn: Connection, start: datetime, end: datetime) -> list[Annotation]:
+    """One ``price`` event per model and effective date in [start, end) (at 00:00 UTC that day)."""
+    first, last = start.astimezone(UTC).date(), (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    found = []
+    for table in (price_entries, price_versions):
+        t = table.c
+        query = select(t.model, t.effective_from).where(t.effective_from >= first, t.effective_from <= last)
+        found.append(query)
+    rows = conn.execute(union(*found)).all()
+    out = []
+    for model, effective in {(str(m), e) for m, e in rows}:
+        day = effective if isinstance(effective, date) else date.fromisoformat(str(effective))
+        at = datetime.combine(day, time(0), UTC)
+        if start <= at < end:
+            out.append(Annotation(at, "price", f"{model} price from {day.isoformat()}", None))
+    return out
 
-    ``flow``: only events of that flow or of every flow (``None``: all events).
+
+def _breach_flow(budget: Budget | None, flow: str | None) -> tuple[bool, str | None]:
+    """Whether a breach of ``budget`` belongs on ``flow``'s chart, and the flow it is drawn for."""
+    if budget is None:  # a budget no longer in force (or none given): which flows is not known
+        return True, None
+    if budget.flow is not None:
+        return flow is None or flow == budget.flow, budget.flow
+    if flow is None:
+        return True, None
+    return budget.matches(flow, budget.tag_filter), flow
+
+
+def annotations_between(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    flow: str | None = None,
+    budgets: Sequence[Budget] = (),
+) -> list[Annotation]:
+    """Every event in [start, end) (UTC-aware), oldest first.
+
+    ``flow``: only events of that flow or of every flow (``None``: all events). ``budgets``: the
+    budgets in force, so a breach belongs to the flows its budget covers (a tag-filtered budget
+    covers part of its flows' spend, so its breach is drawn on them); a breach of a budget not
+    given is drawn on every flow.
     """
     lo, hi = int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000)
     a = annotation_events.c
@@ -29,11 +73,15 @@ def annotations_between(
     if flow is not None:
         query = query.where(or_(a.flow.is_(None), a.flow == flow))
     found = [Annotation(_at(ts), kind, text, f) for ts, kind, text, f in conn.execute(query)]
+    found.extend(_prices(conn, start, end))
+    by_key = {b.key: b for b in budgets}
     b = budget_breaches.c
     breaches = select(b.created_us, b.budget_key, b.kind, b.threshold).where(
         b.created_us >= lo, b.created_us < hi
     )
     for ts, key, kind, threshold in conn.execute(breaches):
-        what = f"{key}: {kind} {threshold}".strip()
-        found.append(Annotation(_at(ts), "breach", what, None))
+        shown, drawn_for = _breach_flow(by_key.get(key), flow)
+        if shown:
+            what = f"{key}: {kind} {threshold}".strip()
+            found.append(Annotation(_at(ts), "breach", what, drawn_for))
     return sorted(found, key=lambda x: (x.at, x.kind, x.text))
