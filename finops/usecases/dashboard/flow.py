@@ -538,8 +538,8 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
         limits = [b.max_tool_calls_per_request for b in mine if b.max_tool_calls_per_request is not None]
         fanout = _fanout(conn, flow, start, end, min(limits) if limits else None)
         cps = tuple(c for c in (_cost_per_success(conn, fb, now) for fb in fbs) if c is not None)
-        notes_today = annotations_between(conn, start, end, flow=flow)
-        notes_days = annotations_between(conn, first, end, flow=flow)
+        notes_today = annotations_between(conn, start, end, flow=flow, budgets=budgets)
+        notes_days = annotations_between(conn, first, end, flow=flow, budgets=budgets)
     by_day[local] = today.total
     daily = []
     days_total = Totals()
