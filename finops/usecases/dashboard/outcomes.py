@@ -3,9 +3,10 @@ each covering budget's ``max_cost_per_success_usd``, and over the last eight wee
 
 The headline is :func:`finops.usecases.audit.outcomes.flow_outcomes` itself (what ``finops
 outcomes`` prints), for the last complete UTC week (Monday to Sunday) against the week before, or
-for a month against the previous one. The trend reads the daily rollups once (spend per flow and
-day) and the outcomes table once (successes per flow and week, through its ``ts_us`` index), and
-divides with the same :func:`~finops.usecases.audit.outcomes.divide_nanos`.
+for a month against the previous one. Each week of the trend divides with the same
+:func:`~finops.usecases.audit.outcomes.divide_nanos`: its spend is the spend query
+``flow_outcomes`` asks (daily rollups), its successes one grouped count through the outcomes'
+``ts_us`` index; the last week of the default view is the headline itself, not read twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, func, select
 
 from finops.domain.budgets import Budget
 from finops.domain.dashboard import Annotation
@@ -99,34 +100,27 @@ def _targets(flow: str, line: FlowOutcomes, budgets: Sequence[Budget]) -> tuple[
     return tuple(sorted(found, key=lambda t: (t.max_nanos, t.budget)))
 
 
-def _weekly_spend(conn: Connection, lo: datetime, hi: datetime) -> dict[str, list[int]]:
-    """Spend per flow and trend week, from the daily rollups (whole UTC days)."""
-    result = run_spend(conn, SpendQuery(group_by=("flow", "day"), start=lo, end=hi))
-    weeks = round((hi - lo) / _WEEK)
-    out: dict[str, list[int]] = {}
-    for row in result.rows:
-        day = date.fromisoformat(row.keys["day"])
-        i = (day - lo.date()).days // 7
-        out.setdefault(row.keys["flow"], [0] * weeks)[i] += row.sums["cost_nanos"]
-    return out
+def _week_spend(conn: Connection, lo: datetime, hi: datetime) -> dict[str, int]:
+    """Spend per flow in [lo, hi): the spend query ``flow_outcomes`` asks, on the daily rollups."""
+    result = run_spend(conn, SpendQuery(group_by=("flow",), start=lo, end=hi))
+    return {r.keys["flow"]: r.sums["cost_nanos"] for r in result.rows}
 
 
-def _weekly_successes(conn: Connection, lo: datetime, hi: datetime) -> dict[str, list[int]]:
-    """Successful outcomes per flow and trend week (the flow as ``flow_outcomes`` names it)."""
+def _week_successes(conn: Connection, lo: datetime, hi: datetime) -> dict[str, int]:
+    """Successful outcomes per flow in [lo, hi) (the flow as ``flow_outcomes`` names it), through
+    the ``ts_us`` index; one query a week keeps the grouping small."""
     o = outcomes.c
-    lo_us, week_us = int(lo.timestamp() * 1_000_000), int(_WEEK.total_seconds()) * 1_000_000
     flow = func.coalesce(o.flow, o.linked_flow, "unassigned")
-    week = (o.ts_us - lo_us) // week_us
     rows = conn.execute(
-        select(flow, week, func.sum(case((o.status == "success", 1), else_=0)))
-        .where(o.ts_us >= lo_us, o.ts_us < int(hi.timestamp() * 1_000_000))
-        .group_by(flow, week)
+        select(flow, func.count())
+        .where(
+            o.ts_us >= int(lo.timestamp() * 1_000_000),
+            o.ts_us < int(hi.timestamp() * 1_000_000),
+            o.status == "success",
+        )
+        .group_by(flow)
     )
-    weeks = round((hi - lo) / _WEEK)
-    out: dict[str, list[int]] = {}
-    for name, i, wins in rows:
-        out.setdefault(str(name), [0] * weeks)[int(i)] += int(wins or 0)
-    return out
+    return {str(name): int(n) for name, n in rows}
 
 
 def _period(
@@ -152,19 +146,21 @@ def outcomes_view(
     trend_start = trend_end - TREND_WEEKS * _WEEK
     with ledger.engine.connect() as conn:
         lines = flow_outcomes(conn, start=start, end=end, prev_start=p_start, prev_end=p_end)
-        spend = _weekly_spend(conn, trend_start, trend_end) if lines else {}
-        wins = _weekly_successes(conn, trend_start, trend_end) if lines else {}
+        starts = [trend_start + i * _WEEK for i in range(TREND_WEEKS)] if lines else []
+        if mode == "week" and lines:  # the headline is the trend's last week
+            starts.pop()
+        weeks = [(_week_spend(conn, lo, lo + _WEEK), _week_successes(conn, lo, lo + _WEEK)) for lo in starts]
+        if mode == "week" and lines:
+            weeks.append(({o.flow: o.cost_nanos for o in lines}, {o.flow: o.successes for o in lines}))
         notes = annotations_between(conn, trend_start, trend_end)
     mondays = tuple((trend_start + i * _WEEK).date() for i in range(TREND_WEEKS))
     rows = []
     for line in lines:
-        costs = spend.get(line.flow, [0] * TREND_WEEKS)
-        counts = wins.get(line.flow, [0] * TREND_WEEKS)
-        trend = tuple(
-            WeekPoint(monday, cost, n, divide_nanos(cost, n))
-            for monday, cost, n in zip(mondays, costs, counts, strict=True)
-        )
-        rows.append(FlowRow(line, _targets(line.flow, line, budgets), trend))
+        trend = []
+        for monday, (spend, wins) in zip(mondays, weeks, strict=False):
+            cost, n = spend.get(line.flow, 0), wins.get(line.flow, 0)
+            trend.append(WeekPoint(monday, cost, n, divide_nanos(cost, n)))
+        rows.append(FlowRow(line, _targets(line.flow, line, budgets), tuple(trend)))
     return OutcomesView(
         now=now,
         mode=mode,
