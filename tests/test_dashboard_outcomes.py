@@ -269,6 +269,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
         ("/prompts?month=nov", "month must look like 2026-11"),
         ("/prompts?top=0", "top must be a whole number from 1 to 1000"),
         ("/prompts?top=abc", "top must be a whole number"),
+        ("/prompts?top=%C2%B2", "top must be a whole number"),  # a superscript two is a digit to str.isdigit
+        ("/prompts?month=%D9%A2%D9%A0%D9%A2%D9%A6-11", "month must look like 2026-11"),  # Arabic-Indic digits
         ("/prompts?top=1&top=2", "give top once"),
         ("/prompts?flow=never-seen", "no usage was ever recorded for flow"),
         ("/outcomes?month=2026-1", "month must look like 2026-11"),
@@ -290,6 +292,10 @@ def test_pages_over_http_escape_names_and_show_the_targets(daemon: tuple[DaemonP
     prompts = httpx.get(proc.base + f"/prompts?month={month}&flow={HOSTILE}")
     assert prompts.status_code == 200 and HOSTILE not in prompts.text
     assert '<option value="&lt;script&gt;alert(1)&lt;/script&gt;" selected>' in prompts.text
+    assert prompts.text.count("data-prompt=") == 1
+    search = httpx.get(proc.base + f"/prompts?month={month}&flow=search-rerank&top=5")
+    assert re.findall(r'data-prompt="([^"]*)"', search.text) == ["search/rank@v2"]
+    assert '<option value="search-rerank" selected>' in search.text and 'value="5"' in search.text
 
 
 def test_in_chromium_no_problems_no_outside_requests_no_sideways_scroll_and_the_form_by_keyboard(

@@ -325,7 +325,7 @@ async def flow_page(request: Request) -> Response:
 # --- /outcomes (executive) -------------------------------------------------------------------
 
 
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 def _one(request: Request, name: str) -> str:
@@ -358,7 +358,7 @@ async def prompts_page(request: Request) -> Response:
     api = request.app.state.api
     month = _month_param(request)
     top_text = _one(request, "top") or "20"
-    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+    if not re.fullmatch(r"[0-9]{1,4}", top_text) or not 1 <= int(top_text) <= MAX_TOP:
         raise Problem(400, f"top must be a whole number from 1 to {MAX_TOP}, not {top_text[:40]!r}")
     flows = [f.strip() for f in request.query_params.getlist("flow") if f.strip()]
     now = now_utc()
