@@ -15,7 +15,7 @@ from finops.render.report_data import DASH, count, percent, relative_change, usd
 from finops.render.report_text import PARTLY_PRICED
 from finops.usecases.audit.report_model import PromptLine
 
-__all__ = ["WIDTH", "prompts_table"]
+__all__ = ["WIDTH", "prompt_change", "prompt_cost", "prompt_dollars", "prompts_table"]
 
 WIDTH = 120
 _GAP = "  "
@@ -23,20 +23,20 @@ _MIN_NAME = 16
 _LEFT = {"Prompt", "Flags", "Flows", "Models"}
 
 
-def _cost(p: PromptLine) -> str:
+def prompt_cost(p: PromptLine) -> str:
     if not p.cost_known:
         return DASH
     return usd(p.cost_nanos) + (PARTLY_PRICED if p.unpriced_records else "")
 
 
-def _change(p: PromptLine, base: bool) -> str:
+def prompt_change(p: PromptLine, base: bool) -> str:
     """The relative change on last month: ``+27.5%``, or ``new`` (nothing, or too little, before)."""
     if not p.cost_known or p.prev_cost_nanos is None:
         return "new" if p.cost_known else DASH
     return relative_change(p.cost_nanos, p.prev_cost_nanos, base=base)
 
 
-def _dollars(p: PromptLine) -> str:
+def prompt_dollars(p: PromptLine) -> str:
     if not p.cost_known or p.prev_cost_nanos is None:
         return DASH
     return usd_change(p.cost_nanos - p.prev_cost_nanos)
@@ -57,7 +57,7 @@ def prompts_table(lines: Sequence[PromptLine], *, base: bool = True, wide: bool 
         row = [
             str(i),
             p.prompt,
-            _cost(p),
+            prompt_cost(p),
             percent(p.share) if p.cost_known else DASH,
             count(p.calls),
             count(p.avg_input_tokens),
@@ -69,14 +69,14 @@ def prompts_table(lines: Sequence[PromptLine], *, base: bool = True, wide: bool 
             prev = DASH if p.prev_cost_nanos is None else usd(p.prev_cost_nanos)
             row += [
                 prev,
-                _dollars(p),
-                _change(p, base),
+                prompt_dollars(p),
+                prompt_change(p, base),
                 " ".join(p.flags),
                 ", ".join(p.flows),
                 ", ".join(p.models),
             ]
         else:
-            row += [_change(p, base), " ".join(p.flags)]
+            row += [prompt_change(p, base), " ".join(p.flags)]
         rows.append(row)
     widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
     if not wide:

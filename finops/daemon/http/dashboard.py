@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,13 +30,17 @@ from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, un
 from finops.domain.narrative import WeekNumbers, weekly_narrative
 from finops.render.dashboard.flow import render_flow
 from finops.render.dashboard.layout import esc, page
+from finops.render.dashboard.outcomes import render_outcomes
 from finops.render.dashboard.overview import render_overview
+from finops.render.dashboard.prompts import render_prompts
 from finops.render.dashboard.spend import render_spend
 from finops.render.report_data import usd
 from finops.render.spend import render_csv, render_json
 from finops.usecases.dashboard.flow import flow_page as flow_view
 from finops.usecases.dashboard.narrative import week_numbers
+from finops.usecases.dashboard.outcomes import outcomes_view
 from finops.usecases.dashboard.overview import Overview, overview
+from finops.usecases.dashboard.prompts import MAX_TOP, UnknownFlow, prompts_view
 from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form
 from finops.usecases.spend import SpendQuery, SpendResult
 
@@ -352,15 +357,50 @@ async def flow_page(request: Request) -> Response:
 # --- /outcomes (executive) -------------------------------------------------------------------
 
 
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def _one(request: Request, name: str) -> str:
+    """A parameter given at most once (``""`` when absent)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise Problem(400, f"give {name} once")
+    return values[0].strip() if values else ""
+
+
+def _month_param(request: Request) -> str | None:
+    month = _one(request, "month")
+    if month and not _MONTH.fullmatch(month):
+        raise Problem(400, f"month must look like 2026-11 (YYYY-MM), not {month[:40]!r}")
+    return month or None
+
+
 async def outcomes_page(request: Request) -> Response:
-    raise Problem(501, "the outcomes page is not built yet")
+    api = request.app.state.api
+    budgets, _ = budgets_now(request)
+    month = _month_param(request)
+    view = await run_in_threadpool(outcomes_view, api.service.ledger, budgets, now_utc(), month=month)
+    return html(render_outcomes(view))
 
 
 # --- /prompts --------------------------------------------------------------------------------
 
 
 async def prompts_page(request: Request) -> Response:
-    raise Problem(501, "the prompts page is not built yet")
+    api = request.app.state.api
+    month = _month_param(request)
+    top_text = _one(request, "top") or "20"
+    if not re.fullmatch(r"[0-9]{1,4}", top_text) or not 1 <= int(top_text) <= MAX_TOP:
+        raise Problem(400, f"top must be a whole number from 1 to {MAX_TOP}, not {top_text[:40]!r}")
+    flows = [f.strip() for f in request.query_params.getlist("flow") if f.strip()]
+    now = now_utc()
+    try:
+        view = await run_in_threadpool(
+            prompts_view, api.service.ledger, now, month=month, flows=flows, top=int(top_text)
+        )
+    except UnknownFlow as exc:
+        raise Problem(400, f"{exc}: pick a flow from the list") from None
+    return html(render_prompts(view, generated=stamp(now)))
 
 
 # --- /spend, /spend.csv, /spend.json -------------------------------------------------------
