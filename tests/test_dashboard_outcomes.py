@@ -173,6 +173,7 @@ def test_outcomes_page_says_over_target_in_words_and_escapes_names(seeded: Ledge
     assert "vs last week" in page and "23–29 Nov 2026" in page
     assert page.count('data-chart="line"') == 2 and "no successful outcome in the last 8 weeks" in page
     assert '<ul class="annotations" data-annotations>' in page and "support v2 &lt;b&gt;" in page
+    assert page.count('data-annotation="deploy"') == 1  # a marker on the support flow's chart only
     assert "<script" not in page and "style=" not in page
 
 

@@ -9,12 +9,12 @@ The annotations of the trend's window are listed under each chart (``<ul data-an
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from finops.domain.dashboard import Annotation
 from finops.domain.money import format_usd
 from finops.domain.words import plural
-from finops.render.charts import line_chart
+from finops.render.charts import Marker, line_chart
 from finops.render.dashboard.layout import esc, flow_href, money, page, table
 from finops.render.report_data import (
     DASH,
@@ -126,25 +126,41 @@ def _annotations(notes: list[Annotation]) -> str:
 
 
 def _chart(row: FlowRow, v: OutcomesView) -> str:
-    """One flow's weekly cost per success; weeks without a success have no point (and are named)."""
+    """One flow's weekly cost per success on an axis of every week: a week without a success has
+    no point (and is named), and the events of the window are markers on the chart."""
     flow = row.line.flow
     known = [(p.start.isoformat(), p.cost_per_success_nanos) for p in row.trend]
     points = [(label, n) for label, n in known if n is not None]
+    slots = [float(i) for i, (_, n) in enumerate(known) if n is not None]
     empty = [label for label, n in known if n is None]
+    mine = [a for a in v.annotations if a.flow is None or a.flow == flow]
+    first = datetime.combine(row.trend[0].start, time(0), UTC) if row.trend else None
+    markers: list[Marker] = []
+    if first is not None:
+        for a in mine:
+            slot = (a.at.astimezone(UTC) - first).total_seconds() / (7 * 86400)
+            if 0 <= slot <= len(known) - 1 + 6 / 7:
+                markers.append(
+                    (min(slot, len(known) - 1), a.kind, f"{a.at:%Y-%m-%d %H:%M} UTC {a.kind}: {a.text}")
+                )
     notes = []
     if points:
-        svg = line_chart(points, title=f"{flow}: cost per success by week")
+        svg = line_chart(
+            points,
+            title=f"{flow}: cost per success by week",
+            axis=[label for label, _ in known],
+            positions=slots,
+            markers=markers,
+        )
         if empty:
             notes.append(
-                f"No successes in {len(empty)} of the {len(known)} weeks ({', '.join(empty)}): "
-                "not drawn, so the points are not evenly spaced in time."
+                f"No successes in {len(empty)} of the {len(known)} weeks ({', '.join(empty)}): no point."
             )
     else:
         svg = f'<p class="notice">{esc(flow)}: no successful outcome in the last {len(known)} weeks.</p>'
     if row.targets:
         notes.append("Target: " + "; ".join(f"{t.budget} {usd_unit(t.max_nanos)}" for t in row.targets) + ".")
     text = "".join(f'<p class="muted">{esc(n)}</p>' for n in notes)
-    mine = [a for a in v.annotations if a.flow is None or a.flow == flow]
     return f'<figure class="trend" data-trend="{esc(flow)}">{svg}{text}{_annotations(mine)}</figure>'
 
 
