@@ -382,3 +382,24 @@ def test_in_chromium_the_form_answers_keyboard_reaches_every_control_and_nothing
         assert hosts == {daemon.base}, hosts
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_time_series_marks_the_events_of_its_period(web: TestClient) -> None:
+    posted = web.post(
+        "/v1/annotations",
+        json={
+            "id": "rel-2.3",
+            "at": "2026-11-10T12:00:00Z",
+            "text": "release 2.3 <b>",
+            "flow": "support-gpt-en",
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    by_day = web.get("/spend", params={"by": "day", "month": "2026-11"}).text
+    assert by_day.count('data-annotation="deploy"') == 1 and "release 2.3 &lt;b&gt;" in by_day
+    mine = web.get("/spend", params={"by": "day", "month": "2026-11", "flow": "support-gpt-en"}).text
+    assert mine.count('data-annotation="deploy"') == 1
+    other = web.get("/spend", params={"by": "day", "month": "2026-11", "flow": "code-review"}).text
+    assert 'data-annotation="deploy"' not in other  # another flow's release is not its event
+    by_flow = web.get("/spend", params={"by": "flow", "month": "2026-11"}).text
+    assert "data-annotation" not in by_flow  # bars have no time axis

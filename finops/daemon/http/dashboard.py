@@ -41,7 +41,7 @@ from finops.usecases.dashboard.narrative import week_numbers
 from finops.usecases.dashboard.outcomes import outcomes_view
 from finops.usecases.dashboard.overview import Overview, overview
 from finops.usecases.dashboard.prompts import MAX_TOP, UnknownFlow, prompts_view
-from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form
+from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form, spend_annotations
 from finops.usecases.spend import SpendQuery, SpendResult
 
 __all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
@@ -417,8 +417,11 @@ def _spend_question(request: Request) -> tuple[SpendForm, SpendQuery]:
 
 async def spend_page(request: Request) -> Response:
     form, query = _spend_question(request)
-    result = await run_in_threadpool(request.app.state.api.service.spend, query)
-    return html(render_spend(form, result, generated=stamp(now_utc())))
+    service = request.app.state.api.service
+    budgets, _ = budgets_now(request)
+    result = await run_in_threadpool(service.spend, query)
+    notes = await run_in_threadpool(spend_annotations, service.ledger, query, budgets)
+    return html(render_spend(form, result, generated=stamp(now_utc()), annotations=notes))
 
 
 #: What each download is: the bytes ``finops spend --format FMT`` prints (``typer.echo`` ends

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
+from finops.domain.dashboard import Annotation
 from finops.domain.words import plural
-from finops.render.charts import bar_chart, line_chart
+from finops.render.charts import Marker, bar_chart, line_chart
 from finops.render.dashboard.layout import esc, money, page, table
 from finops.usecases.dashboard.spend import SpendForm
 from finops.usecases.spend import DIMENSIONS, SpendResult
@@ -89,7 +91,22 @@ def _table(result: SpendResult) -> str:
     )
 
 
-def _chart(result: SpendResult) -> str:
+def _markers(
+    points: Sequence[tuple[str, int]], notes: Sequence[Annotation], grain: str, tz: ZoneInfo
+) -> list[Marker]:
+    """Each event on the bucket it falls in (a bucket with no usage has no point, so no marker)."""
+    slot = {label: float(i) for i, (label, _) in enumerate(points)}
+    fmt = {"hour": "%Y-%m-%dT%H:%M%z", "day": "%Y-%m-%d", "month": "%Y-%m"}[grain]
+    found: list[Marker] = []
+    for a in notes:
+        at = a.at.replace(minute=0, second=0, microsecond=0) if grain == "hour" else a.at  # UTC hour buckets
+        i = slot.get(at.astimezone(tz).strftime(fmt))
+        if i is not None:
+            found.append((i, a.kind, f"{a.at.astimezone(tz):%Y-%m-%d %H:%M} {a.kind}: {a.text}"))
+    return found
+
+
+def _chart(result: SpendResult, notes: Sequence[Annotation] = ()) -> str:
     q = result.query
     if len(q.group_by) == 1 and q.group_by[0] in _TIME:
         grain = q.group_by[0]
@@ -97,7 +114,8 @@ def _chart(result: SpendResult) -> str:
         unpriced = {
             _label(r.keys): r.sums["unpriced_records"] for r in result.rows if r.sums["unpriced_records"]
         }
-        return line_chart(points, title=f"Cost by {grain} ({q.tz})", unpriced=unpriced)
+        markers = _markers(points, notes, grain, q.tz)
+        return line_chart(points, title=f"Cost by {grain} ({q.tz})", unpriced=unpriced, markers=markers)
     rows = [(r.keys, r.sums) for r in result.rows]
     if result.others is not None:
         rows.append(({"": f"({result.others_count} more)"}, result.others))
@@ -192,7 +210,9 @@ def _unpriced_note(result: SpendResult) -> str:
     )
 
 
-def render_spend(form: SpendForm, result: SpendResult, *, generated: str) -> str:
+def render_spend(
+    form: SpendForm, result: SpendResult, *, generated: str, annotations: Sequence[Annotation] = ()
+) -> str:
     """The whole page for a question the form asked and its answer."""
     downloads = (
         '<p class="downloads">Download exactly what the CLI prints: '
@@ -201,7 +221,7 @@ def render_spend(form: SpendForm, result: SpendResult, *, generated: str) -> str
         f'<p class="muted command">Same as <code>{esc(form.command("json"))}</code></p>'
     )
     if result.rows:
-        answer = _table(result) + _unpriced_note(result) + _chart(result)
+        answer = _table(result) + _unpriced_note(result) + _chart(result, annotations)
     else:
         answer = (
             '<p class="notice">No usage in this period. Ingest some with <code>finops ingest FILE</code>.</p>'

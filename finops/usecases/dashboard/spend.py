@@ -13,6 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from finops.domain.budgets import Budget
+from finops.domain.dashboard import Annotation
+from finops.usecases.dashboard.annotations import annotations_between
+from finops.usecases.ledger import Ledger
 from finops.usecases.spend import SpendQuery
 from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
 
@@ -160,3 +164,17 @@ def resolve_form(form: SpendForm, now: datetime) -> tuple[SpendForm, SpendQuery]
         dash="",
     )
     return form, query
+
+
+#: Group-bys that make the answer a time series (a line chart with its events marked).
+TIME_GRAINS = ("hour", "day", "month")
+
+
+def spend_annotations(ledger: Ledger, query: SpendQuery, budgets: Sequence[Budget]) -> list[Annotation]:
+    """The events of the question's period, when its answer is a time series over a bounded period
+    (one flow asked: that flow's events and those of every flow)."""
+    if len(query.group_by) != 1 or query.group_by[0] not in TIME_GRAINS or not (query.start and query.end):
+        return []
+    flow = query.flows[0] if len(query.flows) == 1 and not any(c in query.flows[0] for c in "*?") else None
+    with ledger.engine.connect() as conn:
+        return annotations_between(conn, query.start, query.end, flow=flow, budgets=budgets)
