@@ -91,9 +91,18 @@ def usage_lines(draw: st.DrawFn) -> tuple[list[str], set[str]]:
 
 @st.composite
 def other_bodies(draw: st.DrawFn) -> tuple[str, bytes, str]:
-    """(path, body, content type) for /v1/outcomes, /v1/litellm and /v1/traces."""
-    path = draw(st.sampled_from(["/v1/outcomes", "/v1/litellm", "/v1/traces"]))
-    if path == "/v1/outcomes":
+    """(path, body, content type) for /v1/outcomes, /v1/litellm, /v1/traces and /v1/annotations."""
+    path = draw(st.sampled_from(["/v1/outcomes", "/v1/litellm", "/v1/traces", "/v1/annotations"]))
+    if path == "/v1/annotations":
+        good = {
+            "id": uuid.uuid4().hex,
+            "at": "2026-11-03T10:00:00Z",
+            "kind": "deploy",
+            "text": "v1",
+            "flow": "f",
+        }
+        base = [good, {**good, draw(st.sampled_from(list(good))): draw(JSON)}]
+    elif path == "/v1/outcomes":
         good = {"id": uuid.uuid4().hex, "ts": "2026-11-03T10:00:00Z", "flow": "f", "status": "success"}
         base: Any = [good, {**good, draw(st.sampled_from([*good, "event", "value_usd"])): draw(JSON)}]
     elif path == "/v1/litellm":
