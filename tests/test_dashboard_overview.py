@@ -21,7 +21,7 @@ from sqlalchemy import insert
 from finops.config.budget_spec import parse_budget
 from finops.domain.money import format_usd
 from finops.render.dashboard.overview import render_overview
-from finops.storage.tables import alert_outbox
+from finops.storage.tables import alert_outbox, provider_usage
 from finops.usecases.dashboard.overview import overview
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
@@ -137,6 +137,29 @@ def test_source_activity_moves_forward_only(ledger: Ledger) -> None:
     assert by_source["app"].newest == now and by_source["app"].light == "green"
     assert by_source["backfill"].light == "red"
     assert [s.source for s in result.sources] == ["backfill", "app"]  # stalest first
+    assert result.providers == ()  # no poller: no provider tile
+
+
+def test_a_polled_provider_has_its_own_freshness_tile(ledger: Ledger) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    us = int(now.timestamp() * 1_000_000)
+    counts = dict.fromkeys(
+        ("requests", "input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+         "output_tokens"), 1,
+    )  # fmt: skip
+    with ledger.engine.begin() as conn:
+        for provider, fetched in (("openai", us - 600_000_000), ("anthropic", us - 3 * 86400 * 1_000_000)):
+            conn.execute(
+                insert(provider_usage).values(
+                    provider=provider, bucket_start_us=us - 86400 * 10**6, bucket_end_us=us, group_key="",
+                    fetched_us=fetched, **counts,
+                )
+            )  # fmt: skip
+    result = overview(ledger, [], [], now)
+    assert [(p.source, p.light) for p in result.providers] == [("anthropic", "red"), ("openai", "green")]
+    page = render_overview(result)
+    assert 'data-tile="health:provider:openai" data-state="green"' in page
+    assert 'data-tile="health:provider:anthropic" data-state="red"' in page and "3 days ago" in page
 
 
 # ------------------------------------------------------------------- the real daemon, a real browser

@@ -114,6 +114,19 @@ def _health(o: Overview) -> list[str]:
                 label={"green": "fresh", "yellow": "late", "red": "stale"}[src.light],
             )
         )
+    for src in o.providers:
+        tiles.append(
+            tile(
+                key=f"health:provider:{src.source}",
+                light=src.light,
+                title=f"Provider report · {src.source}",
+                body=f'<p class="big">{esc(age_text(src.age_s))}</p>'
+                f'<p class="sub">last fetched <time datetime="{src.last_ingest.isoformat()}">'
+                f"{src.last_ingest:%Y-%m-%d %H:%M} UTC</time>; reported up to "
+                f"{src.newest:%Y-%m-%d %H:%M} UTC</p>",
+                label={"green": "polling", "yellow": "late", "red": "stale"}[src.light],
+            )
+        )
     if not o.sources:
         tiles.append(
             tile(

@@ -24,7 +24,7 @@ from finops.domain.dashboard import (
 )
 from finops.domain.reconcile import Drift
 from finops.storage.reservations import held_by_budget
-from finops.storage.tables import alert_outbox, rollups_hourly, source_activity
+from finops.storage.tables import alert_outbox, provider_usage, rollups_hourly, source_activity
 from finops.usecases.budgets import budget_state, spend_between
 from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import reconcile_month
@@ -59,6 +59,7 @@ class Overview:
     budgets: tuple[BudgetTile, ...]
     broken_files: tuple[str, ...]
     sources: tuple[SourceTile, ...]
+    providers: tuple[SourceTile, ...]  # provider usage reports: when each was last fetched
     today: datetime  # the UTC day the unpriced count covers
     today_records: int
     today_unpriced: int
@@ -82,6 +83,19 @@ def _sources(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
                 source, newest, datetime.fromtimestamp(ingest_us / 1e6, UTC), age, freshness_light(age)
             )
         )
+    return tuple(sorted(tiles, key=lambda t: (-t.age_s, t.source)))
+
+
+def _providers(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
+    """Each polled provider's newest usage bucket and when it was last fetched (the poller's pulse)."""
+    u = provider_usage.c
+    query = select(u.provider, func.max(u.bucket_end_us), func.max(u.fetched_us)).group_by(u.provider)
+    tiles = []
+    for provider, newest_us, fetched_us in conn.execute(query):
+        fetched = datetime.fromtimestamp(fetched_us / 1e6, UTC)
+        age = max((now - fetched).total_seconds(), 0.0)
+        newest = datetime.fromtimestamp(newest_us / 1e6, UTC)
+        tiles.append(SourceTile(provider, newest, fetched, age, freshness_light(age)))
     return tuple(sorted(tiles, key=lambda t: (-t.age_s, t.source)))
 
 
@@ -134,6 +148,7 @@ def overview(
             before = spend_between(conn, budget, state.start - week, min(now, state.end) - week)
             tiles.append(BudgetTile(state, hold, budget_light(state, hold), before))
         sources = _sources(conn, now)
+        providers = _providers(conn, now)
         records, unpriced = _today(conn, day_start, now)
         failed, ambiguous = _outbox(conn)
     drift = _last_closed_drift(ledger, now)
@@ -144,6 +159,7 @@ def overview(
         budgets=tuple(sorted(tiles, key=lambda t: (order[t.light], -t.state.fraction, t.budget.key))),
         broken_files=tuple(sorted(broken_files)),
         sources=sources,
+        providers=providers,
         today=day_start,
         today_records=records,
         today_unpriced=unpriced,
