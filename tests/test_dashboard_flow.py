@@ -434,3 +434,34 @@ def test_an_unknown_flow_is_a_404_page_of_one_line(site: Site) -> None:
     assert httpx.get(site.daemon.base + "/flows/").status_code == 404
     too_long = httpx.get(site.daemon.base + flow_href("x" * 300))
     assert too_long.status_code == 400 and "at most 256 characters, got 300" in too_long.text
+
+
+def test_money_held_by_calls_in_flight_is_shown_and_can_make_a_blocking_budget_red(seeded: Ledger) -> None:
+    from dataclasses import replace
+
+    from finops.usecases.admission import ReserveRequest, reserve
+
+    blocking = replace(BUDGET, on_breach="block")
+    assert page_at(seeded, [blocking]).budgets[0].held_nanos == 0
+    hold = reserve(
+        seeded,
+        [blocking],
+        ReserveRequest(FLOW, estimate_usd=Decimal("1.5"), ttl_s=600),
+        source="app",
+        now=NOW,
+    )
+    assert hold.decision == "allow"
+    p = page_at(seeded, [blocking])
+    assert p.budgets[0].held_nanos == 1_500_000_000
+    page = render_flow(p)
+    assert 'data-metric="held"><data class="usd" value="1.500000000">$1.50</data>' in page
+    assert 'data-tile="flow:today" data-state="yellow"' in page  # $2.98 + $1.50 held < $5 cap
+    reserve(
+        seeded,
+        [blocking],
+        ReserveRequest(FLOW, estimate_usd=Decimal("0.52"), ttl_s=600),
+        source="app",
+        now=NOW,
+    )
+    page = render_flow(page_at(seeded, [blocking]))
+    assert 'data-tile="flow:today" data-state="red"' in page  # $2.98 + $2.02 held: calls are denied now

@@ -80,7 +80,9 @@ def _today_tile(p: FlowPage) -> str:
             f'<p class="sub">cap at {esc(_clock(s.projection.cap_hit_at, p.timezone))} {esc(p.timezone)}</p>'
         )
     lines.append(heading)
-    light = budget_light(s)
+    if fb.held_nanos:
+        lines.append(f'<p class="sub">held {_metric("held", money(fb.held_nanos))} by calls in flight</p>')
+    light = budget_light(s, fb.held_nanos)
     label = {"red": "blocking" if fb.budget.on_breach == "block" else "over the cap"}.get(light)
     return tile(
         key="flow:today",

@@ -26,6 +26,7 @@ from finops.domain.budgets import Budget, BudgetState, Projection, glob_matches,
 from finops.domain.dashboard import Annotation
 from finops.domain.money import usd_to_nanos
 from finops.domain.periods import day_range
+from finops.storage.reservations import held_by_budget
 from finops.storage.tables import prompt_rollups_daily, rollups_daily, rollups_hourly, usage_records
 from finops.usecases.budgets import budget_state, flow_in_ledger, successes
 from finops.usecases.dashboard.annotations import annotations_between
@@ -86,6 +87,7 @@ class FlowBudget:
 
     state: BudgetState
     only_this_flow: bool  # False: its pattern takes other flows too, or it counts certain tags only
+    held_nanos: int = 0  # held now by open reservations against this budget (calls in flight)
 
     @property
     def budget(self) -> Budget:
@@ -526,7 +528,11 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
         if not flow_in_ledger(conn, flow) and not any(names_flow(b, flow) for b in mine):
             return None
         states = [budget_state(conn, b, now) for b in mine]
-        fbs = tuple(FlowBudget(s, names_flow(s.budget, flow) and not s.budget.tag_filter) for s in states)
+        held = held_by_budget(conn, [b.key for b in mine], now_us=int(now.timestamp() * 1_000_000))
+        fbs = tuple(
+            FlowBudget(s, names_flow(s.budget, flow) and not s.budget.tag_filter, held.get(s.budget.key, 0))
+            for s in states
+        )
         zone = mine[0].zone if mine else ZoneInfo("UTC")
         local = now.astimezone(zone).date()
         start, end = day_range(local, zone)
