@@ -206,8 +206,10 @@ def line_chart(
     every = max(1, -(-slots // 8))
     for i, day in enumerate(labels):
         if i % every == 0:
+            # the last label ends at the plot's edge rather than spilling past the chart's
+            anchor = "end" if slots > 1 and i == slots - 1 else "middle"
             lines.append(
-                f'<text x="{_n(x(i))}" y="{height - 8}" text-anchor="middle" fill="{_MUTED}">'
+                f'<text x="{_n(x(i))}" y="{height - 8}" text-anchor="{anchor}" fill="{_MUTED}">'
                 f"{_a(_day(day))}</text>"
             )
     coords = [f"{_n(x(at[i]))},{_n(y(v))}" for i, (_, v) in enumerate(points)]
