@@ -344,10 +344,15 @@ def test_every_kind_in_the_window_oldest_first(ledger: Ledger) -> None:
         (datetime(2026, 11, 15, tzinfo=UTC), "price", "claude-sonnet-4 price from 2026-11-15", None),
         (NOW - timedelta(days=2), "deploy", "deployed v1", "support-bot"),
         (NOW - timedelta(days=1), "note", "load test", None),
-        (NOW - timedelta(hours=5), "breach", "support-bot: threshold 0.8", "support-bot"),
-        (NOW - timedelta(hours=4), "breach", "eu-tagged: threshold 1.0", None),
+        (
+            NOW - timedelta(hours=5),
+            "breach",
+            "support-bot passed 80% of its daily cap (2026-11-20)",
+            "support-bot",
+        ),
+        (NOW - timedelta(hours=4), "breach", "eu-tagged reached its daily cap (2026-11-20)", None),
         (NOW - timedelta(hours=3), "deploy", "deployed search v2", "search"),
-        (NOW - timedelta(hours=2), "breach", "gone-budget: threshold 0.5", None),
+        (NOW - timedelta(hours=2), "breach", "gone-budget passed 50% of its daily cap (2026-11-20)", None),
     ]
 
 
@@ -374,13 +379,21 @@ def test_one_flow_gets_its_own_events_every_flow_events_and_its_budgets_breaches
     assert [(a.kind, a.text, a.flow) for a in support] == [
         ("deploy", "deployed v1", "support-bot"),
         ("note", "load test", None),
-        ("breach", "support-bot: threshold 0.8", "support-bot"),
-        ("breach", "gone-budget: threshold 0.5", None),  # its budget is gone: shown everywhere
+        ("breach", "support-bot passed 80% of its daily cap (2026-11-20)", "support-bot"),
+        (
+            "breach",
+            "gone-budget passed 50% of its daily cap (2026-11-20)",
+            None,
+        ),  # its budget is gone: shown everywhere
     ]
     assert [(a.kind, a.text, a.flow) for a in search] == [
         ("note", "load test", None),
-        ("breach", "eu-tagged: threshold 1.0", "search-eu"),  # the glob covers it (tags: part of it)
-        ("breach", "gone-budget: threshold 0.5", None),
+        (
+            "breach",
+            "eu-tagged reached its daily cap (2026-11-20)",
+            "search-eu",
+        ),  # the glob covers it (tags: part of it)
+        ("breach", "gone-budget passed 50% of its daily cap (2026-11-20)", None),
     ]
     # without budgets, every breach is on every flow (as before)
     assert [a.kind for a in legacy] == ["note", "breach", "breach", "breach"]
@@ -452,3 +465,16 @@ def test_the_stored_count_is_per_id(ledger: Ledger) -> None:
         )
     with ledger.engine.connect() as conn:  # all or none: "y" was rolled back with the conflict
         assert conn.scalar(select(func.count()).select_from(annotation_events)) == 1
+
+
+def test_breaches_read_as_words() -> None:
+    from finops.usecases.dashboard.annotations import breach_text
+
+    assert breach_text("b", "threshold", "2026-11-20", "0.8") == "b passed 80% of its daily cap (2026-11-20)"
+    assert breach_text("b", "threshold", "2026-11", "1.0") == "b reached its monthly cap (2026-11)"
+    assert breach_text("b", "monthly", "2026-11", "0.5") == "b passed 50% of its monthly cap (2026-11)"
+    assert breach_text("b", "fanout", "2026-11-20", "8") == "b: more than 8 tool calls a request (2026-11-20)"
+    assert (
+        breach_text("b", "cost_per_success", "2026-11", "0.05") == "b: cost per success over $0.05 (2026-11)"
+    )
+    assert breach_text("b", "odd", "2026-11-20", "") == "b: odd (2026-11-20)"

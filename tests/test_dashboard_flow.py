@@ -465,3 +465,27 @@ def test_money_held_by_calls_in_flight_is_shown_and_can_make_a_blocking_budget_r
     )
     page = render_flow(page_at(seeded, [blocking]))
     assert 'data-tile="flow:today" data-state="red"' in page  # $2.98 + $2.02 held: calls are denied now
+
+
+def test_just_after_midnight_last_week_says_too_early_and_the_projection_leaves_the_chart(
+    seeded: Ledger,
+) -> None:
+    early = datetime(2026, 11, 19, 23, 20, tzinfo=UTC)  # 00:20 in Berlin
+    p = flow_page(seeded, [BUDGET], FLOW, early)
+    assert p is not None and p.last_week.until <= p.start
+    page = render_flow(p)
+    assert "too early" in page and 'data-metric="last-week-change"' not in page
+
+
+def test_a_projection_fifty_times_the_cap_leaves_through_the_top_of_the_chart() -> None:
+    from finops.render.charts import line_chart
+
+    cap = 20_500_000_000
+    svg = line_chart(
+        [("00:00", 0), ("00:20", 27_030_000_000)], title="t", cap=cap, projection=(23.0, 1_054_800_000_000)
+    )
+    assert 'data-projection="1054800000000"' in svg and "heading for $1,054.80" in svg
+    ticks = [
+        int(t.replace(",", "")) for t in re.findall(r'text-anchor="end" fill="#[0-9a-f]+">\$([\d,]+)<', svg)
+    ]
+    assert max(ticks) <= 2 * 27.03 + 10  # the axis follows the data and the cap, not the projection

@@ -175,8 +175,12 @@ def line_chart(
     at = list(positions) if positions is not None else [float(i) for i in range(len(points))]
     height, left, right, top_pad, bottom = 260, 70, 16, _TITLE_HEIGHT + 10, 28
     plot_w, plot_h = _LINE_WIDTH - left - right, height - top_pad - bottom
-    extras = [v for v in (cap, projection[1] if projection else None) if v is not None]
-    peak = max(max(v for _, v in points), *extras, 0)
+    data_peak = max(max(v for _, v in points), cap or 0, 0)
+    peak = data_peak
+    if projection is not None:
+        # an early-morning projection (minutes of spend times a day) may be 50 times the cap: the
+        # axis stops at twice the data and the cap, and the projection leaves through its top
+        peak = max(data_peak, min(projection[1], 2 * data_peak) if data_peak else projection[1])
     step = _step(peak) if peak else _NANOS
     ceiling = max(-(-peak // step) * step, step)
     label, most = max(points, key=lambda p: p[1])
@@ -231,10 +235,21 @@ def line_chart(
     if projection is not None:
         where, value = projection
         last = points[-1][1]
+        x0, x1, shown = x(at[-1]), x(where), value
+        if value > ceiling and value > last:  # cut where the line leaves the plot, and say where it goes
+            x1 = x0 + (x1 - x0) * (ceiling - last) / (value - last)
+            shown = ceiling
+        note = ""
+        if shown != value:
+            note = (
+                f'<text x="{_n(min(x1 + 4, _LINE_WIDTH - right))}" y="{_n(y(shown) + 12)}" '
+                f'text-anchor="{"end" if x1 > _LINE_WIDTH - right - 160 else "start"}" '
+                f'fill="{_PROJECTION_COLOR}">{_a(f"heading for {usd(value)}")}</text>'
+            )
         lines.append(
             f'<g data-projection="{value}"><title>{_a(f"projected {usd(value)}")}</title>'
-            f'<line x1="{_n(x(at[-1]))}" y1="{_n(y(last))}" x2="{_n(x(where))}" y2="{_n(y(value))}" '
-            f'stroke="{_PROJECTION_COLOR}" stroke-width="2" stroke-dasharray="4 4"/></g>'
+            f'<line x1="{_n(x0)}" y1="{_n(y(last))}" x2="{_n(x1)}" y2="{_n(y(shown))}" '
+            f'stroke="{_PROJECTION_COLOR}" stroke-width="2" stroke-dasharray="4 4"/>{note}</g>'
         )
     for where, kind, text in markers:
         color = _MARKER_COLORS.get(kind, _MARKER_DEFAULT)

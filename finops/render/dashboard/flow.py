@@ -103,6 +103,13 @@ def _change_words(change: Decimal | None, today_nanos: int) -> str:
 def _last_week_tile(p: FlowPage) -> str:
     w = p.last_week
     until = _clock(w.until, p.timezone)
+    if w.until <= p.start:  # not one whole hour of today yet: nothing to set against last week
+        body = (
+            '<p class="big">too early</p>'
+            '<p class="sub">compared by whole hours: the first of today ends in under an hour</p>'
+            f'<p class="sub">that day last week: {money(w.last_week_day_nanos)}</p>'
+        )
+        return _stat("flow:last-week", "vs same day last week", body)
     body = (
         f'<p class="big">{_metric("last-week-change", esc(_change_words(w.change, w.today_nanos)))}</p>'
         f'<p class="sub">until {esc(until)}: today {_metric("last-week-today", money(w.today_nanos))}, '

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from sqlalchemy import Connection, or_, select, union
 
@@ -39,6 +40,24 @@ def _prices(conn: Connection, start: datetime, end: datetime) -> list[Annotation
         if start <= at < end:
             out.append(Annotation(at, "price", f"{model} price from {day.isoformat()}", None))
     return out
+
+
+def breach_text(key: str, kind: str, period: str, threshold: str) -> str:
+    """A recorded breach in words: ``code-review passed 80% of its daily cap (2026-11-30)``."""
+    try:
+        fraction = Decimal(threshold)
+    except (InvalidOperation, ValueError):
+        fraction = None
+    if kind in ("threshold", "monthly") and fraction is not None:
+        span = "monthly" if kind == "monthly" or len(period) == 7 else "daily"
+        percent = (fraction * 100).quantize(Decimal(1), ROUND_HALF_EVEN)
+        reached = "reached its" if percent == 100 else f"passed {percent}% of its"
+        return f"{key} {reached} {span} cap ({period})"
+    if kind == "fanout":
+        return f"{key}: more than {threshold} tool calls a request ({period})"
+    if kind == "cost_per_success":
+        return f"{key}: cost per success over ${threshold} ({period})"
+    return f"{key}: {kind} {threshold} ({period})".replace("  ", " ")
 
 
 def _breach_flow(budget: Budget | None, flow: str | None) -> tuple[bool, str | None]:
@@ -76,12 +95,11 @@ def annotations_between(
     found.extend(_prices(conn, start, end))
     by_key = {b.key: b for b in budgets}
     b = budget_breaches.c
-    breaches = select(b.created_us, b.budget_key, b.kind, b.threshold).where(
+    breaches = select(b.created_us, b.budget_key, b.kind, b.period, b.threshold).where(
         b.created_us >= lo, b.created_us < hi
     )
-    for ts, key, kind, threshold in conn.execute(breaches):
+    for ts, key, kind, period, threshold in conn.execute(breaches):
         shown, drawn_for = _breach_flow(by_key.get(key), flow)
         if shown:
-            what = f"{key}: {kind} {threshold}".strip()
-            found.append(Annotation(_at(ts), "breach", what, drawn_for))
+            found.append(Annotation(_at(ts), "breach", breach_text(key, kind, period, threshold), drawn_for))
     return sorted(found, key=lambda x: (x.at, x.kind, x.text))
