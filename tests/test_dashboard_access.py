@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -141,3 +142,43 @@ def test_without_viewer_tokens_only_loopback_may_look(tmp_path: Path) -> None:
         assert httpx.get(f"http://{outside}:{daemon.port}/healthz").status_code == 200  # the API as before
     finally:
         daemon.stop()
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/\t/evil.example", "/%09/evil.example"),  # a browser drops the tab: //evil.example
+        ("/\n/evil.example", "/%0A/evil.example"),
+        ("/\r\nSet-Cookie: finops_view=x", "/%0D%0ASet-Cookie:%20finops_view=x"),  # no second header
+        ("/flows/caf\u00e9\u2028", "/flows/caf%C3%A9%E2%80%A8"),  # not Latin-1: was a 500
+        ("/flows/a%20b?x=1&y=2", "/flows/a%20b?x=1&y=2"),  # what the sign-in redirect sends: kept
+    ],
+)
+def test_the_next_path_is_sent_back_encoded(guarded: DaemonProcess, target: str, location: str) -> None:
+    r = httpx.post(guarded.base + "/login", data={"token": VIEWER, "next": target}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == location
+    assert list(r.headers.get_list("set-cookie")) and "finops_view=x" not in r.headers["set-cookie"]
+
+
+def test_the_next_path_cannot_leave_the_site_in_a_real_browser(
+    guarded: DaemonProcess, tmp_path: Path
+) -> None:
+    require_chromium()
+    b = Browser(tmp_path / "profile")
+    try:
+        b.goto(guarded.base + "/login?next=" + quote("/\t/evil.example/x", safe=""))
+        b.type_text(VIEWER)
+        b.press_enter_and_wait()
+        assert b.evaluate("location.host") == f"127.0.0.1:{guarded.port}"
+        assert {urlsplit(url).hostname for url in b.requests() if url.startswith("http")} == {"127.0.0.1"}
+    finally:
+        b.close()
+
+
+def test_sign_out_from_another_site_is_refused(guarded: DaemonProcess) -> None:
+    r = httpx.post(
+        guarded.base + "/logout", headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    ours = httpx.post(guarded.base + "/logout", headers={"Origin": guarded.base}, follow_redirects=False)
+    assert ours.status_code == 303 and 'finops_view=""' in ours.headers["set-cookie"]

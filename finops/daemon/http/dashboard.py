@@ -161,11 +161,21 @@ class Problem(Exception):
         self.status = status
 
 
+#: What may stay as it is in a path and query sent back in ``Location`` (RFC 3986 reserved and
+#: unreserved characters, and ``%`` of what is already encoded); everything else is encoded.
+_URL_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
+
+
 def _safe_next(target: str) -> str:
-    """Only a path on this site (``/flows/x``), never ``//elsewhere`` or ``https://...``."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site (``/flows/x``), never ``//elsewhere`` or ``https://...``.
+
+    Encoded first: browsers drop tabs and newlines from a URL (``/<TAB>/evil`` is ``//evil``), a
+    CR/LF would split the header, and a character outside Latin-1 cannot be written in it at all.
+    """
+    if not target.startswith("/") or "\\" in target:
         return "/"
-    return target
+    encoded = quote(target, safe=_URL_SAFE)
+    return "/" if encoded.startswith("//") else encoded
 
 
 def _login_form(next_path: str, problem: str = "") -> str:
@@ -232,6 +242,8 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    if not _same_origin(request):  # another site's form must not sign the viewer out
+        return message_page("Sign out", "sign out from the dashboard's own page", 403, login=False)
     response = Response(status_code=303, headers={**SECURITY_HEADERS, "Location": "/login"})
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -368,10 +380,17 @@ def _one(request: Request, name: str) -> str:
     return values[0].strip() if values else ""
 
 
+#: The years a month may name: the pages also read the month before and after it, which
+#: ``date`` cannot hold for 0001-01 or 9999-12.
+_YEARS = range(1970, 2201)
+
+
 def _month_param(request: Request) -> str | None:
     month = _one(request, "month")
     if month and not _MONTH.fullmatch(month):
         raise Problem(400, f"month must look like 2026-11 (YYYY-MM), not {month[:40]!r}")
+    if month and int(month[:4]) not in _YEARS:
+        raise Problem(400, f"month must be from {_YEARS[0]}-01 to {_YEARS[-1]}-12, not {month}")
     return month or None
 
 
