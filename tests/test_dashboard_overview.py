@@ -34,7 +34,8 @@ HOSTILE = '<script>alert("x")</script> & "q"'
 
 
 def _records(now: datetime, unpriced: int = 0) -> list[dict[str, Any]]:
-    """Ten priced calls per flow, stamped within the last second, plus ``unpriced`` unknown-model calls."""
+    """Ten priced calls per flow, stamped within the last second, plus ``unpriced`` unknown-model calls
+    (on red-flow, red on its priced spend alone: a budget with calls of unknown cost is never green)."""
     ts = now.isoformat().replace("+00:00", "Z")
     out = []
     for n, flow in enumerate(("green-flow", "yellow-flow", "red-flow", "blocked-flow", HOSTILE)):
@@ -45,7 +46,7 @@ def _records(now: datetime, unpriced: int = 0) -> list[dict[str, Any]]:
             })  # fmt: skip
     for i in range(unpriced):
         out.append({
-            "id": f"u-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "green-flow",
+            "id": f"u-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "red-flow",
             "input_tokens": 10, "output_tokens": 1,
         })  # fmt: skip
     return out
@@ -108,6 +109,7 @@ def test_overview_lights_and_numbers(ledger: Ledger) -> None:
     }
     lights = {t.budget.key: t.light for t in result.budgets}
     assert lights == {**EXPECTED, "hostile": "green"}
+    assert {t.budget.key: t.unpriced_records for t in result.budgets}["red-flow"] == 2
     assert [t.light for t in result.budgets][:2] == ["red", "red"]  # worst first
     for tile in result.budgets:
         assert tile.state.spend_nanos == spend[tile.budget.flow_pattern]
@@ -264,3 +266,34 @@ def test_every_dashboard_answer_carries_the_security_headers(seeded: Any) -> Non
             assert r.headers["cache-control"] == "no-store"
     bad = httpx.get(daemon.base + "/flows/nope%00")
     assert bad.status_code == 400 and "control character" in bad.text and "Traceback" not in bad.text
+
+
+def test_a_budget_whose_calls_have_no_price_is_never_green(ledger: Ledger) -> None:
+    """Calls of an unknown model cost $0 as far as the rollups know: the day is not "on track" but
+    unknown, on the overview and on the flow page alike (fail closed)."""
+    from finops.render.dashboard.flow import render_flow
+    from finops.usecases.dashboard.flow import flow_page
+
+    now = datetime.now(UTC)
+    ts = now.isoformat()
+    calls = [
+        {"id": f"n-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "dark",
+         "input_tokens": 10_000_000, "output_tokens": 1, "tags": {"team": "a"}}
+        for i in range(3)
+    ]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == 3
+    budgets = [
+        parse_budget(flow="dark", owner="U01", daily_cap_usd="1"),
+        parse_budget(name="team-a", match={"flow": "d*", "tags": {"team": "a"}}, owner="U01",
+                     daily_cap_usd="1", timezone="Pacific/Kiritimati"),
+        parse_budget(name="team-b", match={"flow": "d*", "tags": {"team": "b"}}, owner="U01",
+                     daily_cap_usd="1"),
+    ]  # fmt: skip
+    result = overview(ledger, budgets, [], now + timedelta(seconds=1))
+    got = {t.budget.key: (t.light, t.state.spend_nanos, t.unpriced_records) for t in result.budgets}
+    assert got == {"dark": ("yellow", 0, 3), "team-a": ("yellow", 0, 3), "team-b": ("green", 0, 0)}
+    assert "3 calls today without a price: cost unknown" in render_overview(result)
+    view = flow_page(ledger, budgets, "dark", now + timedelta(seconds=1))
+    assert view is not None
+    html = render_flow(view)
+    assert 'data-tile="flow:today" data-state="yellow"' in html and "without a price: cost unknown" in html

@@ -82,7 +82,12 @@ def _today_tile(p: FlowPage) -> str:
     lines.append(heading)
     if fb.held_nanos:
         lines.append(f'<p class="sub">held {_metric("held", money(fb.held_nanos))} by calls in flight</p>')
-    light = budget_light(s, fb.held_nanos)
+    if fb.unpriced_records:
+        lines.append(
+            f'<p class="sub">{_metric("unpriced", esc(f"{fb.unpriced_records:,}"))} calls today without '
+            "a price: cost unknown</p>"
+        )
+    light = budget_light(s, fb.held_nanos, fb.unpriced_records)
     label = {"red": "blocking" if fb.budget.on_breach == "block" else "over the cap"}.get(light)
     return tile(
         key="flow:today",

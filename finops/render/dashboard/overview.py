@@ -87,6 +87,11 @@ def _budget_tile(t: BudgetTile) -> str:
         lines.append(f'<p class="sub">month {money(s.month_spend_nanos)} of {money(s.month_cap_nanos)}</p>')
     if t.held_nanos:
         lines.append(f'<p class="sub">held {money(t.held_nanos)} by calls in flight</p>')
+    if t.unpriced_records:
+        lines.append(
+            f'<p class="sub" data-metric="unpriced">{esc(plural(t.unpriced_records, "call"))} today '
+            "without a price: cost unknown</p>"
+        )
     if b.on_breach == "block":
         lines.append('<p class="sub">blocks calls at the cap</p>')
     label = {"red": "blocking" if b.on_breach == "block" else "over the cap"}.get(t.light)

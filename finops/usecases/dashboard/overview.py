@@ -28,8 +28,9 @@ from finops.storage.tables import alert_outbox, provider_usage, rollups_hourly, 
 from finops.usecases.budgets import budget_state, spend_between
 from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import reconcile_month
+from finops.usecases.spend import SpendQuery, run_spend
 
-__all__ = ["BudgetTile", "Overview", "SourceTile", "overview"]
+__all__ = ["BudgetTile", "Overview", "SourceTile", "budget_unpriced", "overview"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class BudgetTile:
     held_nanos: int
     light: Light
     last_week_nanos: int  # the same local day a week before, up to the same time of day
+    unpriced_records: int = 0  # calls the budget covers today without a price: cost unknown
 
     @property
     def budget(self) -> Budget:
@@ -70,6 +72,14 @@ class Overview:
     drift: Drift | None  # the largest drift of the last closed day with a provider cost report
     drift_threshold_pct: Decimal
     drift_light: Light
+
+
+def budget_unpriced(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Records the budget covers in [start, end) that have no price (from the rollups, as spend)."""
+    query = SpendQuery(
+        start=start, end=end, tz=budget.zone, flows=(budget.flow_pattern,), tags=budget.tag_filter
+    )
+    return int(run_spend(conn, query).total["unpriced_records"])
 
 
 def _sources(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
@@ -146,7 +156,9 @@ def overview(
             hold = held.get(budget.key, 0)
             week = timedelta(days=7)
             before = spend_between(conn, budget, state.start - week, min(now, state.end) - week)
-            tiles.append(BudgetTile(state, hold, budget_light(state, hold), before))
+            unpriced = budget_unpriced(conn, budget, state.start, state.end)
+            light = budget_light(state, hold, unpriced)
+            tiles.append(BudgetTile(state, hold, light, before, unpriced))
         sources = _sources(conn, now)
         providers = _providers(conn, now)
         records, unpriced = _today(conn, day_start, now)
