@@ -297,3 +297,14 @@ def test_a_budget_whose_calls_have_no_price_is_never_green(ledger: Ledger) -> No
     assert view is not None
     html = render_flow(view)
     assert 'data-tile="flow:today" data-state="yellow"' in html and "without a price: cost unknown" in html
+
+
+def test_a_record_stamped_in_the_future_does_not_keep_its_source_fresh(ledger: Ledger) -> None:
+    now = datetime.now(UTC)
+    ahead = {"id": "f-1", "ts": "2099-06-01T00:00:00Z", "provider": "openai", "model": "gpt-4o-mini",
+             "flow": "f", "input_tokens": 1, "output_tokens": 1}  # fmt: skip
+    assert ingest_objects(ledger, [ahead], source="skewed").stored == 1
+    assert [(s.source, s.light) for s in overview(ledger, [], [], now).sources] == [("skewed", "green")]
+    later = overview(ledger, [], [], now + timedelta(days=2))  # nothing sent since
+    assert [(s.source, s.light) for s in later.sources] == [("skewed", "red")]
+    assert later.sources[0].age_s >= 2 * 86400 - 5

@@ -87,7 +87,9 @@ def _sources(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
     tiles = []
     for source, newest_us, ingest_us in conn.execute(select(s.source, s.newest_ts_us, s.last_ingest_us)):
         newest = datetime.fromtimestamp(newest_us / 1e6, UTC)
-        age = max((now - newest).total_seconds(), 0.0)
+        # a record stamped ahead (a skewed clock, a typo: ingest takes up to 2100) cannot be newer
+        # than when it arrived; judged by its own ts, the source would read fresh for years
+        age = max((now - datetime.fromtimestamp(min(newest_us, ingest_us) / 1e6, UTC)).total_seconds(), 0.0)
         tiles.append(
             SourceTile(
                 source, newest, datetime.fromtimestamp(ingest_us / 1e6, UTC), age, freshness_light(age)
