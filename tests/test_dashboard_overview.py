@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -308,3 +309,36 @@ def test_a_record_stamped_in_the_future_does_not_keep_its_source_fresh(ledger: L
     later = overview(ledger, [], [], now + timedelta(days=2))  # nothing sent since
     assert [(s.source, s.light) for s in later.sources] == [("skewed", "red")]
     assert later.sources[0].age_s >= 2 * 86400 - 5
+
+
+@pytest.mark.parametrize(
+    ("zone", "midnight"),
+    [
+        ("America/Los_Angeles", datetime(2026, 11, 20, 8, 0, tzinfo=UTC)),
+        ("Asia/Kolkata", datetime(2026, 11, 19, 18, 30, tzinfo=UTC)),
+        ("Pacific/Chatham", datetime(2026, 11, 19, 10, 15, tzinfo=UTC)),
+    ],
+)
+def test_today_is_exact_just_after_local_midnight(ledger: Ledger, zone: str, midnight: datetime) -> None:
+    """Calls a second either side of local midnight, in zones whole, half and three-quarter hours off
+    UTC: the overview's tile and the flow page count exactly the spend query's today, to the nano."""
+    from finops.usecases.dashboard.flow import flow_page
+
+    now = midnight + timedelta(minutes=20)
+    stamps = [midnight - timedelta(hours=2), midnight - timedelta(seconds=1), midnight,
+              midnight + timedelta(seconds=1), midnight + timedelta(minutes=19)]  # fmt: skip
+    calls = [
+        {"id": f"m-{i}", "ts": t.isoformat(), "provider": "openai", "model": "gpt-4o", "flow": "night",
+         "input_tokens": 1000 * (i + 1), "output_tokens": 7 * (i + 1)}
+        for i, t in enumerate(stamps)
+    ]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == len(calls)
+    budget = parse_budget(flow="night", owner="U01", daily_cap_usd="100", timezone=zone)
+    with ledger.engine.connect() as conn:
+        truth = run_spend(conn, SpendQuery(start=midnight, end=now, tz=ZoneInfo(zone), flows=("night",)))
+    today = truth.total["cost_nanos"]
+    assert today > 0 and truth.total["records"] == 3
+    (tile,) = overview(ledger, [budget], [], now).budgets
+    assert (tile.state.local_day, tile.state.spend_nanos) == (now.astimezone(ZoneInfo(zone)).date(), today)
+    view = flow_page(ledger, [budget], "night", now)
+    assert view is not None and view.today.cost_nanos == today and view.start == midnight
