@@ -148,3 +148,27 @@ def test_hostile_query_parameters_are_never_a_500(daemon: DaemonProcess, path: s
             r = c.get(path, params=[(name, "2026-11"), (name, "x")])
             assert r.status_code < 500, (name, r.text[-300:])
     assert 200 in statuses
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example"}, 403),  # DNS rebinding: another site's name pointed at 127.0.0.1
+        ({"Host": "evil.example:8787"}, 403),
+        ({"Host": "127.0.0.1.evil.example"}, 403),
+        ({"X-Forwarded-For": "203.0.113.9"}, 403),  # a proxy on this machine: the reader is elsewhere
+        ({"Forwarded": "for=203.0.113.9"}, 403),
+        ({"X-Real-IP": "203.0.113.9"}, 403),
+        ({"Host": "localhost"}, 200),
+        ({"Host": "[::1]:8787"}, 200),
+        ({}, 200),
+    ],
+)
+def test_without_tokens_only_this_machine_by_its_own_name_may_look(
+    daemon: DaemonProcess, headers: dict[str, str], status: int
+) -> None:
+    for path in ("/", "/spend.json"):
+        r = httpx.get(daemon.base + path, headers=headers, follow_redirects=False)
+        assert r.status_code == status, (path, headers, r.text[-200:])
+        if status == 403:
+            assert "FINOPS_DASHBOARD_TOKENS" in r.text and "data-tile" not in r.text

@@ -113,12 +113,37 @@ class ViewerAccess:
         return self._match(digest) if len(digest) == 32 else None
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+#: Headers a proxy adds: a request carrying one came from elsewhere, whatever its peer address.
+_FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+
+
+def _loopback_name(host: str) -> bool:
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:8787
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:  # 127.0.0.1:8787, localhost:8787
+        name = name.split(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _loopback(request: Request) -> bool:
+    """Asked from this machine, for this machine: a loopback peer, no proxy's headers (a proxy on
+    this host would make everyone local), and a loopback ``Host`` (another site's page cannot
+    read the dashboard by pointing its own name at 127.0.0.1: DNS rebinding)."""
+    peer = request.client.host if request.client else ""
+    try:
+        if not ipaddress.ip_address(peer).is_loopback:
+            return False
+    except ValueError:
+        return False
+    if any(name in request.headers for name in _FORWARDED):
+        return False
+    return _loopback_name(request.headers.get("host", ""))
 
 
 def html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -271,7 +296,8 @@ def guarded(name: str, handler: Page) -> Page:
             if access.open_on_loopback:
                 return message_page(
                     "Not here",
-                    "The dashboard answers only on this machine until FINOPS_DASHBOARD_TOKENS is set.",
+                    "The dashboard answers only on this machine (by 127.0.0.1 or localhost, not through "
+                    "a proxy) until FINOPS_DASHBOARD_TOKENS is set.",
                     403,
                     login=False,
                 )
