@@ -172,3 +172,31 @@ def test_without_tokens_only_this_machine_by_its_own_name_may_look(
         assert r.status_code == status, (path, headers, r.text[-200:])
         if status == 403:
             assert "FINOPS_DASHBOARD_TOKENS" in r.text and "data-tile" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/flowz", 404),
+        ("GET", "/nothing/here?<b>=1", 404),
+        ("GET", "//evil.example", 404),
+        ("GET", "/static/other.css", 404),
+        ("POST", "/", 405),
+        ("PUT", "/spend", 405),
+        ("GET", "/logout", 405),
+        ("GET", "/v1/nothing", 404),
+        ("DELETE", "/v1/usage", 405),
+    ],
+)
+def test_an_address_with_no_page_still_carries_the_policy(
+    daemon: DaemonProcess, method: str, path: str, status: int
+) -> None:
+    r = httpx.request(method, daemon.base + path, follow_redirects=False)
+    assert r.status_code == status
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    if status == 405:
+        assert r.headers["allow"]
+    if not path.startswith("/v1/"):
+        assert r.headers["content-type"].startswith("text/html") and "<b>" not in r.text
+        assert r.text.count('class="error"') == 1

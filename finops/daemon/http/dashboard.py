@@ -44,7 +44,7 @@ from finops.usecases.dashboard.prompts import MAX_TOP, UnknownFlow, prompts_view
 from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form, spend_annotations
 from finops.usecases.spend import SpendQuery, SpendResult
 
-__all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
+__all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes", "no_route"]
 
 log = logging.getLogger("finops.dashboard")
 
@@ -492,6 +492,22 @@ async def spend_download(request: Request) -> Response:
 
 def json_bytes(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+async def no_route(request: Request, exc: Exception) -> Response:
+    """No route for this path or method (Starlette's 404 and 405): the security headers too, and on
+    the dashboard's side a one-line page, not a bare "Not Found" without a policy."""
+    status = getattr(exc, "status_code", 404)
+    headers = {**SECURITY_HEADERS, **(getattr(exc, "headers", None) or {})}
+    path = request.url.path
+    if path.startswith("/v1/") or path in ("/healthz", "/metrics"):
+        text = "Method Not Allowed" if status == 405 else "Not Found"
+        return Response(text, status, headers, media_type="text/plain; charset=utf-8")
+    if status == 405:
+        message = "this address does not answer that method: open it in a browser (GET)"
+    else:
+        message = "no page here: the pages are /, /flows/&lt;flow&gt;, /spend, /outcomes and /prompts"
+    return message_page("Not here", message, status, login=False, headers=headers)
 
 
 def dashboard_routes() -> list[Route]:
