@@ -8,8 +8,11 @@ Against the real daemon over real HTTP, on a temporary SQLite ledger.
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -200,3 +203,40 @@ def test_an_address_with_no_page_still_carries_the_policy(
     if not path.startswith("/v1/"):
         assert r.headers["content-type"].startswith("text/html") and "<b>" not in r.text
         assert r.text.count('class="error"') == 1
+
+
+def _tile_state(html: str, key: str) -> str | None:
+    found = re.search(rf'data-tile="{re.escape(key)}" data-state="(\w+)"', html)
+    return found.group(1) if found else None
+
+
+def test_a_broken_budget_file_is_a_tile_and_says_what_is_still_enforced(tmp_path: Path) -> None:
+    """A script reading data-state must not see an all-green band while a budget file is broken:
+    red when its budgets are not enforced at all, yellow while its last good version is."""
+    budgets = tmp_path / "budgets"
+    budgets.mkdir()
+    (budgets / "good.yaml").write_text('budgets:\n  - {flow: kept, owner: U01, daily_cap_usd: "5"}\n')
+    d = DaemonProcess(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", budgets=budgets).start()
+    try:
+        with httpx.Client(base_url=d.base, timeout=60) as web:
+            page = web.get("/").text
+            assert _tile_state(page, "health:budget-files") == "green" and "every file read" in page
+            (budgets / "good.yaml").write_text("budgets: [ {flow: kept, daily_cap_usd: \n")
+            deadline = time.monotonic() + 20
+            while _tile_state(page := web.get("/").text, "health:budget-files") == "green":
+                assert time.monotonic() < deadline, "the daemon never saw the broken file"
+                time.sleep(0.2)
+            assert _tile_state(page, "health:budget-files") == "yellow"
+            assert _tile_state(page, "budget:kept") is not None  # its last good version: still a tile
+            assert "the last version that could is enforced" in page and "not enforced: " not in page
+            (budgets / "never.yaml").write_text("budgets: [ {flow: x, daily_cap_usd: \n")
+            while _tile_state(page := web.get("/").text, "health:budget-files") != "red":
+                assert time.monotonic() < deadline + 20, "the daemon never saw the second file"
+                time.sleep(0.2)
+            banners = re.findall(r'<p class="error">.*?</p>', page)
+            assert (
+                len(banners) == 2 and "never.yaml</code>" in banners[0] and "good.yaml</code>" in banners[1]
+            )
+            assert "is not enforced" in banners[0] and "last version that could is enforced" in banners[1]
+    finally:
+        d.stop()

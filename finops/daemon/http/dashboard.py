@@ -357,11 +357,14 @@ def budgets_now(request: Request) -> tuple[Any, tuple[str, ...]]:
 
 async def overview_page(request: Request) -> Response:
     api = request.app.state.api
-    budgets, broken = budgets_now(request)
+    found = api.service.budgets.current
+    budgets = found.budgets
+    kept = tuple(name for name in found.errors_by_file if found.kept_by_file.get(name))
+    broken = tuple(name for name in found.errors_by_file if name not in kept)
     now = now_utc()
 
     def read() -> tuple[Overview, WeekNumbers]:
-        result = overview(api.service.ledger, budgets, broken, now)
+        result = overview(api.service.ledger, budgets, broken, now, kept)
         return result, week_numbers(api.service.ledger, result)
 
     result, week = await run_in_threadpool(read)

@@ -59,7 +59,7 @@ class SourceTile:
 class Overview:
     now: datetime
     budgets: tuple[BudgetTile, ...]
-    broken_files: tuple[str, ...]
+    broken_files: tuple[str, ...]  # budget files that cannot be read, none of their budgets in force
     sources: tuple[SourceTile, ...]
     providers: tuple[SourceTile, ...]  # provider usage reports: when each was last fetched
     today: datetime  # the UTC day the unpriced count covers
@@ -72,6 +72,12 @@ class Overview:
     drift: Drift | None  # the largest drift of the last closed day with a provider cost report
     drift_threshold_pct: Decimal
     drift_light: Light
+    kept_files: tuple[str, ...] = ()  # broken budget files whose last good version is still in force
+
+    @property
+    def budget_files_light(self) -> Light:
+        """Red while a file's budgets are not enforced at all; yellow on a last good version."""
+        return "red" if self.broken_files else "yellow" if self.kept_files else "green"
 
 
 def budget_unpriced(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
@@ -145,9 +151,14 @@ def _last_closed_drift(ledger: Ledger, now: datetime) -> Drift | None:
 
 
 def overview(
-    ledger: Ledger, budgets: Sequence[Budget], broken_files: Sequence[str], now: datetime
+    ledger: Ledger,
+    budgets: Sequence[Budget],
+    broken_files: Sequence[str],
+    now: datetime,
+    kept_files: Sequence[str] = (),
 ) -> Overview:
-    """The overview at ``now`` (UTC-aware)."""
+    """The overview at ``now`` (UTC-aware). ``broken_files``: budget files that cannot be read and
+    have no last good version; ``kept_files``: broken, their last good version in force."""
     now = now.astimezone(UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with ledger.engine.connect() as conn:
@@ -172,6 +183,7 @@ def overview(
         now=now,
         budgets=tuple(sorted(tiles, key=lambda t: (order[t.light], -t.state.fraction, t.budget.key))),
         broken_files=tuple(sorted(broken_files)),
+        kept_files=tuple(sorted(kept_files)),
         sources=sources,
         providers=providers,
         today=day_start,
