@@ -240,3 +240,10 @@ def test_a_broken_budget_file_is_a_tile_and_says_what_is_still_enforced(tmp_path
             assert "is not enforced" in banners[0] and "last version that could is enforced" in banners[1]
     finally:
         d.stop()
+
+
+def test_the_narrative_does_not_call_a_broken_budget_file_nothing(daemon: DaemonProcess) -> None:
+    page = httpx.get(daemon.base + "/").text
+    assert _tile_state(page, "health:budget-files") == "red"  # b<i>.yaml was never valid
+    story = page[page.index("data-narrative") :]
+    assert "Nothing needs attention" not in story and "1 budget file cannot be read" in story
