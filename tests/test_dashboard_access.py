@@ -182,3 +182,18 @@ def test_sign_out_from_another_site_is_refused(guarded: DaemonProcess) -> None:
     assert r.status_code == 403 and "set-cookie" not in r.headers
     ours = httpx.post(guarded.base + "/logout", headers={"Origin": guarded.base}, follow_redirects=False)
     assert ours.status_code == 303 and 'finops_view=""' in ours.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "said"),
+    [
+        ("finance=abc", "the token of 'finance' is shorter than 16 characters"),  # /login has no lockout
+        (f"finance={TOKEN}", "the token of 'finance' is also an ingest token"),  # would open the pages
+    ],
+)
+def test_a_guessable_or_shared_viewer_token_stops_the_start(tmp_path: Path, tokens: str, said: str) -> None:
+    daemon = DaemonProcess(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", FINOPS_DASHBOARD_TOKENS=tokens)
+    with pytest.raises(RuntimeError, match="daemon exited"):
+        daemon.start(timeout_s=20)
+    log = daemon.log.read_text()
+    assert said in log and "Traceback" not in log
