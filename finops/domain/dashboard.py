@@ -62,6 +62,9 @@ def budget_light(state: BudgetState, held_nanos: int = 0, unpriced_records: int 
         return "red"
     if budget.on_breach == "block" and state.spend_nanos + held_nanos >= state.cap_nanos:
         return "red"
+    month_cap, month_spend = state.month_cap_nanos, state.month_spend_nanos
+    if budget.on_breach == "block" and month_cap is not None and (month_spend or 0) + held_nanos >= month_cap:
+        return "red"  # check and reserve deny on the month as on the day
     if state.crossed or state.month_crossed or state.projection.cap_hit_at is not None:
         return "yellow"
     if unpriced_records > 0:
