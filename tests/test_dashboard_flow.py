@@ -465,3 +465,22 @@ def test_money_held_by_calls_in_flight_is_shown_and_can_make_a_blocking_budget_r
     )
     page = render_flow(page_at(seeded, [blocking]))
     assert 'data-tile="flow:today" data-state="red"' in page  # $2.98 + $2.02 held: calls are denied now
+
+
+def test_a_day_of_spend_without_a_success_never_reads_on_target() -> None:
+    """Yesterday cost money and nothing succeeded: its cost per success is not a number, so one cheap
+    success today must not make the tile green (it stays yellow and says why)."""
+    from finops.render.dashboard.flow import _cps_tile
+    from finops.usecases.dashboard.flow import CostPerSuccess
+
+    def state(c: CostPerSuccess) -> str:
+        return _cps_tile(c).split('data-state="')[1].split('"')[0]
+
+    target = 10_000_000  # $0.01
+    fine = CostPerSuccess("b", target, today_spend_nanos=5_000_000, today_successes=1,
+                          yesterday_spend_nanos=50_000_000, yesterday_successes=0)  # fmt: skip
+    assert state(fine) == "yellow" and "no successes yesterday" in _cps_tile(fine)
+    quiet = CostPerSuccess("b", target, 5_000_000, 1, 0, 0)  # nothing spent yesterday: nothing to judge
+    assert state(quiet) == "green"
+    over = CostPerSuccess("b", target, 5_000_000, 1, 50_000_000, 1)
+    assert state(over) == "red"

@@ -193,6 +193,8 @@ def _cps_tile(c: CostPerSuccess) -> str:
         light = "red"
     elif today is not None and today > c.limit_nanos:
         light = "yellow"
+    elif yesterday is None and c.yesterday_spend_nanos > 0:
+        light = "yellow"  # spent with no success: not on target, whatever today says so far
     key, title = f"flow:cost-per-success:{c.budget_key}", f"Cost per success · {c.budget_key}"
     body = (
         f'<p class="big">{_metric("cost-per-success-today", shown(today))} '
@@ -208,7 +210,9 @@ def _cps_tile(c: CostPerSuccess) -> str:
         light=light,
         title=title,
         body=body,
-        label={"green": "on target", "yellow": "above target today", "red": "above target"}[light],
+        label="no successes yesterday"
+        if light == "yellow" and yesterday is None
+        else {"green": "on target", "yellow": "above target today", "red": "above target"}[light],
     )
 
 
