@@ -484,3 +484,29 @@ def test_a_day_of_spend_without_a_success_never_reads_on_target() -> None:
     assert state(quiet) == "green"
     over = CostPerSuccess("b", target, 5_000_000, 1, 50_000_000, 1)
     assert state(over) == "red"
+
+
+def test_fan_out_with_no_record_reporting_tool_calls_is_not_within_the_limit(ledger: Ledger) -> None:
+    """A limit on tool calls and calls that do not say how many they made: the page cannot tell,
+    so the tile has no light (it read green, "within the limit")."""
+    from finops.config.budget_spec import parse_budget
+    from finops.render.dashboard.flow import render_flow
+    from finops.usecases.dashboard.flow import flow_page
+    from finops.usecases.ingest import ingest_objects
+
+    now = datetime.now(UTC)
+    calls = [{"id": f"t-{i}", "ts": now.isoformat(), "provider": "openai", "model": "gpt-4o-mini",
+              "flow": "tools", "input_tokens": 100, "output_tokens": 10} for i in range(3)]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == 3
+    budget = parse_budget(flow="tools", owner="U01", daily_cap_usd="100", max_tool_calls_per_request=2)
+    view = flow_page(ledger, [budget], "tools", now + timedelta(seconds=1))
+    assert view is not None and view.fanout.records == 0
+    html = render_flow(view)
+    tile = html[html.index('data-tile="flow:fanout"') :].split("</article>")[0]
+    assert "data-state" not in tile and "cannot be judged" in tile and "within the limit" not in tile
+    more = [{**c, "id": f"u-{c['id']}", "tool_calls": 1} for c in calls]
+    assert ingest_objects(ledger, more, source="app").stored == 3
+    view = flow_page(ledger, [budget], "tools", now + timedelta(seconds=1))
+    assert view is not None
+    html = render_flow(view)
+    assert 'data-tile="flow:fanout" data-state="green"' in html

@@ -167,6 +167,12 @@ def _fanout_tile(p: FlowPage) -> str:
     if f.limit is None:
         lines.append('<p class="sub">no budget sets max_tool_calls_per_request</p>')
         return _stat("flow:fanout", "Fan-out", "".join(lines))
+    if not f.records:  # nothing to judge by: "within the limit" would be a guess
+        lines.append(
+            f'<p class="sub">no record today reports tool_calls: the limit of {f.limit} a request '
+            "cannot be judged</p>"
+        )
+        return _stat("flow:fanout", "Fan-out", "".join(lines))
     lines.append(
         f'<p class="sub">{_metric("fanout-over", f"{f.over_limit:,}")} '
         f"{'record' if f.over_limit == 1 else 'records'} over the limit of {f.limit} a request</p>"
