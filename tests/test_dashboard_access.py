@@ -197,3 +197,26 @@ def test_a_guessable_or_shared_viewer_token_stops_the_start(tmp_path: Path, toke
         daemon.start(timeout_s=20)
     log = daemon.log.read_text()
     assert said in log and "Traceback" not in log
+
+
+def test_behind_a_proxy_the_public_url_is_the_dashboards_own_origin(tmp_path: Path) -> None:
+    """nginx's default sends the upstream's address as Host, so the browser's Origin (the public
+    name) never equals it: with FINOPS_PUBLIC_URL set, that origin may sign in and out; others not."""
+    daemon = DaemonProcess(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'f.db'}",
+        FINOPS_DASHBOARD_TOKENS=f"finance={VIEWER}",
+        FINOPS_PUBLIC_URL="https://finops.example.com/",
+    ).start()
+    try:
+        form = {"token": VIEWER, "next": "/spend"}
+        ours = httpx.post(daemon.base + "/login", data=form, headers={"Origin": "https://finops.example.com"})
+        assert ours.status_code == 303 and ours.headers["location"] == "/spend"
+        assert "Secure" in ours.headers["set-cookie"]
+        for other in ("https://evil.example", "http://finops.example.com", "https://finops.example.com.evil"):
+            r = httpx.post(daemon.base + "/login", data=form, headers={"Origin": other})
+            assert r.status_code == 403 and "set-cookie" not in r.headers, other
+        out = httpx.post(daemon.base + "/logout", headers={"Origin": "https://finops.example.com"})
+        assert out.status_code == 303
+    finally:
+        daemon.stop()

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -75,10 +75,15 @@ def _digest(token: str) -> bytes:
 class ViewerAccess:
     """Who may read the dashboard: a viewer token's holder, or anyone on loopback when none is set."""
 
-    def __init__(self, tokens: Mapping[str, str], *, secure_cookie: bool = False) -> None:
-        """``tokens``: token -> viewer name (FINOPS_DASHBOARD_TOKENS)."""
+    def __init__(
+        self, tokens: Mapping[str, str], *, secure_cookie: bool = False, public_url: str | None = None
+    ) -> None:
+        """``tokens``: token -> viewer name (FINOPS_DASHBOARD_TOKENS); ``public_url``: the
+        dashboard's address behind a proxy (FINOPS_PUBLIC_URL), whose origin forms post from."""
         self._viewers = [(_digest(t), name) for t, name in tokens.items()]
         self.secure_cookie = secure_cookie
+        parts = urlsplit(public_url or "")
+        self.public_origin = f"{parts.scheme}://{parts.netloc}".lower() if parts.netloc else None
 
     @property
     def open_on_loopback(self) -> bool:
@@ -217,9 +222,14 @@ def _login_form(next_path: str, problem: str = "") -> str:
 
 
 def _same_origin(request: Request) -> bool:
+    """The form was posted from this site: the ``Host`` asked, or FINOPS_PUBLIC_URL (a proxy in
+    front, such as nginx's default, sends the upstream's address as ``Host``)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
+    access: ViewerAccess = request.app.state.dashboard
+    if access.public_origin is not None and origin.lower() == access.public_origin:
+        return True
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
 
