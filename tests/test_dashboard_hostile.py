@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from tests.daemon_proc import DaemonProcess
 
 X = "\"><svg onload=alert(1)><script>alert(2)</script>'`"
 PROMPT = "SECRET-PROMPT-TEXT never shown"
+LONG = "checkout-" + "x" * 119  # a flow name as long as a record may send, without a break
 
 BUDGETS = f"""budgets:
   - name: '{X.replace("'", "''")} glob'
@@ -35,6 +36,9 @@ BUDGETS = f"""budgets:
     timezone: Asia/Kolkata
     max_cost_per_success_usd: "0.01"
     max_tool_calls_per_request: 2
+  - flow: '{LONG}'
+    owner: U01
+    daily_cap_usd: "100"
 """
 
 
@@ -59,6 +63,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     ]  # fmt: skip
     with d.client() as c:
         assert c.post("/v1/usage", json=records).json()["stored"] == 20
+        long = [
+            {**r, "id": f"long-{r['id']}", "flow": LONG, "model": LONG[:64], "prompt_id": LONG}
+            for r in records
+        ]
+        assert c.post("/v1/usage", json=long).json()["stored"] == 20
         notes = [
             {"id": "a1", "text": X + " deploy", "flow": X},
             {"id": "a2", "text": "</title>" + X, "kind": "note"},
@@ -247,3 +256,27 @@ def test_the_narrative_does_not_call_a_broken_budget_file_nothing(daemon: Daemon
     assert _tile_state(page, "health:budget-files") == "red"  # b<i>.yaml was never valid
     story = page[page.index("data-narrative") :]
     assert "Nothing needs attention" not in story and "1 budget file cannot be read" in story
+
+
+def test_hostile_pages_in_a_real_browser_run_nothing_and_break_no_policy(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """Chromium reports a CSP violation or an uncaught script as a problem, and a script that ran
+    would have left a dialog or a console call: none on the pages that show the hostile names."""
+    from tests.browser import Browser, require_chromium
+
+    require_chromium()
+    b = Browser(tmp_path / "profile")
+    try:
+        pages = ("/", "/flows/" + quote(X, safe=""), "/flows/" + LONG, "/prompts", "/outcomes",
+                 "/spend?by=model,flow,tag:team&period=range", "/spend?by=flow&period=today")  # fmt: skip
+        for path in pages:
+            b.goto(daemon.base + path)
+            assert b.problems() == [], path
+            assert not [e for e in b.events if e.get("method") == "Page.javascriptDialogOpening"], path
+            assert b.evaluate("document.querySelectorAll('script').length") == 0, path
+            for px in (375, 1440):  # a name with no place to break must not widen the page
+                b.width(px)
+                assert b.evaluate("document.documentElement.scrollWidth") <= px, (path, px)
+    finally:
+        b.close()
