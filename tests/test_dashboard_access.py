@@ -220,3 +220,8 @@ def test_behind_a_proxy_the_public_url_is_the_dashboards_own_origin(tmp_path: Pa
         assert out.status_code == 303
     finally:
         daemon.stop()
+
+
+def test_a_sign_in_post_with_more_fields_than_the_form_is_a_400(guarded: DaemonProcess) -> None:
+    r = httpx.post(guarded.base + "/login", content=b"a=1&b=2&c=3&d=4&e=5&token=x", follow_redirects=False)
+    assert r.status_code == 400 and "set-cookie" not in r.headers and "sign-in form" in r.text

@@ -254,7 +254,10 @@ async def login(request: Request) -> Response:
         raw += chunk
         if len(raw) > _MAX_FORM_BYTES:
             return message_page("Sign in", "the form is too large", 413, login=False)
-    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError:  # more fields than the form has: not our form
+        return message_page("Sign in", "send the sign-in form: token and next", 400, login=False)
     token = (form.get("token") or [""])[0]
     next_path = _safe_next((form.get("next") or ["/"])[0])
     viewer = access.viewer_of_token(token)
