@@ -167,6 +167,8 @@ def test_the_next_path_cannot_leave_the_site_in_a_real_browser(
     b = Browser(tmp_path / "profile")
     try:
         b.goto(guarded.base + "/login?next=" + quote("/\t/evil.example/x", safe=""))
+        b.evaluate("document.getElementById('token').focus()")  # not left to autofocus under load
+        assert b.evaluate("document.activeElement.id") == "token"
         b.type_text(VIEWER)
         b.press_enter_and_wait()
         assert b.evaluate("location.host") == f"127.0.0.1:{guarded.port}"
