@@ -342,3 +342,22 @@ def test_today_is_exact_just_after_local_midnight(ledger: Ledger, zone: str, mid
     assert (tile.state.local_day, tile.state.spend_nanos) == (now.astimezone(ZoneInfo(zone)).date(), today)
     view = flow_page(ledger, [budget], "night", now)
     assert view is not None and view.today.cost_nanos == today and view.start == midnight
+
+
+def test_last_week_starts_at_that_days_own_midnight_across_a_clock_change(ledger: Ledger) -> None:
+    """Sunday 1 Nov 2026 in Berlin against Sunday 25 Oct, the day the clocks went back: that day
+    began at 22:00 UTC, an hour before "today's midnight minus 7 x 24 h", and a call at 00:30 local
+    belongs to it."""
+    zone = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)  # 11:00 CET
+    early = datetime(2026, 10, 24, 22, 30, tzinfo=UTC)  # 25 Oct 00:30 CEST
+    assert early.astimezone(zone).date().isoformat() == "2026-10-25"
+    call = {"id": "dst-1", "ts": early.isoformat(), "provider": "openai", "model": "gpt-4o",
+            "flow": "dst", "input_tokens": 100_000, "output_tokens": 1_000}  # fmt: skip
+    assert ingest_objects(ledger, [call], source="app").stored == 1
+    budget = parse_budget(flow="dst", owner="U01", daily_cap_usd="100", timezone="Europe/Berlin")
+    (tile,) = overview(ledger, [budget], [], now).budgets
+    with ledger.engine.connect() as conn:
+        truth = run_spend(conn, SpendQuery(start=early - timedelta(minutes=30), end=now - timedelta(days=7),
+                                           tz=zone, flows=("dst",)))  # fmt: skip
+    assert tile.last_week_nanos == truth.total["cost_nanos"] > 0

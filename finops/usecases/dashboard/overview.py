@@ -22,6 +22,7 @@ from finops.domain.dashboard import (
     outbox_light,
     unpriced_light,
 )
+from finops.domain.periods import day_range
 from finops.domain.reconcile import Drift
 from finops.storage.reservations import held_by_budget
 from finops.storage.tables import alert_outbox, provider_usage, rollups_hourly, source_activity
@@ -167,8 +168,10 @@ def overview(
         for budget in budgets:
             state = budget_state(conn, budget, now)
             hold = held.get(budget.key, 0)
-            week = timedelta(days=7)
-            before = spend_between(conn, budget, state.start - week, min(now, state.end) - week)
+            # the same local day a week before, from its own midnight (7 x 24 h off across a DST
+            # change), for as long as today has run
+            lw_start, _ = day_range(state.local_day - timedelta(days=7), budget.zone)
+            before = spend_between(conn, budget, lw_start, lw_start + (min(now, state.end) - state.start))
             unpriced = budget_unpriced(conn, budget, state.start, state.end)
             light = budget_light(state, hold, unpriced)
             tiles.append(BudgetTile(state, hold, light, before, unpriced))
