@@ -110,7 +110,7 @@ def main() -> None:
         app = create_app(ApiState(daemon.service, daemon.tokens, daemon.metrics), dashboard=daemon.viewers)
         _quiet_gc()  # as `finops run` does once started (without it, a full collection sets p99)
         try:
-            with TestClient(app, client=("127.0.0.1", 50000)) as client:
+            with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client:
                 for path in ("/", f"/flows/{FLOW}", SPEND):
                     first = client.get(path)
                     if first.status_code != 200:

@@ -170,7 +170,20 @@ class Settings(BaseSettings):
                 )
             if token in tokens:
                 raise ValueError(f"FINOPS_DASHBOARD_TOKENS item {index + 1} repeats a token")
+            if len(token) < 16:  # /login has no lockout: a short token is guessed
+                raise ValueError(
+                    f"FINOPS_DASHBOARD_TOKENS: the token of {name!r} is shorter than 16 characters "
+                    "(use e.g. `openssl rand -hex 16`)"
+                )
             tokens[token] = name
+        raw_ingest = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
+        ingest = {item.partition("=")[2].strip() or item.strip() for item in raw_ingest.split(",")}
+        for token, name in tokens.items():
+            if token in ingest:  # read-only must stay read-only: the same token would also ingest
+                raise ValueError(
+                    f"FINOPS_DASHBOARD_TOKENS: the token of {name!r} is also an ingest token "
+                    "(FINOPS_INGEST_TOKENS); give the dashboard its own"
+                )
         return tokens
 
     def source_tokens(self) -> dict[str, str]:

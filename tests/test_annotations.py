@@ -478,3 +478,20 @@ def test_breaches_read_as_words() -> None:
         breach_text("b", "cost_per_success", "2026-11", "0.05") == "b: cost per success over $0.05 (2026-11)"
     )
     assert breach_text("b", "odd", "2026-11-20", "") == "b: odd (2026-11-20)"
+
+
+def test_a_flood_of_posted_events_draws_only_the_newest(ledger: Ledger) -> None:
+    """An ingest token may post without end; a window draws the newest MAX_EVENTS posted events
+    (20,000 notes made one flow page 18 MB)."""
+    from finops.usecases.annotations import post_annotations
+    from finops.usecases.dashboard.annotations import MAX_EVENTS
+
+    docs = [
+        {"id": f"flood-{i}", "at": (NOW - timedelta(seconds=i)).isoformat(), "text": f"n{i}", "kind": "note"}
+        for i in range(MAX_EVENTS + 50)
+    ]
+    assert post_annotations(ledger, docs, source="ci", now=NOW).stored == MAX_EVENTS + 50
+    with ledger.engine.connect() as conn:
+        found = annotations_between(conn, NOW - timedelta(days=1), NOW + timedelta(seconds=1))
+    assert len(found) == MAX_EVENTS
+    assert found[-1].text == "n0" and found[0].text == f"n{MAX_EVENTS - 1}"  # the newest, oldest first

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -141,3 +142,88 @@ def test_without_viewer_tokens_only_loopback_may_look(tmp_path: Path) -> None:
         assert httpx.get(f"http://{outside}:{daemon.port}/healthz").status_code == 200  # the API as before
     finally:
         daemon.stop()
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/\t/evil.example", "/%09/evil.example"),  # a browser drops the tab: //evil.example
+        ("/\n/evil.example", "/%0A/evil.example"),
+        ("/\r\nSet-Cookie: finops_view=x", "/%0D%0ASet-Cookie:%20finops_view=x"),  # no second header
+        ("/flows/caf\u00e9\u2028", "/flows/caf%C3%A9%E2%80%A8"),  # not Latin-1: was a 500
+        ("/flows/a%20b?x=1&y=2", "/flows/a%20b?x=1&y=2"),  # what the sign-in redirect sends: kept
+    ],
+)
+def test_the_next_path_is_sent_back_encoded(guarded: DaemonProcess, target: str, location: str) -> None:
+    r = httpx.post(guarded.base + "/login", data={"token": VIEWER, "next": target}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == location
+    assert list(r.headers.get_list("set-cookie")) and "finops_view=x" not in r.headers["set-cookie"]
+
+
+def test_the_next_path_cannot_leave_the_site_in_a_real_browser(
+    guarded: DaemonProcess, tmp_path: Path
+) -> None:
+    require_chromium()
+    b = Browser(tmp_path / "profile")
+    try:
+        b.goto(guarded.base + "/login?next=" + quote("/\t/evil.example/x", safe=""))
+        b.evaluate("document.getElementById('token').focus()")  # not left to autofocus under load
+        assert b.evaluate("document.activeElement.id") == "token"
+        b.type_text(VIEWER)
+        b.press_enter_and_wait()
+        assert b.evaluate("location.host") == f"127.0.0.1:{guarded.port}"
+        assert {urlsplit(url).hostname for url in b.requests() if url.startswith("http")} == {"127.0.0.1"}
+    finally:
+        b.close()
+
+
+def test_sign_out_from_another_site_is_refused(guarded: DaemonProcess) -> None:
+    r = httpx.post(
+        guarded.base + "/logout", headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    ours = httpx.post(guarded.base + "/logout", headers={"Origin": guarded.base}, follow_redirects=False)
+    assert ours.status_code == 303 and 'finops_view=""' in ours.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "said"),
+    [
+        ("finance=abc", "the token of 'finance' is shorter than 16 characters"),  # /login has no lockout
+        (f"finance={TOKEN}", "the token of 'finance' is also an ingest token"),  # would open the pages
+    ],
+)
+def test_a_guessable_or_shared_viewer_token_stops_the_start(tmp_path: Path, tokens: str, said: str) -> None:
+    daemon = DaemonProcess(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", FINOPS_DASHBOARD_TOKENS=tokens)
+    with pytest.raises(RuntimeError, match="daemon exited"):
+        daemon.start(timeout_s=20)
+    log = daemon.log.read_text()
+    assert said in log and "Traceback" not in log
+
+
+def test_behind_a_proxy_the_public_url_is_the_dashboards_own_origin(tmp_path: Path) -> None:
+    """nginx's default sends the upstream's address as Host, so the browser's Origin (the public
+    name) never equals it: with FINOPS_PUBLIC_URL set, that origin may sign in and out; others not."""
+    daemon = DaemonProcess(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'f.db'}",
+        FINOPS_DASHBOARD_TOKENS=f"finance={VIEWER}",
+        FINOPS_PUBLIC_URL="https://finops.example.com/",
+    ).start()
+    try:
+        form = {"token": VIEWER, "next": "/spend"}
+        ours = httpx.post(daemon.base + "/login", data=form, headers={"Origin": "https://finops.example.com"})
+        assert ours.status_code == 303 and ours.headers["location"] == "/spend"
+        assert "Secure" in ours.headers["set-cookie"]
+        for other in ("https://evil.example", "http://finops.example.com", "https://finops.example.com.evil"):
+            r = httpx.post(daemon.base + "/login", data=form, headers={"Origin": other})
+            assert r.status_code == 403 and "set-cookie" not in r.headers, other
+        out = httpx.post(daemon.base + "/logout", headers={"Origin": "https://finops.example.com"})
+        assert out.status_code == 303
+    finally:
+        daemon.stop()
+
+
+def test_a_sign_in_post_with_more_fields_than_the_form_is_a_400(guarded: DaemonProcess) -> None:
+    r = httpx.post(guarded.base + "/login", content=b"a=1&b=2&c=3&d=4&e=5&token=x", follow_redirects=False)
+    assert r.status_code == 400 and "set-cookie" not in r.headers and "sign-in form" in r.text

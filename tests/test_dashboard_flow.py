@@ -489,3 +489,48 @@ def test_a_projection_fifty_times_the_cap_leaves_through_the_top_of_the_chart() 
         int(t.replace(",", "")) for t in re.findall(r'text-anchor="end" fill="#[0-9a-f]+">\$([\d,]+)<', svg)
     ]
     assert max(ticks) <= 2 * 27.03 + 10  # the axis follows the data and the cap, not the projection
+
+
+def test_a_day_of_spend_without_a_success_never_reads_on_target() -> None:
+    """Yesterday cost money and nothing succeeded: its cost per success is not a number, so one cheap
+    success today must not make the tile green (it stays yellow and says why)."""
+    from finops.render.dashboard.flow import _cps_tile
+    from finops.usecases.dashboard.flow import CostPerSuccess
+
+    def state(c: CostPerSuccess) -> str:
+        return _cps_tile(c).split('data-state="')[1].split('"')[0]
+
+    target = 10_000_000  # $0.01
+    fine = CostPerSuccess("b", target, today_spend_nanos=5_000_000, today_successes=1,
+                          yesterday_spend_nanos=50_000_000, yesterday_successes=0)  # fmt: skip
+    assert state(fine) == "yellow" and "no successes yesterday" in _cps_tile(fine)
+    quiet = CostPerSuccess("b", target, 5_000_000, 1, 0, 0)  # nothing spent yesterday: nothing to judge
+    assert state(quiet) == "green"
+    over = CostPerSuccess("b", target, 5_000_000, 1, 50_000_000, 1)
+    assert state(over) == "red"
+
+
+def test_fan_out_with_no_record_reporting_tool_calls_is_not_within_the_limit(ledger: Ledger) -> None:
+    """A limit on tool calls and calls that do not say how many they made: the page cannot tell,
+    so the tile has no light (it read green, "within the limit")."""
+    from finops.config.budget_spec import parse_budget
+    from finops.render.dashboard.flow import render_flow
+    from finops.usecases.dashboard.flow import flow_page
+    from finops.usecases.ingest import ingest_objects
+
+    now = datetime.now(UTC)
+    calls = [{"id": f"t-{i}", "ts": now.isoformat(), "provider": "openai", "model": "gpt-4o-mini",
+              "flow": "tools", "input_tokens": 100, "output_tokens": 10} for i in range(3)]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == 3
+    budget = parse_budget(flow="tools", owner="U01", daily_cap_usd="100", max_tool_calls_per_request=2)
+    view = flow_page(ledger, [budget], "tools", now + timedelta(seconds=1))
+    assert view is not None and view.fanout.records == 0
+    html = render_flow(view)
+    tile = html[html.index('data-tile="flow:fanout"') :].split("</article>")[0]
+    assert "data-state" not in tile and "cannot be judged" in tile and "within the limit" not in tile
+    more = [{**c, "id": f"u-{c['id']}", "tool_calls": 1} for c in calls]
+    assert ingest_objects(ledger, more, source="app").stored == 3
+    view = flow_page(ledger, [budget], "tools", now + timedelta(seconds=1))
+    assert view is not None
+    html = render_flow(view)
+    assert 'data-tile="flow:fanout" data-state="green"' in html

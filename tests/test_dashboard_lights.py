@@ -136,3 +136,24 @@ def test_versus_last_week_reads_plainly() -> None:
     assert "(-25%)" in _versus(75 * cent, 100 * cent)
     assert _versus(864 * cent, 1_435) == "new: under a cent this time last week"
     assert _versus(800 * cent, 20 * cent).startswith("40× the ")
+
+
+def test_calls_without_a_price_are_never_green_and_red_stays_red() -> None:
+    b = parse_budget(flow="f", owner="@o", daily_cap_usd="100")
+    quiet = evaluate(b, now=NOON, spend_nanos=0)
+    assert budget_light(quiet) == "green"
+    assert budget_light(quiet, 0, 1) == "yellow"  # cost unknown: not on track
+    over = evaluate(b, now=NOON, spend_nanos=CAP)
+    assert budget_light(over, 0, 1) == "red"  # what is known already decides
+
+
+def test_a_blocking_budget_is_red_when_holds_reach_the_monthly_cap() -> None:
+    """``finops check`` and reserve deny a blocking budget when the month's spend plus the money
+    held reaches the monthly cap, even with the day far under its own: the tile must say blocking."""
+    b = parse_budget(flow="f", owner="@o", daily_cap_usd="100", monthly_cap_usd="1000", on_breach="block")
+    state = evaluate(b, now=NOON, spend_nanos=0, month_spend_nanos=990 * 10**9)
+    assert budget_light(state, 10 * 10**9) == "red"
+    assert budget_light(state, 10 * 10**9 - 1) == "yellow"  # the month's thresholds, not blocked yet
+    alerting = parse_budget(flow="f", owner="@o", daily_cap_usd="100", monthly_cap_usd="1000")
+    state = evaluate(alerting, now=NOON, spend_nanos=0, month_spend_nanos=990 * 10**9)
+    assert budget_light(state, 10 * 10**9) == "yellow"  # holds block nothing on an alerting budget

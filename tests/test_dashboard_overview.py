@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -34,7 +35,8 @@ HOSTILE = '<script>alert("x")</script> & "q"'
 
 
 def _records(now: datetime, unpriced: int = 0) -> list[dict[str, Any]]:
-    """Ten priced calls per flow, stamped within the last second, plus ``unpriced`` unknown-model calls."""
+    """Ten priced calls per flow, stamped within the last second, plus ``unpriced`` unknown-model calls
+    (on red-flow, red on its priced spend alone: a budget with calls of unknown cost is never green)."""
     ts = now.isoformat().replace("+00:00", "Z")
     out = []
     for n, flow in enumerate(("green-flow", "yellow-flow", "red-flow", "blocked-flow", HOSTILE)):
@@ -45,7 +47,7 @@ def _records(now: datetime, unpriced: int = 0) -> list[dict[str, Any]]:
             })  # fmt: skip
     for i in range(unpriced):
         out.append({
-            "id": f"u-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "green-flow",
+            "id": f"u-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "red-flow",
             "input_tokens": 10, "output_tokens": 1,
         })  # fmt: skip
     return out
@@ -108,6 +110,7 @@ def test_overview_lights_and_numbers(ledger: Ledger) -> None:
     }
     lights = {t.budget.key: t.light for t in result.budgets}
     assert lights == {**EXPECTED, "hostile": "green"}
+    assert {t.budget.key: t.unpriced_records for t in result.budgets}["red-flow"] == 2
     assert [t.light for t in result.budgets][:2] == ["red", "red"]  # worst first
     for tile in result.budgets:
         assert tile.state.spend_nanos == spend[tile.budget.flow_pattern]
@@ -264,3 +267,97 @@ def test_every_dashboard_answer_carries_the_security_headers(seeded: Any) -> Non
             assert r.headers["cache-control"] == "no-store"
     bad = httpx.get(daemon.base + "/flows/nope%00")
     assert bad.status_code == 400 and "control character" in bad.text and "Traceback" not in bad.text
+
+
+def test_a_budget_whose_calls_have_no_price_is_never_green(ledger: Ledger) -> None:
+    """Calls of an unknown model cost $0 as far as the rollups know: the day is not "on track" but
+    unknown, on the overview and on the flow page alike (fail closed)."""
+    from finops.render.dashboard.flow import render_flow
+    from finops.usecases.dashboard.flow import flow_page
+
+    now = datetime.now(UTC)
+    ts = now.isoformat()
+    calls = [
+        {"id": f"n-{i}", "ts": ts, "provider": "openai", "model": "no-such-model-1", "flow": "dark",
+         "input_tokens": 10_000_000, "output_tokens": 1, "tags": {"team": "a"}}
+        for i in range(3)
+    ]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == 3
+    budgets = [
+        parse_budget(flow="dark", owner="U01", daily_cap_usd="1"),
+        parse_budget(name="team-a", match={"flow": "d*", "tags": {"team": "a"}}, owner="U01",
+                     daily_cap_usd="1", timezone="Pacific/Kiritimati"),
+        parse_budget(name="team-b", match={"flow": "d*", "tags": {"team": "b"}}, owner="U01",
+                     daily_cap_usd="1"),
+    ]  # fmt: skip
+    result = overview(ledger, budgets, [], now + timedelta(seconds=1))
+    got = {t.budget.key: (t.light, t.state.spend_nanos, t.unpriced_records) for t in result.budgets}
+    assert got == {"dark": ("yellow", 0, 3), "team-a": ("yellow", 0, 3), "team-b": ("green", 0, 0)}
+    assert "3 calls today without a price: cost unknown" in render_overview(result)
+    view = flow_page(ledger, budgets, "dark", now + timedelta(seconds=1))
+    assert view is not None
+    html = render_flow(view)
+    assert 'data-tile="flow:today" data-state="yellow"' in html and "without a price: cost unknown" in html
+
+
+def test_a_record_stamped_in_the_future_does_not_keep_its_source_fresh(ledger: Ledger) -> None:
+    now = datetime.now(UTC)
+    ahead = {"id": "f-1", "ts": "2099-06-01T00:00:00Z", "provider": "openai", "model": "gpt-4o-mini",
+             "flow": "f", "input_tokens": 1, "output_tokens": 1}  # fmt: skip
+    assert ingest_objects(ledger, [ahead], source="skewed").stored == 1
+    assert [(s.source, s.light) for s in overview(ledger, [], [], now).sources] == [("skewed", "green")]
+    later = overview(ledger, [], [], now + timedelta(days=2))  # nothing sent since
+    assert [(s.source, s.light) for s in later.sources] == [("skewed", "red")]
+    assert later.sources[0].age_s >= 2 * 86400 - 5
+
+
+@pytest.mark.parametrize(
+    ("zone", "midnight"),
+    [
+        ("America/Los_Angeles", datetime(2026, 11, 20, 8, 0, tzinfo=UTC)),
+        ("Asia/Kolkata", datetime(2026, 11, 19, 18, 30, tzinfo=UTC)),
+        ("Pacific/Chatham", datetime(2026, 11, 19, 10, 15, tzinfo=UTC)),
+    ],
+)
+def test_today_is_exact_just_after_local_midnight(ledger: Ledger, zone: str, midnight: datetime) -> None:
+    """Calls a second either side of local midnight, in zones whole, half and three-quarter hours off
+    UTC: the overview's tile and the flow page count exactly the spend query's today, to the nano."""
+    from finops.usecases.dashboard.flow import flow_page
+
+    now = midnight + timedelta(minutes=20)
+    stamps = [midnight - timedelta(hours=2), midnight - timedelta(seconds=1), midnight,
+              midnight + timedelta(seconds=1), midnight + timedelta(minutes=19)]  # fmt: skip
+    calls = [
+        {"id": f"m-{i}", "ts": t.isoformat(), "provider": "openai", "model": "gpt-4o", "flow": "night",
+         "input_tokens": 1000 * (i + 1), "output_tokens": 7 * (i + 1)}
+        for i, t in enumerate(stamps)
+    ]  # fmt: skip
+    assert ingest_objects(ledger, calls, source="app").stored == len(calls)
+    budget = parse_budget(flow="night", owner="U01", daily_cap_usd="100", timezone=zone)
+    with ledger.engine.connect() as conn:
+        truth = run_spend(conn, SpendQuery(start=midnight, end=now, tz=ZoneInfo(zone), flows=("night",)))
+    today = truth.total["cost_nanos"]
+    assert today > 0 and truth.total["records"] == 3
+    (tile,) = overview(ledger, [budget], [], now).budgets
+    assert (tile.state.local_day, tile.state.spend_nanos) == (now.astimezone(ZoneInfo(zone)).date(), today)
+    view = flow_page(ledger, [budget], "night", now)
+    assert view is not None and view.today.cost_nanos == today and view.start == midnight
+
+
+def test_last_week_starts_at_that_days_own_midnight_across_a_clock_change(ledger: Ledger) -> None:
+    """Sunday 1 Nov 2026 in Berlin against Sunday 25 Oct, the day the clocks went back: that day
+    began at 22:00 UTC, an hour before "today's midnight minus 7 x 24 h", and a call at 00:30 local
+    belongs to it."""
+    zone = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)  # 11:00 CET
+    early = datetime(2026, 10, 24, 22, 30, tzinfo=UTC)  # 25 Oct 00:30 CEST
+    assert early.astimezone(zone).date().isoformat() == "2026-10-25"
+    call = {"id": "dst-1", "ts": early.isoformat(), "provider": "openai", "model": "gpt-4o",
+            "flow": "dst", "input_tokens": 100_000, "output_tokens": 1_000}  # fmt: skip
+    assert ingest_objects(ledger, [call], source="app").stored == 1
+    budget = parse_budget(flow="dst", owner="U01", daily_cap_usd="100", timezone="Europe/Berlin")
+    (tile,) = overview(ledger, [budget], [], now).budgets
+    with ledger.engine.connect() as conn:
+        truth = run_spend(conn, SpendQuery(start=early - timedelta(minutes=30), end=now - timedelta(days=7),
+                                           tz=zone, flows=("dst",)))  # fmt: skip
+    assert tile.last_week_nanos == truth.total["cost_nanos"] > 0

@@ -94,7 +94,7 @@ def web(seeded: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestC
     daemon.budgets.refresh()
     asgi = create_app(ApiState(daemon.service, daemon.tokens, daemon.metrics), dashboard=daemon.viewers)
     try:
-        with TestClient(asgi, client=("127.0.0.1", 50000)) as client:
+        with TestClient(asgi, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client:
             yield client
     finally:
         daemon.service.close()

@@ -353,3 +353,15 @@ def test_the_overview_shows_the_week_in_five_sentences(tmp_path: Path, sqlite_ur
         assert "Nothing needs attention" in text or "Needs attention" in text
     finally:
         proc.stop()
+
+
+def test_nothing_needs_attention_is_never_said_over_a_red_health_tile() -> None:
+    """Broken budget files, a stale provider report and a drift far off are red (or yellow) tiles on
+    the same page: the note must name them, not say that nothing needs attention."""
+    from finops.domain.narrative import Health, _health
+
+    assert _health(Health()).startswith("Nothing needs attention")
+    assert _health(Health(broken_budget_files=2)) == "Needs attention: 2 budget files cannot be read."
+    stale = _health(Health(stale_reports=("openai",)))
+    assert stale.startswith("Needs attention:") and "openai" in stale
+    assert _health(Health(drift_off=True)).startswith("Needs attention:")

@@ -80,7 +80,7 @@ def _viewers(settings: Settings) -> ViewerAccess:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     secure = (settings.public_url or "").lower().startswith("https://")
-    return ViewerAccess(tokens, secure_cookie=secure)
+    return ViewerAccess(tokens, secure_cookie=secure, public_url=settings.public_url)
 
 
 class Daemon:

@@ -3,8 +3,9 @@
 One rule per tile, pure, so the page, people's scripts (``data-state``) and the tests agree:
 
 - a **budget** is red over its cap (day or month) or when a blocking budget would deny a call now
-  (spend plus held at the cap); green when no threshold is crossed and the day is projected to end
-  under its first threshold; yellow otherwise (a threshold crossed, or heading for one, or the cap);
+  (spend plus held at the cap); green when no threshold is crossed, the day is projected to end
+  under its first threshold and every call it covers today has a price; yellow otherwise (a
+  threshold crossed, or heading for one, or the cap, or calls of unknown cost);
 - **freshness** of a source is green within an hour, yellow within a day, red after;
 - **unpriced** usage today is green at none, yellow below 1% of today's records, red from 1%;
 - the **Slack outbox** is red with a failed message, yellow with an ambiguous one (sent or not is
@@ -50,14 +51,23 @@ def worst(*lights: Light) -> Light:
     return max(lights, key=_ORDER.__getitem__, default="green")
 
 
-def budget_light(state: BudgetState, held_nanos: int = 0) -> Light:
-    """Red over the cap or blocking now; green clear of the first threshold all day; else yellow."""
+def budget_light(state: BudgetState, held_nanos: int = 0, unpriced_records: int = 0) -> Light:
+    """Red over the cap or blocking now; green clear of the first threshold all day; else yellow.
+
+    ``unpriced_records``: calls the budget covers today that have no price. Their cost is unknown,
+    so the day cannot be called on track: never green (fail closed), red only on what is known.
+    """
     budget = state.budget
     if state.state == "breached":
         return "red"
     if budget.on_breach == "block" and state.spend_nanos + held_nanos >= state.cap_nanos:
         return "red"
+    month_cap, month_spend = state.month_cap_nanos, state.month_spend_nanos
+    if budget.on_breach == "block" and month_cap is not None and (month_spend or 0) + held_nanos >= month_cap:
+        return "red"  # check and reserve deny on the month as on the day
     if state.crossed or state.month_crossed or state.projection.cap_hit_at is not None:
+        return "yellow"
+    if unpriced_records > 0:
         return "yellow"
     first = min(budget.thresholds, default=Decimal(1))
     if Decimal(state.projection.end_of_period_nanos) >= first * state.cap_nanos:

@@ -4,7 +4,8 @@
 2. the flow whose spend changed most;
 3. its driver: the model or prompt whose spend moved most within that flow;
 4. what is at risk now (budgets yellow or red today, or heading for their cap);
-5. one health note (Slack failures, stale sources, unpriced records; or nothing needs attention).
+5. one health note (Slack failures, stale sources or provider reports, unpriced records, broken
+   budget files, a reconciliation far off; or nothing needs attention).
 
 Money is integer nano-dollars; ``usd`` (the presenters' ``report_data.usd``) turns it into text,
 so every amount reads exactly as on the rest of the page. Ties are broken by name, so the same
@@ -63,6 +64,9 @@ class Health:
     stale_sources: tuple[str, ...] = ()  # sources that have not sent for a day or more
     slack_failed: int = 0
     slack_ambiguous: int = 0
+    broken_budget_files: int = 0  # budget files that cannot be read (the overview's red or yellow tile)
+    stale_reports: tuple[str, ...] = ()  # provider usage reports not fetched for a day or more
+    drift_off: bool = False  # reconciliation drift of the last closed day beyond twice the threshold
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,13 @@ def _health(h: Health) -> str:
         notes.append(
             f"{plural(h.unpriced_records, 'record')} today {verb(h.unpriced_records, 'has', 'have')} no price"
         )
+    if h.broken_budget_files:
+        notes.append(f"{plural(h.broken_budget_files, 'budget file')} cannot be read")
+    if h.stale_reports:
+        names = ", ".join(_name(s) for s in h.stale_reports[:_RISKS_NAMED])
+        notes.append(f"the usage report of {names} was not fetched for a day")
+    if h.drift_off:
+        notes.append("the last closed day is far off the provider's cost report")
     if not notes:
         return "Nothing needs attention: every source is fresh, every record is priced and Slack delivers."
     text = "; ".join(notes)

@@ -28,7 +28,7 @@ from finops import __version__
 from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.body import BodyError, read_body
-from finops.daemon.http.dashboard import ViewerAccess, dashboard_routes
+from finops.daemon.http.dashboard import ViewerAccess, dashboard_routes, no_route
 from finops.daemon.http.metrics import Metrics
 from finops.daemon.parse_pool import BodyProblem
 from finops.daemon.service import BatchResult, IngestService
@@ -605,7 +605,7 @@ def create_app(
         *dashboard_routes(),
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
     app.state.api = state
     app.state.dashboard = dashboard if dashboard is not None else ViewerAccess({})
     return app

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -44,7 +44,7 @@ from finops.usecases.dashboard.prompts import MAX_TOP, UnknownFlow, prompts_view
 from finops.usecases.dashboard.spend import SpendForm, read_form, resolve_form, spend_annotations
 from finops.usecases.spend import SpendQuery, SpendResult
 
-__all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes"]
+__all__ = ["COOKIE", "SECURITY_HEADERS", "ViewerAccess", "dashboard_routes", "no_route"]
 
 log = logging.getLogger("finops.dashboard")
 
@@ -75,10 +75,15 @@ def _digest(token: str) -> bytes:
 class ViewerAccess:
     """Who may read the dashboard: a viewer token's holder, or anyone on loopback when none is set."""
 
-    def __init__(self, tokens: Mapping[str, str], *, secure_cookie: bool = False) -> None:
-        """``tokens``: token -> viewer name (FINOPS_DASHBOARD_TOKENS)."""
+    def __init__(
+        self, tokens: Mapping[str, str], *, secure_cookie: bool = False, public_url: str | None = None
+    ) -> None:
+        """``tokens``: token -> viewer name (FINOPS_DASHBOARD_TOKENS); ``public_url``: the
+        dashboard's address behind a proxy (FINOPS_PUBLIC_URL), whose origin forms post from."""
         self._viewers = [(_digest(t), name) for t, name in tokens.items()]
         self.secure_cookie = secure_cookie
+        parts = urlsplit(public_url or "")
+        self.public_origin = f"{parts.scheme}://{parts.netloc}".lower() if parts.netloc else None
 
     @property
     def open_on_loopback(self) -> bool:
@@ -113,12 +118,37 @@ class ViewerAccess:
         return self._match(digest) if len(digest) == 32 else None
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+#: Headers a proxy adds: a request carrying one came from elsewhere, whatever its peer address.
+_FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+
+
+def _loopback_name(host: str) -> bool:
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:8787
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:  # 127.0.0.1:8787, localhost:8787
+        name = name.split(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _loopback(request: Request) -> bool:
+    """Asked from this machine, for this machine: a loopback peer, no proxy's headers (a proxy on
+    this host would make everyone local), and a loopback ``Host`` (another site's page cannot
+    read the dashboard by pointing its own name at 127.0.0.1: DNS rebinding)."""
+    peer = request.client.host if request.client else ""
+    try:
+        if not ipaddress.ip_address(peer).is_loopback:
+            return False
+    except ValueError:
+        return False
+    if any(name in request.headers for name in _FORWARDED):
+        return False
+    return _loopback_name(request.headers.get("host", ""))
 
 
 def html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -161,11 +191,21 @@ class Problem(Exception):
         self.status = status
 
 
+#: What may stay as it is in a path and query sent back in ``Location`` (RFC 3986 reserved and
+#: unreserved characters, and ``%`` of what is already encoded); everything else is encoded.
+_URL_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
+
+
 def _safe_next(target: str) -> str:
-    """Only a path on this site (``/flows/x``), never ``//elsewhere`` or ``https://...``."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site (``/flows/x``), never ``//elsewhere`` or ``https://...``.
+
+    Encoded first: browsers drop tabs and newlines from a URL (``/<TAB>/evil`` is ``//evil``), a
+    CR/LF would split the header, and a character outside Latin-1 cannot be written in it at all.
+    """
+    if not target.startswith("/") or "\\" in target:
         return "/"
-    return target
+    encoded = quote(target, safe=_URL_SAFE)
+    return "/" if encoded.startswith("//") else encoded
 
 
 def _login_form(next_path: str, problem: str = "") -> str:
@@ -182,9 +222,14 @@ def _login_form(next_path: str, problem: str = "") -> str:
 
 
 def _same_origin(request: Request) -> bool:
+    """The form was posted from this site: the ``Host`` asked, or FINOPS_PUBLIC_URL (a proxy in
+    front, such as nginx's default, sends the upstream's address as ``Host``)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
+    access: ViewerAccess = request.app.state.dashboard
+    if access.public_origin is not None and origin.lower() == access.public_origin:
+        return True
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
 
@@ -209,7 +254,10 @@ async def login(request: Request) -> Response:
         raw += chunk
         if len(raw) > _MAX_FORM_BYTES:
             return message_page("Sign in", "the form is too large", 413, login=False)
-    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError:  # more fields than the form has: not our form
+        return message_page("Sign in", "send the sign-in form: token and next", 400, login=False)
     token = (form.get("token") or [""])[0]
     next_path = _safe_next((form.get("next") or ["/"])[0])
     viewer = access.viewer_of_token(token)
@@ -232,6 +280,8 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    if not _same_origin(request):  # another site's form must not sign the viewer out
+        return message_page("Sign out", "sign out from the dashboard's own page", 403, login=False)
     response = Response(status_code=303, headers={**SECURITY_HEADERS, "Location": "/login"})
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -259,7 +309,8 @@ def guarded(name: str, handler: Page) -> Page:
             if access.open_on_loopback:
                 return message_page(
                     "Not here",
-                    "The dashboard answers only on this machine until FINOPS_DASHBOARD_TOKENS is set.",
+                    "The dashboard answers only on this machine (by 127.0.0.1 or localhost, not through "
+                    "a proxy) until FINOPS_DASHBOARD_TOKENS is set.",
                     403,
                     login=False,
                 )
@@ -319,11 +370,14 @@ def budgets_now(request: Request) -> tuple[Any, tuple[str, ...]]:
 
 async def overview_page(request: Request) -> Response:
     api = request.app.state.api
-    budgets, broken = budgets_now(request)
+    found = api.service.budgets.current
+    budgets = found.budgets
+    kept = tuple(name for name in found.errors_by_file if found.kept_by_file.get(name))
+    broken = tuple(name for name in found.errors_by_file if name not in kept)
     now = now_utc()
 
     def read() -> tuple[Overview, WeekNumbers]:
-        result = overview(api.service.ledger, budgets, broken, now)
+        result = overview(api.service.ledger, budgets, broken, now, kept)
         return result, week_numbers(api.service.ledger, result)
 
     result, week = await run_in_threadpool(read)
@@ -368,10 +422,17 @@ def _one(request: Request, name: str) -> str:
     return values[0].strip() if values else ""
 
 
+#: The years a month may name: the pages also read the month before and after it, which
+#: ``date`` cannot hold for 0001-01 or 9999-12.
+_YEARS = range(1970, 2201)
+
+
 def _month_param(request: Request) -> str | None:
     month = _one(request, "month")
     if month and not _MONTH.fullmatch(month):
         raise Problem(400, f"month must look like 2026-11 (YYYY-MM), not {month[:40]!r}")
+    if month and int(month[:4]) not in _YEARS:
+        raise Problem(400, f"month must be from {_YEARS[0]}-01 to {_YEARS[-1]}-12, not {month}")
     return month or None
 
 
@@ -447,6 +508,22 @@ async def spend_download(request: Request) -> Response:
 
 def json_bytes(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+async def no_route(request: Request, exc: Exception) -> Response:
+    """No route for this path or method (Starlette's 404 and 405): the security headers too, and on
+    the dashboard's side a one-line page, not a bare "Not Found" without a policy."""
+    status = getattr(exc, "status_code", 404)
+    headers = {**SECURITY_HEADERS, **(getattr(exc, "headers", None) or {})}
+    path = request.url.path
+    if path.startswith("/v1/") or path in ("/healthz", "/metrics"):
+        text = "Method Not Allowed" if status == 405 else "Not Found"
+        return Response(text, status, headers, media_type="text/plain; charset=utf-8")
+    if status == 405:
+        message = "this address does not answer that method: open it in a browser (GET)"
+    else:
+        message = "no page here: the pages are /, /flows/&lt;flow&gt;, /spend, /outcomes and /prompts"
+    return message_page("Not here", message, status, login=False, headers=headers)
 
 
 def dashboard_routes() -> list[Route]:

@@ -82,7 +82,12 @@ def _today_tile(p: FlowPage) -> str:
     lines.append(heading)
     if fb.held_nanos:
         lines.append(f'<p class="sub">held {_metric("held", money(fb.held_nanos))} by calls in flight</p>')
-    light = budget_light(s, fb.held_nanos)
+    if fb.unpriced_records:
+        lines.append(
+            f'<p class="sub">{_metric("unpriced", esc(f"{fb.unpriced_records:,}"))} calls today without '
+            "a price: cost unknown</p>"
+        )
+    light = budget_light(s, fb.held_nanos, fb.unpriced_records)
     label = {"red": "blocking" if fb.budget.on_breach == "block" else "over the cap"}.get(light)
     return tile(
         key="flow:today",
@@ -169,6 +174,12 @@ def _fanout_tile(p: FlowPage) -> str:
     if f.limit is None:
         lines.append('<p class="sub">no budget sets max_tool_calls_per_request</p>')
         return _stat("flow:fanout", "Fan-out", "".join(lines))
+    if not f.records:  # nothing to judge by: "within the limit" would be a guess
+        lines.append(
+            f'<p class="sub">no record today reports tool_calls: the limit of {f.limit} a request '
+            "cannot be judged</p>"
+        )
+        return _stat("flow:fanout", "Fan-out", "".join(lines))
     lines.append(
         f'<p class="sub">{_metric("fanout-over", f"{f.over_limit:,}")} '
         f"{'record' if f.over_limit == 1 else 'records'} over the limit of {f.limit} a request</p>"
@@ -195,6 +206,8 @@ def _cps_tile(c: CostPerSuccess) -> str:
         light = "red"
     elif today is not None and today > c.limit_nanos:
         light = "yellow"
+    elif yesterday is None and c.yesterday_spend_nanos > 0:
+        light = "yellow"  # spent with no success: not on target, whatever today says so far
     key, title = f"flow:cost-per-success:{c.budget_key}", f"Cost per success · {c.budget_key}"
     body = (
         f'<p class="big">{_metric("cost-per-success-today", shown(today))} '
@@ -210,7 +223,9 @@ def _cps_tile(c: CostPerSuccess) -> str:
         light=light,
         title=title,
         body=body,
-        label={"green": "on target", "yellow": "above target today", "red": "above target"}[light],
+        label="no successes yesterday"
+        if light == "yellow" and yesterday is None
+        else {"green": "on target", "yellow": "above target today", "red": "above target"}[light],
     )
 
 

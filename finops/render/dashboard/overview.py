@@ -87,6 +87,11 @@ def _budget_tile(t: BudgetTile) -> str:
         lines.append(f'<p class="sub">month {money(s.month_spend_nanos)} of {money(s.month_cap_nanos)}</p>')
     if t.held_nanos:
         lines.append(f'<p class="sub">held {money(t.held_nanos)} by calls in flight</p>')
+    if t.unpriced_records:
+        lines.append(
+            f'<p class="sub" data-metric="unpriced">{esc(plural(t.unpriced_records, "call"))} today '
+            "without a price: cost unknown</p>"
+        )
     if b.on_breach == "block":
         lines.append('<p class="sub">blocks calls at the cap</p>')
     label = {"red": "blocking" if b.on_breach == "block" else "over the cap"}.get(t.light)
@@ -180,6 +185,24 @@ def _health(o: Overview) -> list[str]:
             label={"green": "within tolerance", "yellow": "drifting", "red": "off"}[o.drift_light],
         )
     )
+    files = len(o.broken_files) + len(o.kept_files)
+    tiles.append(
+        tile(
+            key="health:budget-files",
+            light=o.budget_files_light,
+            title="Budget files",
+            body=f'<p class="big">{files:,} broken</p>'
+            + (
+                f'<p class="sub">{len(o.broken_files):,} not enforced, {len(o.kept_files):,} on their '
+                "last good version</p>"
+                if files
+                else '<p class="sub">every file read</p>'
+            ),
+            label={"green": "read", "yellow": "last good version", "red": "not enforced"}[
+                o.budget_files_light
+            ],
+        )
+    )
     return tiles
 
 
@@ -196,6 +219,13 @@ def render_overview(o: Overview, narrative: Sequence[str] = ()) -> str:
         broken = (
             f'<p class="error">{esc(plural(len(o.broken_files), "budget file"))} cannot be read and '
             f"{'is' if len(o.broken_files) == 1 else 'are'} not enforced: {names}. "
+            "<code>finops budgets validate</code> says why.</p>"
+        )
+    if o.kept_files:
+        names = ", ".join(f"<code>{esc(f)}</code>" for f in o.kept_files)
+        broken += (
+            f'<p class="error">{esc(plural(len(o.kept_files), "budget file"))} cannot be read; the last '
+            f"version that could is enforced until it is fixed: {names}. "
             "<code>finops budgets validate</code> says why.</p>"
         )
     story = ""

@@ -17,7 +17,11 @@ from finops.domain.budgets import Budget
 from finops.domain.dashboard import Annotation
 from finops.storage.tables import annotation_events, budget_breaches, price_entries, price_versions
 
-__all__ = ["annotations_between"]
+__all__ = ["MAX_EVENTS", "annotations_between"]
+
+#: The most posted events, and the most breaches, one window draws (the newest): an ingest token
+#: may post without end, and 20,000 notes made a flow page of 18 MB.
+MAX_EVENTS = 200
 
 
 def _at(us: int) -> datetime:
@@ -79,7 +83,8 @@ def annotations_between(
     flow: str | None = None,
     budgets: Sequence[Budget] = (),
 ) -> list[Annotation]:
-    """Every event in [start, end) (UTC-aware), oldest first.
+    """Every event in [start, end) (UTC-aware), oldest first: of the posted events and of the
+    breaches, the newest :data:`MAX_EVENTS` each.
 
     ``flow``: only events of that flow or of every flow (``None``: all events). ``budgets``: the
     budgets in force, so a breach belongs to the flows its budget covers (a tag-filtered budget
@@ -91,12 +96,16 @@ def annotations_between(
     query = select(a.ts_us, a.kind, a.text, a.flow).where(a.ts_us >= lo, a.ts_us < hi)
     if flow is not None:
         query = query.where(or_(a.flow.is_(None), a.flow == flow))
+    query = query.order_by(a.ts_us.desc()).limit(MAX_EVENTS)
     found = [Annotation(_at(ts), kind, text, f) for ts, kind, text, f in conn.execute(query)]
     found.extend(_prices(conn, start, end))
     by_key = {b.key: b for b in budgets}
     b = budget_breaches.c
-    breaches = select(b.created_us, b.budget_key, b.kind, b.period, b.threshold).where(
-        b.created_us >= lo, b.created_us < hi
+    breaches = (
+        select(b.created_us, b.budget_key, b.kind, b.period, b.threshold)
+        .where(b.created_us >= lo, b.created_us < hi)
+        .order_by(b.created_us.desc())
+        .limit(MAX_EVENTS)
     )
     for ts, key, kind, period, threshold in conn.execute(breaches):
         shown, drawn_for = _breach_flow(by_key.get(key), flow)

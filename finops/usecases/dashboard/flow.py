@@ -30,6 +30,7 @@ from finops.storage.reservations import held_by_budget
 from finops.storage.tables import prompt_rollups_daily, rollups_daily, rollups_hourly, usage_records
 from finops.usecases.budgets import budget_state, flow_in_ledger, successes
 from finops.usecases.dashboard.annotations import annotations_between
+from finops.usecases.dashboard.overview import budget_unpriced
 from finops.usecases.ledger import Ledger
 
 __all__ = [
@@ -88,6 +89,7 @@ class FlowBudget:
     state: BudgetState
     only_this_flow: bool  # False: its pattern takes other flows too, or it counts certain tags only
     held_nanos: int = 0  # held now by open reservations against this budget (calls in flight)
+    unpriced_records: int = 0  # calls it covers today without a price: its light is not green
 
     @property
     def budget(self) -> Budget:
@@ -530,7 +532,12 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
         states = [budget_state(conn, b, now) for b in mine]
         held = held_by_budget(conn, [b.key for b in mine], now_us=int(now.timestamp() * 1_000_000))
         fbs = tuple(
-            FlowBudget(s, names_flow(s.budget, flow) and not s.budget.tag_filter, held.get(s.budget.key, 0))
+            FlowBudget(
+                s,
+                names_flow(s.budget, flow) and not s.budget.tag_filter,
+                held.get(s.budget.key, 0),
+                budget_unpriced(conn, s.budget, s.start, s.end),
+            )
             for s in states
         )
         zone = mine[0].zone if mine else ZoneInfo("UTC")

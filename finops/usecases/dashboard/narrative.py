@@ -63,6 +63,9 @@ def week_numbers(ledger: Ledger, o: Overview) -> WeekNumbers:
         stale_sources=tuple(sorted(s.source for s in o.sources if s.light == "red")),
         slack_failed=o.outbox_failed,
         slack_ambiguous=o.outbox_ambiguous,
+        broken_budget_files=len(o.broken_files) + len(o.kept_files),
+        stale_reports=tuple(sorted(p.source for p in o.providers if p.light == "red")),
+        drift_off=o.drift_light == "red",
     )
     return WeekNumbers(
         first=first.date(),

@@ -22,14 +22,16 @@ from finops.domain.dashboard import (
     outbox_light,
     unpriced_light,
 )
+from finops.domain.periods import day_range
 from finops.domain.reconcile import Drift
 from finops.storage.reservations import held_by_budget
 from finops.storage.tables import alert_outbox, provider_usage, rollups_hourly, source_activity
 from finops.usecases.budgets import budget_state, spend_between
 from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import reconcile_month
+from finops.usecases.spend import SpendQuery, run_spend
 
-__all__ = ["BudgetTile", "Overview", "SourceTile", "overview"]
+__all__ = ["BudgetTile", "Overview", "SourceTile", "budget_unpriced", "overview"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class BudgetTile:
     held_nanos: int
     light: Light
     last_week_nanos: int  # the same local day a week before, up to the same time of day
+    unpriced_records: int = 0  # calls the budget covers today without a price: cost unknown
 
     @property
     def budget(self) -> Budget:
@@ -57,7 +60,7 @@ class SourceTile:
 class Overview:
     now: datetime
     budgets: tuple[BudgetTile, ...]
-    broken_files: tuple[str, ...]
+    broken_files: tuple[str, ...]  # budget files that cannot be read, none of their budgets in force
     sources: tuple[SourceTile, ...]
     providers: tuple[SourceTile, ...]  # provider usage reports: when each was last fetched
     today: datetime  # the UTC day the unpriced count covers
@@ -70,6 +73,20 @@ class Overview:
     drift: Drift | None  # the largest drift of the last closed day with a provider cost report
     drift_threshold_pct: Decimal
     drift_light: Light
+    kept_files: tuple[str, ...] = ()  # broken budget files whose last good version is still in force
+
+    @property
+    def budget_files_light(self) -> Light:
+        """Red while a file's budgets are not enforced at all; yellow on a last good version."""
+        return "red" if self.broken_files else "yellow" if self.kept_files else "green"
+
+
+def budget_unpriced(conn: Connection, budget: Budget, start: datetime, end: datetime) -> int:
+    """Records the budget covers in [start, end) that have no price (from the rollups, as spend)."""
+    query = SpendQuery(
+        start=start, end=end, tz=budget.zone, flows=(budget.flow_pattern,), tags=budget.tag_filter
+    )
+    return int(run_spend(conn, query).total["unpriced_records"])
 
 
 def _sources(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
@@ -77,7 +94,9 @@ def _sources(conn: Connection, now: datetime) -> tuple[SourceTile, ...]:
     tiles = []
     for source, newest_us, ingest_us in conn.execute(select(s.source, s.newest_ts_us, s.last_ingest_us)):
         newest = datetime.fromtimestamp(newest_us / 1e6, UTC)
-        age = max((now - newest).total_seconds(), 0.0)
+        # a record stamped ahead (a skewed clock, a typo: ingest takes up to 2100) cannot be newer
+        # than when it arrived; judged by its own ts, the source would read fresh for years
+        age = max((now - datetime.fromtimestamp(min(newest_us, ingest_us) / 1e6, UTC)).total_seconds(), 0.0)
         tiles.append(
             SourceTile(
                 source, newest, datetime.fromtimestamp(ingest_us / 1e6, UTC), age, freshness_light(age)
@@ -133,9 +152,14 @@ def _last_closed_drift(ledger: Ledger, now: datetime) -> Drift | None:
 
 
 def overview(
-    ledger: Ledger, budgets: Sequence[Budget], broken_files: Sequence[str], now: datetime
+    ledger: Ledger,
+    budgets: Sequence[Budget],
+    broken_files: Sequence[str],
+    now: datetime,
+    kept_files: Sequence[str] = (),
 ) -> Overview:
-    """The overview at ``now`` (UTC-aware)."""
+    """The overview at ``now`` (UTC-aware). ``broken_files``: budget files that cannot be read and
+    have no last good version; ``kept_files``: broken, their last good version in force."""
     now = now.astimezone(UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with ledger.engine.connect() as conn:
@@ -144,9 +168,13 @@ def overview(
         for budget in budgets:
             state = budget_state(conn, budget, now)
             hold = held.get(budget.key, 0)
-            week = timedelta(days=7)
-            before = spend_between(conn, budget, state.start - week, min(now, state.end) - week)
-            tiles.append(BudgetTile(state, hold, budget_light(state, hold), before))
+            # the same local day a week before, from its own midnight (7 x 24 h off across a DST
+            # change), for as long as today has run
+            lw_start, _ = day_range(state.local_day - timedelta(days=7), budget.zone)
+            before = spend_between(conn, budget, lw_start, lw_start + (min(now, state.end) - state.start))
+            unpriced = budget_unpriced(conn, budget, state.start, state.end)
+            light = budget_light(state, hold, unpriced)
+            tiles.append(BudgetTile(state, hold, light, before, unpriced))
         sources = _sources(conn, now)
         providers = _providers(conn, now)
         records, unpriced = _today(conn, day_start, now)
@@ -158,6 +186,7 @@ def overview(
         now=now,
         budgets=tuple(sorted(tiles, key=lambda t: (order[t.light], -t.state.fraction, t.budget.key))),
         broken_files=tuple(sorted(broken_files)),
+        kept_files=tuple(sorted(kept_files)),
         sources=sources,
         providers=providers,
         today=day_start,
