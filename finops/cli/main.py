@@ -167,6 +167,12 @@ def _load_reconcile() -> None:
     register(_app)
 
 
+def _load_export() -> None:
+    from finops.cli.export import register
+
+    register(_app)
+
+
 def _load_run() -> None:
     from finops.cli.run import register
 
@@ -189,6 +195,7 @@ _LOADERS: dict[str, Callable[[], None]] = {
     "poll": _load_reconcile,
     "reconcile": _load_reconcile,
     "run": _load_run,
+    "export": _load_export,
 }
 _LOADED: set[Callable[[], None]] = set()
 
