@@ -46,4 +46,4 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/data finops.db*
+	rm -rf $(VENV) .venv-focus .pytest_cache .mypy_cache .ruff_cache bench/data finops.db*

@@ -509,6 +509,46 @@ async def get_spend(request: Request) -> Response:
     return _json(spend_document(result))
 
 
+async def get_focus_export(request: Request) -> Response:
+    """``finops export focus`` as CSV, streamed (docs/focus.md): ``?month=2026-11&tz=UTC&grain=day``.
+
+    The totals are in the headers (``X-Finops-Billed-Usd``, ``X-Finops-Unpriced-Records``): the rows
+    are built before the first byte is sent, so an error is a 400, never half a file."""
+    from starlette.responses import StreamingResponse
+
+    from finops.domain.money import format_usd
+    from finops.render.focus import csv_chunks
+    from finops.usecases.export_focus import focus_export
+
+    state: ApiState = request.app.state.api
+    _source(state, request)
+    q = request.query_params
+    month = q.get("month")
+    if not month:
+        return _error(400, "month is required: ?month=2026-11 (with tz= and grain=day|hour if wanted)")
+    grain = q.get("grain", "day")
+    if grain not in ("day", "hour"):
+        return _error(400, f"grain takes day or hour, got {grain!r}")
+    try:
+        tz = resolve_zone(q.get("tz", "UTC"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    try:
+        export = await run_in_threadpool(
+            focus_export, state.service.ledger, month, tz=tz, grain="hour" if grain == "hour" else "day"
+        )
+    except UsageError as exc:
+        return _error(400, str(exc))
+    headers = {
+        "Content-Disposition": f'attachment; filename="finops-focus-{export.month}.csv"',
+        "X-Finops-Billed-Usd": format_usd(export.billed_nanos),
+        "X-Finops-Rows": str(len(export.rows)),
+        "X-Finops-Unpriced-Records": str(export.unpriced_records),
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(csv_chunks(export.rows), headers=headers, media_type="text/csv; charset=utf-8")
+
+
 async def get_health(request: Request) -> Response:
     """200 when the database answers and the daemon is not stopping; 503 otherwise (and while
     writes are failing, e.g. a full disk, even though reads answer)."""
@@ -600,6 +640,7 @@ def create_app(
             methods=["DELETE"],
         ),
         Route("/v1/spend", _instrumented("spend", get_spend), methods=["GET"]),
+        Route("/v1/export/focus", _instrumented("export_focus", get_focus_export), methods=["GET"]),
         Route("/healthz", _instrumented("healthz", get_health), methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         *dashboard_routes(),
