@@ -369,3 +369,14 @@ def test_csv_chunks_stream_in_pieces_that_make_one_file() -> None:
     assert len(pieces) == 3
     parsed = list(csv.DictReader(io.StringIO("".join(pieces))))
     assert [r["BilledCost"] for r in parsed] == [str(i) for i in range(2_500)]
+
+
+def test_hostile_names_survive_the_csv(sqlite_ledger: Ledger) -> None:
+    flow = 'a,"b";c =HYPERLINK("x")'
+    record = _call("h1", "2026-11-03T10:00:00Z", "gpt-5.4", input_tokens=10, output_tokens=1, flow=flow)
+    ingest_objects(sqlite_ledger, [{**record, "tags": {"équipe": 'données, "x"'}}], source="app")
+    export = focus_export(sqlite_ledger, "2026-11", tz=UTC_ZONE)
+    parsed = list(csv.DictReader(io.StringIO("".join(csv_chunks(export.rows)), newline="")))
+    assert [r["x_Flow"] for r in parsed] == [flow, flow]
+    assert json.loads(parsed[0]["Tags"]) == {"flow": flow, "équipe": 'données, "x"'}
+    assert parsed == export.rows
