@@ -141,7 +141,7 @@ def _nanos(text: str) -> int:
     return int(Decimal(text) * 10**9)
 
 
-@pytest.mark.parametrize("tz", [UTC_ZONE, BERLIN], ids=["UTC", "Berlin"])
+@pytest.mark.parametrize("tz", [UTC_ZONE, BERLIN, ZoneInfo("Asia/Kolkata")], ids=["UTC", "Berlin", "Kolkata"])
 @pytest.mark.parametrize("grain", ["day", "hour"])
 def test_billed_cost_adds_up_to_the_ledger_to_the_nano_dollar(
     seeded: Ledger, tz: ZoneInfo, grain: str

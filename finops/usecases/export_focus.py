@@ -171,6 +171,7 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
             records, *counts, cost = (int(v or 0) for v in row[8:])
             at = datetime.fromtimestamp(int(b) * seconds, UTC)
             p_start, p_end = _period(at, tz, grain)
+            p_start, p_end = max(p_start, start), min(p_end, end)  # a UTC hour astride a +05:30 month's edge
             if version is None:  # no price: counted and left out, never $0
                 export.unpriced_records += records
                 export.unpriced_tokens += counts[1] + counts[5]
