@@ -159,19 +159,23 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
         names = [v for (v,) in conn.execute(priced_versions)]
         versions = _versions(conn, names)
         tier = _context_tier(versions).label("context_tier")
-        bucket = (u.ts_us / (seconds * 1_000_000)).label("bucket")
+        bucket = (u.ts_us // (seconds * 1_000_000)).label("bucket")
         keys = (bucket, u.provider, u.model, u.service_tier, u.flow, u.tags, u.price_version, tier)
         sums = [func.sum(u[name]) for name in _SUMS]
         query = select(*keys, func.count(), *sums, func.sum(u.cost_nanos)).where(in_month).group_by(*keys)
         successes = _successes(conn, keys, lo, hi)
         groups: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 10)
         unpriced_by: dict[tuple[Any, ...], int] = defaultdict(int)
+        periods: dict[int, tuple[datetime, datetime]] = {}  # bucket -> its charge period
         for row in conn.execute(query):
             b, provider, model, service_tier, flow, tags, version, ctx = row[:8]
             records, *counts, cost = (int(v or 0) for v in row[8:])
-            at = datetime.fromtimestamp(int(b) * seconds, UTC)
-            p_start, p_end = _period(at, tz, grain)
-            p_start, p_end = max(p_start, start), min(p_end, end)  # a UTC hour astride a +05:30 month's edge
+            span = periods.get(b)
+            if span is None:
+                p_start, p_end = _period(datetime.fromtimestamp(int(b) * seconds, UTC), tz, grain)
+                # a UTC hour astride the edge of a +05:30 month is cut to the month
+                span = periods[b] = (max(p_start, start), min(p_end, end))
+            p_start, p_end = span
             if version is None:  # no price: counted and left out, never $0
                 export.unpriced_records += records
                 export.unpriced_tokens += counts[1] + counts[5]
