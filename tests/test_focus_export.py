@@ -380,3 +380,12 @@ def test_hostile_names_survive_the_csv(sqlite_ledger: Ledger) -> None:
     assert [r["x_Flow"] for r in parsed] == [flow, flow]
     assert json.loads(parsed[0]["Tags"]) == {"flow": flow, "équipe": 'données, "x"'}
     assert parsed == export.rows
+
+
+def test_columns_focus_holds_to_ascii_are_ascii_and_names_stay_apart() -> None:
+    from finops.domain.focus import ascii_text
+
+    names = ["café", "caf\\xe9", "caf\\\\xe9", "plain", "日本", "a\\b"]
+    escaped = [ascii_text(n) for n in names]
+    assert all(e.isascii() for e in escaped) and len(set(escaped)) == len(names)
+    assert ascii_text("café") == "caf\\xe9" and ascii_text("plain") == "plain"

@@ -35,11 +35,13 @@ from finops.domain.money import EXACT, format_usd
 from finops.domain.pricing.rates import PriceEntry
 
 __all__ = [
+    "ASCII_COLUMNS",
     "CLASSES",
     "COLUMNS",
     "CallGroup",
     "TokenClass",
     "allocate",
+    "ascii_text",
     "focus_rows",
     "provider_names",
 ]
@@ -193,6 +195,22 @@ def _decimal_text(value: Decimal) -> str:
     return text if "." not in text else text.rstrip("0").rstrip(".") or "0"
 
 
+#: The columns FOCUS holds to ASCII (the validator's FormatString rules); names from usage data in
+#: them are escaped, the exact names stay in ``x_Flow``, ``Tags`` and ``SkuPriceDetails``.
+ASCII_COLUMNS = (
+    "BillingAccountId", "BillingAccountName", "ChargeDescription", "InvoiceIssuerName", "ProviderName",
+    "PublisherName", "ServiceName", "SkuId", "SkuPriceId",
+)  # fmt: skip
+
+
+def ascii_text(text: str) -> str:
+    """``text`` in ASCII, one-to-one: a backslash doubled, anything non-ASCII as a Python escape
+    (``café`` -> ``caf\\xe9``), so two names never become one SkuId."""
+    if text.isascii() and "\\" not in text:
+        return text
+    return text.replace("\\", "\\\\").encode("ascii", "backslashreplace").decode("ascii")
+
+
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -270,4 +288,7 @@ def focus_rows(group: CallGroup, *, billing_start: datetime, billing_end: dateti
             "x_SuccessfulOutcomes": str(group.successful_outcomes),
             "x_UnpricedRecords": str(group.unpriced_records),
         })  # fmt: skip
+        row = rows[-1]
+        for name in ASCII_COLUMNS:
+            row[name] = ascii_text(row[name])
     return rows
