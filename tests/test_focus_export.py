@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -389,3 +390,65 @@ def test_columns_focus_holds_to_ascii_are_ascii_and_names_stay_apart() -> None:
     escaped = [ascii_text(n) for n in names]
     assert all(e.isascii() for e in escaped) and len(set(escaped)) == len(names)
     assert ascii_text("café") == "caf\\xe9" and ascii_text("plain") == "plain"
+
+
+def test_cli_write_failures_are_one_line_and_leave_no_file(site: tuple[Path, str, DaemonProcess]) -> None:
+    tmp, db, _ = site
+    done = _finops(tmp, db, "export", "focus", "--month", "2026-11", "--out", "/proc/focus.csv")
+    assert done.returncode != 0 and "cannot write" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    # year 1 west of UTC starts before the first instant datetime holds
+    done = _finops(
+        tmp,
+        db,
+        "export",
+        "focus",
+        "--month",
+        "0001-01",
+        "--tz",
+        "Pacific/Pago_Pago",
+        "--out",
+        str(tmp / "y.csv"),
+    )
+    assert done.returncode != 0 and "out of range" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp / "y.csv").exists()
+
+
+def test_cli_leaves_a_users_partial_file_alone(site: tuple[Path, str, DaemonProcess]) -> None:
+    tmp, db, _ = site
+    mine = tmp / "mine.csv.partial"
+    mine.write_text("my own notes")
+    done = _finops(tmp, db, "export", "focus", "--month", "2026-11", "--out", str(tmp / "mine.csv"))
+    assert done.returncode == 0, done.stderr
+    assert mine.read_text() == "my own notes"
+    assert (tmp / "mine.csv").stat().st_mode & 0o777 != 0o600  # an ordinary file, not a temp file's
+    assert not [p for p in tmp.glob(".mine.csv.*")]
+
+
+def test_parquet_keeps_unit_prices_of_a_many_decimal_discount(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs pyarrow: pip install 'finops[parquet]'")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        'discounts:\n  - match: "openai/*"\n    percent_off: 12.3456789012345678\n'
+        "    effective_from: 2026-01-01\n"
+    )
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    env = {**os.environ, "FINOPS_PRICE_OVERRIDES": str(prices)}
+
+    def finops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "finops", *args, "--db", db], capture_output=True, text=True, cwd=tmp_path,
+            timeout=120, env=env,
+        )  # fmt: skip
+
+    assert finops("ingest", str(write_jsonl(tmp_path / "u.jsonl", RECORDS[:2]))).returncode == 0
+    for fmt, name in (("csv", "d.csv"), ("parquet", "d.parquet")):
+        done = finops("export", "focus", "--month", "2026-11", "--format", fmt, "--out", str(tmp_path / name))
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "d.csv").read_text(encoding="utf-8"), newline="")))
+    assert any(len(r["ContractedUnitPrice"].split(".")[-1]) > 18 for r in rows)
+    table = pq.read_table(tmp_path / "d.parquet")
+    assert table.column("ContractedUnitPrice").to_pylist() == [
+        Decimal(r["ContractedUnitPrice"]) for r in rows
+    ]
+    assert table.column("BilledCost").to_pylist() == [Decimal(r["BilledCost"]) for r in rows]

@@ -44,7 +44,6 @@ def focus(
     """
     from finops.domain.money import format_usd
     from finops.domain.words import plural
-    from finops.render.focus import write_csv, write_parquet
     from finops.usecases.export_focus import focus_export
     from finops.usecases.spend_request import resolve_zone
 
@@ -59,15 +58,10 @@ def focus(
         export = focus_export(ledger, month, tz=zone, grain=grain.value)
     finally:
         ledger.close()
-    partial = out_path.with_name(out_path.name + ".partial")
     try:
-        if fmt is FocusFormat.parquet:
-            write_parquet(export.rows, partial)
-        else:
-            write_csv(export.rows, partial)
-        partial.replace(out_path)  # a reader never sees half a file
-    finally:
-        partial.unlink(missing_ok=True)
+        _write(export.rows, out_path, parquet=fmt is FocusFormat.parquet)
+    except OSError as exc:
+        raise UsageError(f"--out {out_path}: cannot write it ({exc.strerror or exc})") from None
     err = err_console()
     err.print(
         f"wrote {plural(len(export.rows), 'row')} to {out_path}: {plural(export.records, 'priced record')}, "
@@ -82,6 +76,31 @@ def focus(
             f"no price, so no cost to export, never $0: {models}; `finops prices unpriced` says which to add",
             markup=False,
         )
+
+
+def _write(rows: list[dict[str, str]], out_path: Path, *, parquet: bool) -> None:
+    """Write to a temporary file of its own beside ``out_path``, then rename it: a reader never sees
+    half a file, two exports to one path never write into each other's file, and a user's own
+    ``FILE.partial`` is never touched."""
+    import os
+    import tempfile
+
+    from finops.render.focus import write_csv, write_parquet
+
+    fd, name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
+    os.close(fd)
+    partial = Path(name)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        partial.chmod(0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+        if parquet:
+            write_parquet(rows, partial)
+        else:
+            write_csv(rows, partial)
+        partial.replace(out_path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,8 @@
 """The FOCUS export as a file: CSV (RFC 4180, UTF-8, a header of the column names) or Parquet.
 
 Parquet needs pyarrow (``pip install 'finops[parquet]'``). Its money and quantity columns are
-``decimal128(38, 18)``: exact, nine decimals of dollars kept (never a float); the rest strings,
+``decimal128(38, 18)`` (``decimal256`` with more decimals where a unit price has more than 18): exact,
+nine decimals of dollars kept (never a float); the rest strings,
 with timestamps as UTC ``timestamp[s]``.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from finops.domain.focus import COLUMNS
 from finops.errors import ConfigError
@@ -47,6 +49,19 @@ def write_csv(rows: Iterable[dict[str, str]], path: Path) -> None:
             f.write(chunk)
 
 
+def _decimal_type(pa: Any, numbers: Sequence[Decimal]) -> Any:
+    """``decimal128(38, 18)``, or wider where a value has more decimals (a unit price under a
+    discount of many decimals): never rounded, never a float."""
+    scale = max((-int(n.as_tuple().exponent) for n in numbers), default=18)
+    if scale <= 18:
+        return pa.decimal128(38, 18)
+    if scale > 56:  # 20 whole digits must still fit in decimal256's 76
+        raise ConfigError(
+            f"a value has {scale} decimals, more than Parquet's decimals hold: use --format csv"
+        )
+    return pa.decimal256(76, scale)
+
+
 def write_parquet(rows: Sequence[dict[str, str]], path: Path) -> None:
     try:
         import pyarrow as pa
@@ -59,7 +74,8 @@ def write_parquet(rows: Sequence[dict[str, str]], path: Path) -> None:
     def column(name: str) -> object:
         values = [row[name] for row in rows]
         if name in _DECIMALS:
-            return pa.array([Decimal(v) for v in values], type=pa.decimal128(38, 18))
+            numbers = [Decimal(v) for v in values]
+            return pa.array(numbers, type=_decimal_type(pa, numbers))
         if name in _TIMES:
             return pa.array(
                 [datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for v in values],

@@ -139,7 +139,9 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
     """The month's FOCUS rows; raises UsageError for a month it cannot export exactly."""
     try:
         start, end = month_range(month, tz)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # year 1 west of UTC begins before datetime.min
+        if isinstance(exc, OverflowError):
+            raise UsageError(f"month {month!r} is out of range: export a month of this era") from None
         raise UsageError(str(exc)) from None
     export = FocusExport(month, tz, grain, start, end)
     lo, hi = int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000)
