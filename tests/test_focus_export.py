@@ -452,3 +452,24 @@ def test_parquet_keeps_unit_prices_of_a_many_decimal_discount(tmp_path: Path) ->
         Decimal(r["ContractedUnitPrice"]) for r in rows
     ]
     assert table.column("BilledCost").to_pylist() == [Decimal(r["BilledCost"]) for r in rows]
+
+
+def test_the_daemon_refuses_ambiguous_or_odd_parameters_in_one_line(
+    site: tuple[Path, str, DaemonProcess],
+) -> None:
+    _, _, daemon = site
+    with daemon.client() as client:
+        twice = client.get("/v1/export/focus", params=[("month", "2026-11"), ("month", "2026-10")])
+        assert twice.status_code == 400 and "month is given 2 times" in twice.json()["error"]
+        for name in ("tz", "grain"):
+            r = client.get("/v1/export/focus", params=[("month", "2026-11"), (name, "UTC"), (name, "day")])
+            assert r.status_code == 400, r.text
+        # a month in other digits or with spaces is the same month, named once in the file's name
+        nov = client.get("/v1/export/focus", params={"month": "2026-11"})
+        for month in ("\u0662\u0660\u0662\u0666-\u0661\u0661", " 2026-11 "):
+            r = client.get("/v1/export/focus", params={"month": month})
+            assert r.status_code == 200, r.text
+            assert r.headers["content-disposition"] == 'attachment; filename="finops-focus-2026-11.csv"'
+            assert r.content == nov.content
+        early = client.get("/v1/export/focus", params={"month": "0001-01", "tz": "Pacific/Pago_Pago"})
+        assert early.status_code == 400 and "out of range" in early.json()["error"]

@@ -65,7 +65,7 @@ def focus(
     err = err_console()
     err.print(
         f"wrote {plural(len(export.rows), 'row')} to {out_path}: {plural(export.records, 'priced record')}, "
-        f"BilledCost ${format_usd(export.billed_nanos)} ({month}, {zone.key}, by {grain.value})",
+        f"BilledCost ${format_usd(export.billed_nanos)} ({export.month}, {zone.key}, by {grain.value})",
         markup=False,
     )
     if export.unpriced_records:

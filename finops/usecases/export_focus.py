@@ -143,7 +143,8 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
         if isinstance(exc, OverflowError):
             raise UsageError(f"month {month!r} is out of range: export a month of this era") from None
         raise UsageError(str(exc)) from None
-    export = FocusExport(month, tz, grain, start, end)
+    local = start.astimezone(tz)  # the month as written once (" 2026-11", "٢٠٢٦-١١" -> "2026-11")
+    export = FocusExport(f"{local.year:04d}-{local.month:02d}", tz, grain, start, end)
     lo, hi = int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000)
     # hours are UTC hours in any zone; a local day needs quarter hours where the offset is not whole hours
     seconds = 3600 if grain == "hour" else _bucket_seconds(tz, start, end)
@@ -153,8 +154,8 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
         if final > lo:
             kept = datetime.fromtimestamp(final / 1e6, UTC).date().isoformat()
             raise UsageError(
-                f"the raw usage of {month} before {kept} was deleted by retention (FINOPS_RETENTION_DAYS); "
-                "the FOCUS export needs each call: export a month from then on"
+                f"the raw usage of {export.month} before {kept} was deleted by retention "
+                "(FINOPS_RETENTION_DAYS); the FOCUS export needs each call: export a month from then on"
             )
         in_month = and_(u.ts_us >= lo, u.ts_us < hi)
         priced_versions = select(u.price_version).where(in_month, u.price_version.is_not(None)).distinct()

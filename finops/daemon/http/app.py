@@ -523,6 +523,9 @@ async def get_focus_export(request: Request) -> Response:
     state: ApiState = request.app.state.api
     _source(state, request)
     q = request.query_params
+    for name in ("month", "tz", "grain"):
+        if len(q.getlist(name)) > 1:  # which month would a finance reader have got?
+            return _error(400, f"{name} is given {len(q.getlist(name))} times: give it once")
     month = q.get("month")
     if not month:
         return _error(400, "month is required: ?month=2026-11 (with tz= and grain=day|hour if wanted)")
