@@ -473,3 +473,36 @@ def test_the_daemon_refuses_ambiguous_or_odd_parameters_in_one_line(
             assert r.content == nov.content
         early = client.get("/v1/export/focus", params={"month": "0001-01", "tz": "Pacific/Pago_Pago"})
         assert early.status_code == 400 and "out of range" in early.json()["error"]
+
+
+def test_discounts_finer_than_a_basis_point_keep_their_own_price_version(db_url: str, tmp_path: Path) -> None:
+    """12.34% then 12.345%: the truncated basis points made one version of both, and the export
+    showed the 12.345% calls at 12.34%'s unit price."""
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text(
+        'discounts:\n  - match: "openai/*"\n    percent_off: 12.34\n    effective_from: 2026-01-01\n'
+        '    until: 2026-11-15\n  - match: "openai/*"\n    percent_off: 12.345\n'
+        "    effective_from: 2026-11-15\n"
+    )
+    ledger = make_ledger(db_url, price_overrides=overrides)
+    try:
+        calls = [
+            _call(
+                f"d{i}",
+                f"2026-11-{13 + i}T12:00:00Z",
+                "gpt-5.4",
+                input_tokens=1_000_000,
+                output_tokens=1_000_000,
+            )
+            for i in range(4)
+        ]
+        ingest_objects(ledger, calls, source="app")
+        rows = focus_export(ledger, "2026-11", tz=UTC_ZONE).rows
+        assert len({r["x_PriceBookVersion"] for r in rows}) == 2
+        for r in rows:  # one call of a million tokens a row: the unit price is the cost
+            assert Decimal(r["ContractedUnitPrice"]) * Decimal(r["PricingQuantity"]) == Decimal(
+                r["ContractedCost"]
+            )
+        assert sum(_nanos(r["BilledCost"]) for r in rows) == _total(ledger, UTC_ZONE)
+    finally:
+        ledger.close()

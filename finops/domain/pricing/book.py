@@ -19,6 +19,7 @@ unpriced, never $0.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,7 +96,13 @@ class PriceMatch:
         """The price version stored with the record: entry key, plus the discount if any."""
         if self.discount is None:
             return self.entry.key
-        return f"{self.entry.key}-{int(self.discount.fraction * 10000):04d}"
+        basis_points = self.discount.fraction * 10000
+        if basis_points == basis_points.to_integral_value():
+            return f"{self.entry.key}-{int(basis_points):04d}"
+        # finer than a basis point: 12.34% and 12.345% must not share a version (the truncated
+        # basis points did, and the ledger then explained a 12.345% cost with 12.34%)
+        exact = f"{self.discount.fraction.normalize():f}".encode()
+        return f"{self.entry.key}-d{hashlib.sha256(exact).hexdigest()[:12]}"
 
 
 def _normalise_pattern(pattern: str) -> str:
