@@ -506,3 +506,30 @@ def test_discounts_finer_than_a_basis_point_keep_their_own_price_version(db_url:
         assert sum(_nanos(r["BilledCost"]) for r in rows) == _total(ledger, UTC_ZONE)
     finally:
         ledger.close()
+
+
+def test_an_outcome_counts_once_in_a_day_and_a_flow_tag_cannot_take_the_flows_place(ledger: Ledger) -> None:
+    from finops.usecases.ingest import IngestSummary
+    from finops.usecases.outcomes import ingest_outcome_objects
+
+    calls = [
+        _call(
+            "s1", "2026-11-10T10:00:00Z", "gpt-5.4", input_tokens=10, output_tokens=1, tags={"flow": "spoof"}
+        ),
+        _call(
+            "s2", "2026-11-10T12:00:00Z", "gpt-5.4", input_tokens=10, output_tokens=1, tags={"flow": "spoof"}
+        ),
+    ]
+    ingest_objects(ledger, calls, source="app")
+    outcome = {"id": "o1", "ts": "2026-11-10T13:00:00Z", "status": "success", "request_ids": ["s1", "s2"]}
+    assert (
+        ingest_outcome_objects(
+            ledger, [outcome], source="app", location="api", summary=IngestSummary()
+        ).linked
+        == 2
+    )
+    day = focus_export(ledger, "2026-11", tz=UTC_ZONE).rows
+    assert {(r["x_Requests"], r["x_SuccessfulOutcomes"]) for r in day} == {("2", "1")}  # one outcome, not two
+    assert {json.loads(r["Tags"])["flow"] for r in day} == {"support"}
+    hour = focus_export(ledger, "2026-11", tz=UTC_ZONE, grain="hour").rows
+    assert {(r["x_Requests"], r["x_SuccessfulOutcomes"]) for r in hour} == {("1", "1")}  # in each group

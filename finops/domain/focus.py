@@ -229,7 +229,9 @@ def focus_rows(group: CallGroup, *, billing_start: datetime, billing_end: dateti
     weights = [int(exact_contracted[c.name].scaleb(scale, context=EXACT)) for c in classes]
     billed = allocate(group.cost_nanos, weights)
     names = provider_names(group.provider, group.maker)
-    tags = json.dumps({"flow": group.flow, **dict(sorted(group.tags.items()))}, ensure_ascii=False)
+    # the call's flow, never a record tag that is also called "flow" (it took the flow's place)
+    own = {k: v for k, v in sorted(group.tags.items()) if k != "flow"}
+    tags = json.dumps({"flow": group.flow, **own}, ensure_ascii=False)
     rows = []
     for c, billed_nanos in zip(classes, billed, strict=True):
         sku = f"{group.model}/{c.name}"

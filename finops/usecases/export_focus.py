@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, distinct, func, literal, select
+from sqlalchemy import Connection, and_, case, func, literal, select
 
 from finops.domain.focus import CallGroup, focus_rows
 from finops.domain.periods import month_range
@@ -120,19 +120,23 @@ def _period(t: datetime, tz: ZoneInfo, grain: Grain) -> tuple[datetime, datetime
     return start, end
 
 
-def _successes(conn: Connection, keys: tuple[Any, ...], lo: int, hi: int) -> dict[tuple[Any, ...], int]:
-    """Successful outcomes linked to the month's priced usage, per group key (an outcome whose
+def _successes(conn: Connection, keys: tuple[Any, ...], lo: int, hi: int) -> dict[tuple[Any, ...], set[Any]]:
+    """The successful outcomes linked to the month's priced usage, per group key: their ids, so an
+    outcome whose calls fall in two hours of one day counts once in the day's row (an outcome whose
     calls fall in two groups counts in each)."""
     u, link, o = usage_records.c, outcome_links.c, outcomes.c
     query = (
-        select(*keys, func.count(distinct(o.id)))
+        select(*keys, o.id)
         .select_from(
             usage_records.join(outcome_links, link.usage == u.id).join(outcomes, o.id == link.outcome)
         )
         .where(u.ts_us >= lo, u.ts_us < hi, u.price_version.is_not(None), o.status == "success")
-        .group_by(*keys)
+        .distinct()
     )
-    return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(query)}
+    found: dict[tuple[Any, ...], set[Any]] = defaultdict(set)
+    for row in conn.execute(query):
+        found[tuple(row[:-1])].add(row[-1])
+    return found
 
 
 def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "day") -> FocusExport:
@@ -167,7 +171,8 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
         sums = [func.sum(u[name]) for name in _SUMS]
         query = select(*keys, func.count(), *sums, func.sum(u.cost_nanos)).where(in_month).group_by(*keys)
         successes = _successes(conn, keys, lo, hi)
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 10)
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 9)
+        succeeded: dict[tuple[Any, ...], set[Any]] = defaultdict(set)  # group -> outcome ids
         unpriced_by: dict[tuple[Any, ...], int] = defaultdict(int)
         periods: dict[int, tuple[datetime, datetime]] = {}  # bucket -> its charge period
         for row in conn.execute(query):
@@ -186,12 +191,13 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
                 export.unpriced_models[name] = export.unpriced_models.get(name, 0) + records
                 unpriced_by[(p_start, provider, model, flow, tags)] += records
                 continue
-            acc = groups[(p_start, p_end, provider, model, service_tier, int(ctx), flow, tags, version)]
+            key = (p_start, p_end, provider, model, service_tier, int(ctx), flow, tags, version)
+            acc = groups[key]
             acc[0] += records
             for i, value in enumerate(counts):
                 acc[1 + i] += value
             acc[8] += cost
-            acc[9] += successes.get(tuple(row[:8]), 0)
+            succeeded[key] |= successes.get(tuple(row[:8]), set())
     for key in sorted(groups, key=lambda k: (k[0], k[2], k[3], k[6], k[4], k[5], k[7], k[8])):
         p_start, p_end, provider, model, service_tier, ctx, flow, tags, version = key
         acc = groups[key]
@@ -204,7 +210,7 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
             version=version, entry=entry, discount=discount, records=acc[0], requests=acc[1],
             input_tokens=acc[2], cached_input_tokens=acc[3], cache_write_tokens=acc[4],
             cache_write_1h_tokens=acc[5], output_tokens=acc[6], reasoning_tokens=acc[7], cost_nanos=acc[8],
-            successful_outcomes=acc[9], unpriced_records=unpriced,
+            successful_outcomes=len(succeeded.get(key, ())), unpriced_records=unpriced,
         )  # fmt: skip
         export.rows.extend(focus_rows(group, billing_start=start, billing_end=end))
         export.billed_nanos += acc[8]
