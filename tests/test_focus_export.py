@@ -35,6 +35,7 @@ from finops.usecases.ledger import Ledger
 from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import make_ledger, write_jsonl
 from tests.daemon_proc import TOKEN, DaemonProcess
+from tests.faults.test_08_database_outage import ThrowawayPostgres, throwaway_postgres  # noqa: F401
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC_ZONE = ZoneInfo("UTC")
@@ -533,3 +534,23 @@ def test_an_outcome_counts_once_in_a_day_and_a_flow_tag_cannot_take_the_flows_pl
     assert {json.loads(r["Tags"])["flow"] for r in day} == {"support"}
     hour = focus_export(ledger, "2026-11", tz=UTC_ZONE, grain="hour").rows
     assert {(r["x_Requests"], r["x_SuccessfulOutcomes"]) for r in hour} == {("1", "1")}  # in each group
+
+
+def test_the_daemon_answers_503_while_the_database_is_down(
+    throwaway_postgres: ThrowawayPostgres,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    pg = throwaway_postgres
+    daemon = DaemonProcess(tmp_path, pg.url).start()
+    try:
+        with daemon.client() as c:
+            assert c.post("/v1/usage", json=RECORDS[:2]).json()["stored"] == 2
+            assert c.get("/v1/export/focus", params={"month": "2026-11"}).status_code == 200
+            pg.stop()
+            for _ in range(2):  # the first request finds the outage, the next ones know it
+                r = c.get("/v1/export/focus", params={"month": "2026-11"})
+                assert r.status_code == 503 and r.headers["retry-after"], (r.status_code, r.text[-300:])
+                assert "Traceback" not in r.text and "BilledCost" not in r.text
+            pg.start()
+    finally:
+        daemon.stop()
