@@ -156,6 +156,13 @@ def test_billed_cost_adds_up_to_the_ledger_to_the_nano_dollar(
     assert not any("acme" in r["SkuId"] for r in export.rows)  # never a $0 row
     ids = {r["ChargeDescription"] for r in export.rows}
     assert len(ids) >= 6
+    # each row of a group says which of its classes it is (reasoning and 1-hour writes share a meter)
+    by_group = Counter((r["ChargePeriodStart"], r["x_Flow"], r["Tags"], r["SkuPriceId"].split("/", 1)[0],
+                        r["x_PriceBookVersion"], r["SkuPriceId"].split("/")[-1], r["ChargeDescription"])
+                       for r in export.rows)  # fmt: skip
+    assert max(by_group.values()) == 1
+    assert "Reasoning Output Tokens of gpt-5.4 (standard) for support" in ids
+    assert any(r.startswith("Input Tokens of gpt-5.4 (standard, above 272000 input tokens)") for r in ids)
     for r in export.rows:
         assert set(r) == set(COLUMNS)
         assert (

@@ -211,6 +211,23 @@ def ascii_text(text: str) -> str:
     return text.replace("\\", "\\\\").encode("ascii", "backslashreplace").decode("ascii")
 
 
+#: what a finance reader needs to tell a group's rows apart (two classes share each meter)
+_KINDS = {
+    "input": "Input Tokens",
+    "input-cached": "Cached Input Tokens",
+    "input-cache-write": "Cache Write Tokens (5 minutes)",
+    "input-cache-write-1h": "Cache Write Tokens (1 hour)",
+    "output": "Output Tokens",
+    "output-reasoning": "Reasoning Output Tokens",
+}
+
+
+def _description(c: TokenClass, group: CallGroup) -> str:
+    """``Reasoning Output Tokens of o4-mini (flex, above 200000 input tokens) for support``."""
+    terms = group.service_tier + (f", above {group.context_tier} input tokens" if group.context_tier else "")
+    return f"{_KINDS[c.name]} of {group.model} ({terms}) for {group.flow}"
+
+
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -256,7 +273,7 @@ def focus_rows(group: CallGroup, *, billing_start: datetime, billing_end: dateti
             "BillingPeriodStart": _iso(billing_start),
             "ChargeCategory": "Usage",
             "ChargeClass": "",
-            "ChargeDescription": f"{c.meter} of {group.model} ({group.service_tier}) for {group.flow}",
+            "ChargeDescription": _description(c, group),
             "ChargeFrequency": "Usage-Based",
             "ChargePeriodEnd": _iso(group.period_end),
             "ChargePeriodStart": _iso(group.period_start),
