@@ -561,3 +561,11 @@ def test_the_daemon_answers_503_while_the_database_is_down(
             pg.start()
     finally:
         daemon.stop()
+
+
+def test_cli_says_when_a_month_has_no_priced_usage(site: tuple[Path, str, DaemonProcess]) -> None:
+    tmp, db, _ = site
+    done = _finops(tmp, db, "export", "focus", "--month", "2026-07", "--out", str(tmp / "jul.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "2026-07 has no priced usage in UTC: the file is its header alone" in done.stderr
+    assert (tmp / "jul.csv").read_bytes() == (",".join(COLUMNS) + "\r\n").encode()

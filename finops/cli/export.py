@@ -68,6 +68,12 @@ def focus(
         f"BilledCost ${format_usd(export.billed_nanos)} ({export.month}, {zone.key}, by {grain.value})",
         markup=False,
     )
+    if not export.rows:
+        err.print(
+            f"{export.month} has no priced usage in {zone.key}: the file is its header alone, with nothing "
+            "to load (the FOCUS validator fails a file without rows; check --month and --tz)",
+            markup=False,
+        )
     if export.unpriced_records:
         models = ", ".join(f"{m} ({n:,})" for m, n in sorted(export.unpriced_models.items())[:5])
         err.print(
