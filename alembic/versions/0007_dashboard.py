@@ -34,7 +34,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "annotations",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("annotation_id", sa.String(256), nullable=False),
         sa.Column("ts_us", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
