@@ -403,3 +403,13 @@ def test_a_time_series_marks_the_events_of_its_period(web: TestClient) -> None:
     assert 'data-annotation="deploy"' not in other  # another flow's release is not its event
     by_flow = web.get("/spend", params={"by": "flow", "month": "2026-11"}).text
     assert "data-annotation" not in by_flow  # bars have no time axis
+
+
+@pytest.mark.parametrize("path", ["/v1/spend", "/spend", "/spend.json"])
+def test_a_single_valued_parameter_given_twice_is_refused_not_guessed(web: TestClient, path: str) -> None:
+    """month=2026-11&month=2026-10 answered October: the last silently won."""
+    for query in ("month=2026-11&month=2026-10", "tz=UTC&tz=Europe/Berlin&today=1", "by=flow&by=model"):
+        r = web.get(f"{path}?{query}")
+        assert r.status_code == 400, (path, query, r.text[:200])
+        assert "times: give it once" in r.text
+    assert web.get(f"{path}?flow=a&flow=b&month=2026-11").status_code == 200  # filters repeat

@@ -41,7 +41,7 @@ from finops.usecases.admission import DEFAULT_TTL_S, ReserveRequest
 from finops.usecases.ingest import line_digest
 from finops.usecases.spend_request import resolve_period, resolve_zone, spend_query
 
-__all__ = ["ApiState", "create_app", "parameters_problem"]
+__all__ = ["ApiState", "create_app", "parameters_problem", "repeated"]
 
 log = logging.getLogger("finops.api")
 
@@ -126,6 +126,17 @@ def parameters_problem(request: Request) -> str | None:
         _check_parameters(request)
     except _Refused as refused:
         return str(orjson.loads(bytes(refused.response.body))["error"])
+    return None
+
+
+def repeated(request: Request, names: tuple[str, ...]) -> str | None:
+    """The one-line problem when a single-valued parameter is given more than once (which would the
+    sender have meant? the last silently winning could answer October for November), else None."""
+    q = request.query_params
+    for name in names:
+        count = len(q.getlist(name))
+        if count > 1:
+            return f"{name} is given {count} times: give it once"
     return None
 
 
@@ -475,11 +486,18 @@ def _int(value: str | None, name: str) -> int | None:
     return number
 
 
+#: /v1/spend's parameters that take one value (flow, model, provider and tag repeat).
+_SPEND_SINGLE = ("by", "since", "until", "month", "today", "tz", "top")
+
+
 async def get_spend(request: Request) -> Response:
     """``finops spend`` as JSON: the same options as query parameters (repeat flow/model/provider/tag)."""
     state: ApiState = request.app.state.api
     _source(state, request)
     q = request.query_params
+    problem = repeated(request, _SPEND_SINGLE)
+    if problem:
+        return _error(400, problem)
     try:
         tz = resolve_zone(q.get("tz", "UTC"))
         start, end = resolve_period(
@@ -523,9 +541,9 @@ async def get_focus_export(request: Request) -> Response:
     state: ApiState = request.app.state.api
     _source(state, request)
     q = request.query_params
-    for name in ("month", "tz", "grain"):
-        if len(q.getlist(name)) > 1:  # which month would a finance reader have got?
-            return _error(400, f"{name} is given {len(q.getlist(name))} times: give it once")
+    problem = repeated(request, ("month", "tz", "grain"))
+    if problem:
+        return _error(400, problem)
     month = q.get("month")
     if not month:
         return _error(400, "month is required: ?month=2026-11 (with tz= and grain=day|hour if wanted)")

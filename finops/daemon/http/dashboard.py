@@ -469,6 +469,11 @@ async def prompts_page(request: Request) -> Response:
 
 def _spend_question(request: Request) -> tuple[SpendForm, SpendQuery]:
     """The form and its query, as ``GET /v1/spend`` reads them; a bad value is a one-line 400."""
+    from finops.daemon.http.app import repeated
+
+    problem = repeated(request, ("period", "by", "since", "until", "month", "today", "tz", "top"))
+    if problem:
+        raise Problem(400, problem)
     q = request.query_params
     try:
         return resolve_form(read_form(q.get, q.getlist), now_utc())
