@@ -155,3 +155,20 @@ def test_a_dst_zone_with_utc_offset_at_both_ends_still_groups_by_local_day(
         months = run_spend(conn, SpendQuery(group_by=("month",), start=start, end=end, tz=london))
     assert [r.keys["day"] for r in days.rows] == ["2026-06-02", "2026-07-01"]
     assert [r.keys["month"] for r in months.rows] == ["2026-06", "2026-07"]
+
+
+def test_spend_csv_never_hands_a_spreadsheet_a_formula(sqlite_ledger: Ledger) -> None:
+    """Names come from senders; finance opens the CSV in Excel (as the report's CSV does)."""
+    import csv
+    import io
+
+    from finops.render.spend import render_csv
+    from finops.usecases.ingest import ingest_objects
+
+    flows = ['=HYPERLINK("http://x", "y")', "+1", "-cmd", "@sum", "plain"]
+    records = [usage(i, id=f"f{i}", flow=flow) for i, flow in enumerate(flows)]
+    assert ingest_objects(sqlite_ledger, records, source="app").stored == len(flows)
+    with sqlite_ledger.engine.connect() as conn:
+        result = run_spend(conn, SpendQuery(group_by=("flow",)))
+    names = sorted(row["flow"] for row in csv.DictReader(io.StringIO(render_csv(result))))
+    assert names == sorted(["'" + f for f in flows[:4]] + ["plain"])

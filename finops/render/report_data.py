@@ -386,6 +386,12 @@ def report_to_json(report: MonthlyReport) -> str:
 # ---------------------------------------------------------------- CSV
 
 
+def spreadsheet_text(text: str) -> str:
+    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``...), with a leading ``'``
+    (the OWASP advice): finance opens CSV files in Excel, and names come from senders."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _cell(value: Any) -> str:
     """One CSV cell: None is empty, lists join with ``;``, floats stay full precision.
 
@@ -400,7 +406,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         value = ";".join(str(v) for v in value)
     if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_START) else value
+        return spreadsheet_text(value)
     return str(value)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from finops.domain.money import format_usd
 from finops.domain.words import plural, verb
+from finops.render.report_data import spreadsheet_text
 from finops.render.text_table import Column, render
 from finops.usecases.spend import METRICS, SpendResult
 
@@ -58,8 +59,8 @@ def render_csv(result: SpendResult) -> str:
     columns = [*keys, "cost_usd", *(m for m in METRICS if m != "cost_nanos")]
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
-    for row in result.rows:
-        values = {**row.keys, **_measures(row.sums)}
+    for row in result.rows:  # the group's names come from senders: never a formula in Excel
+        values = {**{k: spreadsheet_text(v) for k, v in row.keys.items()}, **_measures(row.sums)}
         writer.writerow([values[c] for c in columns])
     if result.others is not None:
         values = {**dict.fromkeys(keys, f"({result.others_count} more)"), **_measures(result.others)}
