@@ -198,6 +198,8 @@ def test_without_tokens_only_this_machine_by_its_own_name_may_look(
         ("GET", "/logout", 405),
         ("GET", "/v1/nothing", 404),
         ("DELETE", "/v1/usage", 405),
+        ("GET", "/spend/", 404),  # no bare redirect without the headers
+        ("GET", "/outcomes/", 404),
     ],
 )
 def test_an_address_with_no_page_still_carries_the_policy(

@@ -668,6 +668,8 @@ def create_app(
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    # `/spend/` is a 404 with the policy, not a bare 307 to `/spend` without the security headers
+    app.router.redirect_slashes = False
     app.state.api = state
     app.state.dashboard = dashboard if dashboard is not None else ViewerAccess({})
     return app
