@@ -328,17 +328,7 @@ def test_in_chromium_no_problems_no_outside_requests_no_sideways_scroll_and_the_
         assert list(dict.fromkeys(controls)) == ["f-flow", "f-month", "f-top"]  # the month's fields: 2 Tabs
         assert reached[-1] == "BUTTON"
         assert browser.evaluate("document.activeElement.form.getAttribute('action')") == "/prompts"
-        browser.events = [e for e in browser.events if e.get("method") != "Page.loadEventFired"]
-        for kind in ("rawKeyDown", "char", "keyUp"):
-            browser.call(
-                "Input.dispatchKeyEvent",
-                type=kind,
-                key="Enter",
-                code="Enter",
-                windowsVirtualKeyCode=13,
-                text="\r",
-            )
-        browser.wait_for("Page.loadEventFired")
+        browser.press_enter_and_wait()  # Enter on the focused Show button submits the form
         found = browser.evaluate("location.search")
         assert f"month={month}" in found and "top=20" in found
         assert browser.evaluate("document.querySelectorAll('[data-table=prompts] tbody tr').length") == 3
