@@ -61,6 +61,7 @@ def default_jobs(ledger: Ledger, *, extra: tuple[Job, ...] = ()) -> list[Job]:
     slack = settings.slack_bot_token is not None or settings.slack_webhook_url is not None
     jobs: list[Job] = [
         Job("retention", lambda now: now.astimezone(UTC).date().isoformat(), _retention),
+        Job("partitions", lambda now: now.astimezone(UTC).date().isoformat(), _partitions),
     ]
     if slack and channel:
 
@@ -131,7 +132,15 @@ def _retention(ledger: Ledger, now: datetime, period: str) -> str:
         f"{closed}: {result.usage_deleted} raw records deleted, "
         f"{result.dead_letters_deleted} dead letters, {result.previews_cleared} prompt previews, "
         f"{result.reservations_deleted} closed reservations"
+        + (f", {result.keys_pruned} idempotency keys" if result.keys_pruned else "")
     )
+
+
+def _partitions(ledger: Ledger, now: datetime, period: str) -> str:
+    from finops.usecases.retention import prepare_partitions
+
+    made = prepare_partitions(ledger, now=now)
+    return f"partitions made: {', '.join(made)}" if made else "partitions ready"
 
 
 def run_due(ledger: Ledger, jobs: list[Job], *, now: datetime, owner: str) -> list[tuple[str, str, str]]:

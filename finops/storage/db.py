@@ -147,7 +147,7 @@ def head_revision(engine: Engine) -> str:
 
 
 #: The newest migration (alembic/versions); tests/test_migrations.py keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0007_dashboard"
+SCHEMA_HEAD = "0008_partitions"
 
 
 def current_revision(engine: Engine) -> str | None:

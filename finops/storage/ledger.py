@@ -364,14 +364,22 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
 
 
 def _pg_insert() -> str:
+    """One statement: claim each row's key in ``usage_record_keys`` and store the rows whose key
+    this transaction won (usage is partitioned by month, so the key table is what makes
+    (source, record id) unique across months; storage/partitions.py)."""
     types = [
         "bigint" if isinstance(usage_records.c[name].type, BigInteger | Integer) else "text"
         for name in USAGE_COLUMNS
     ]
     arrays = ", ".join(f"%s::{t}[]" for t in types)
+    columns = ", ".join(USAGE_COLUMNS)
     return (
-        f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id"
+        f"WITH batch AS (SELECT * FROM unnest({arrays}) AS b ({columns})), "
+        "won AS (INSERT INTO usage_record_keys (source, record_id, ts_us) "
+        "SELECT source, record_id, ts_us FROM batch ORDER BY record_id "
+        "ON CONFLICT DO NOTHING RETURNING record_id) "
+        f"INSERT INTO usage_records ({columns}) SELECT {', '.join('batch.' + c for c in USAGE_COLUMNS)} "
+        "FROM batch JOIN won USING (record_id) RETURNING record_id"
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
 
+from finops.storage.partitions import drop_partitions_before, is_partitioned, month_floor_us, next_month_us
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
     dead_letters,
@@ -20,6 +21,7 @@ from finops.storage.tables import (
     prompts,
     reservation_budgets,
     reservations,
+    rollups_hourly,
     usage_records,
 )
 
@@ -53,6 +55,7 @@ class RetentionResult:
     dead_letters_deleted: int
     previews_cleared: int
     reservations_deleted: int = 0
+    keys_pruned: int = 0  # PostgreSQL: idempotency keys of closed months deleted (after the commit)
 
 
 def _set_final(conn: Connection, cutoff_us: int) -> int:
@@ -84,14 +87,22 @@ def apply_retention(
     """
     hold_retention_lock(conn, shared=False)
     u = usage_records.c
+    monthly = is_partitioned(conn)
     # The watermark moves only past days that had raw records: on a new or quiet database,
-    # older history can still be loaded; once it is deleted, it is closed.
-    newest = conn.scalar(select(func.max(u.ts_us)).where(u.ts_us < usage_before_us))
+    # older history can still be loaded; once it is deleted, it is closed. Partitioned
+    # (PostgreSQL), it moves in whole UTC months, so a month is dropped, never deleted row by row.
+    newest = _newest_before(conn, usage_before_us, monthly=monthly)
     final = final_before_us(conn)
     if newest is not None:
-        final = _set_final(conn, min(usage_before_us, (newest // _DAY_US + 1) * _DAY_US))
-    old_ids = select(u.id).where(u.ts_us < final).limit(batch)
+        if monthly:
+            final = _set_final(conn, min(month_floor_us(usage_before_us), next_month_us(newest)))
+        else:
+            final = _set_final(conn, min(usage_before_us, (newest // _DAY_US + 1) * _DAY_US))
     deleted = links = 0
+    if monthly:
+        deleted, links = drop_partitions_before(conn, final)
+    # What is left before the watermark (SQLite; PostgreSQL's default partition) goes row by row.
+    old_ids = select(u.id).where(u.ts_us < final).limit(batch)
     while True:
         ids = list(conn.scalars(old_ids))
         if not ids:
@@ -107,6 +118,19 @@ def apply_retention(
     ).rowcount
     held = 0 if reservations_before_us is None else _delete_reservations(conn, reservations_before_us, batch)
     return RetentionResult(final, deleted, links, dead, cleared, held)
+
+
+def _newest_before(conn: Connection, before_us: int, *, monthly: bool) -> int | None:
+    """The newest usage time before ``before_us``. Partitioned, from the hourly rollups (an
+    index lookup; a time index on the raw rows is BRIN, which cannot answer a max), to the
+    hour: the watermark rounds it up to a day or a month anyway."""
+    if not monthly:
+        u = usage_records.c
+        newest = conn.scalar(select(func.max(u.ts_us)).where(u.ts_us < before_us))
+        return None if newest is None else int(newest)
+    h = rollups_hourly.c
+    hour = conn.scalar(select(func.max(h.hour)).where(h.hour < before_us // 1_000_000, h.records > 0))
+    return None if hour is None else min(int(hour) * 1_000_000, before_us - 1)
 
 
 def _delete_reservations(conn: Connection, before_us: int, batch: int) -> int:
