@@ -46,6 +46,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.text import escaped
 from finops.domain.usage import UsageRecord
+from finops.errors import ConfigError
 from finops.storage.db import describe_db_error
 from finops.storage.retention import final_before_us, hold_retention_lock
 from finops.storage.sql import dialect_insert
@@ -441,7 +442,8 @@ def _pg_stage(conn: Connection, name: str, columns: str, rows: Iterable[Sequence
     import psycopg
 
     driver = conn.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    if not isinstance(driver, psycopg.Connection):  # psycopg2 has another COPY interface
+        raise ConfigError("finops writes to PostgreSQL with psycopg 3: use a postgresql+psycopg:// URL")
     statement = f"COPY {name} FROM STDIN"
     try:
         with driver.cursor() as cursor:
