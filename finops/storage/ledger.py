@@ -7,6 +7,14 @@ stored row untouched). Only rows this transaction really
 inserted (``INSERT .. ON CONFLICT DO NOTHING RETURNING``) reach the rollups, so
 two replicas writing the same records at once still count each one once.
 Rollup rows are upserted in key order, so concurrent writers never deadlock.
+
+SQLite has one writer at a time and takes rows by ``executemany``. PostgreSQL
+takes a batch in bulk: the rows are COPied into a temporary staging table that
+lives only as long as the transaction (safe behind a pooler in transaction mode),
+then one statement (:data:`PG_STAGE_TO_LEDGER`) moves the new ones into the
+ledger; each rollup table gets its batch's buckets the same way, COPY then one
+upsert. A value the database refuses fails the COPY as it failed an INSERT, and
+:func:`write_rows_isolating` isolates it.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from finops.domain.pricing import PriceMatch, entry_to_mapping
 from finops.domain.text import escaped
 from finops.domain.usage import UsageRecord
+from finops.errors import ConfigError
 from finops.storage.db import describe_db_error
 from finops.storage.retention import final_before_us, hold_retention_lock
 from finops.storage.sql import dialect_insert
@@ -281,18 +290,48 @@ def add_to_rollups(conn: Connection, rows: Iterable[Sequence[Any]], *, sign: int
         else:
             for i, value in enumerate(acc):
                 total[i] += value
-    paramstyle = conn.dialect.paramstyle
-    # PostgreSQL writers run concurrently: upserting in key order means they never deadlock.
-    # SQLite has one writer at a time, so the sort would be wasted work on the hot path.
-    ordered = conn.dialect.name != "sqlite"
     tables = (("rollups_hourly", sums), ("rollups_daily", daily), ("prompt_rollups_daily", by_prompt))
+    if conn.dialect.name == "postgresql":
+        for table, buckets in tables:
+            _pg_upsert_buckets(conn, table, buckets, sign)
+        return
+    paramstyle = conn.dialect.paramstyle
     for table, buckets in tables:
-        items = sorted(buckets.items()) if ordered else list(buckets.items())
         if sign == 1:
-            params = [key + tuple(acc) for key, acc in items]
+            params = [key + tuple(acc) for key, acc in buckets.items()]
         else:
-            params = [key + tuple(-value for value in acc) for key, acc in items]
+            params = [key + tuple(-value for value in acc) for key, acc in buckets.items()]
         conn.exec_driver_sql(_rollup_upsert(table, paramstyle), params)
+
+
+_ROLLUP_SHAPES = {
+    "rollups_hourly": (rollups_hourly, ROLLUP_KEYS, ROLLUP_SUMS),
+    "rollups_daily": (rollups_daily, ROLLUP_DAILY_KEYS, ROLLUP_SUMS),
+    "prompt_rollups_daily": (prompt_rollups_daily, PROMPT_KEYS, PROMPT_SUMS),
+}
+
+
+def _pg_upsert_buckets(
+    conn: Connection, name: str, buckets: Mapping[tuple[Any, ...], list[int]], sign: int
+) -> None:
+    """PostgreSQL: COPY a rollup table's buckets into a staging table, then add them all with one
+    upsert. In key order, as the row-by-row upsert was: concurrent writers never deadlock."""
+    table, keys, measures = _ROLLUP_SHAPES[name]
+    stage = f"finops_stage_{name}"
+    columns = ", ".join(
+        [*(f"{k} {_pg_type(table.c[k].type)}" for k in keys), *(f"{m} bigint" for m in measures)]
+    )
+    if sign == 1:
+        rows: Iterable[tuple[Any, ...]] = (key + tuple(acc) for key, acc in buckets.items())
+    else:
+        rows = (key + tuple(-value for value in acc) for key, acc in buckets.items())
+    _pg_stage(conn, stage, columns, rows)
+    names = ", ".join((*keys, *measures))
+    conn.exec_driver_sql(
+        f"INSERT INTO {name} ({names}) SELECT {names} FROM {stage} ORDER BY {', '.join(keys)} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in measures)
+    )
 
 
 def _note_sources(conn: Connection, newest: Mapping[str, tuple[int, int]]) -> None:
@@ -353,37 +392,76 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
 
     SQLite: the transaction began with BEGIN IMMEDIATE, so no other writer can
     have stored these ids since we looked; a plain executemany is safe and fast.
-    PostgreSQL: other writers run concurrently, so RETURNING tells us which rows won.
+    PostgreSQL: the rows are COPied into the staging table, then one statement
+    (:data:`PG_STAGE_TO_LEDGER`) moves the new ones; other writers run
+    concurrently, so its RETURNING tells us which rows won.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return {row[1] for row in rows}
-    # In id order: two batches sharing ids lock them in the same order and never deadlock.
-    columns = list(zip(*sorted(rows, key=lambda r: r[1]), strict=True))  # one array a column
-    return {rid for (rid,) in conn.exec_driver_sql(_PG_INSERT, tuple(list(c) for c in columns))}
+    _pg_stage(conn, _USAGE_STAGE, _USAGE_STAGE_COLUMNS, rows)
+    return {rid for (rid,) in conn.exec_driver_sql(PG_STAGE_TO_LEDGER)}
 
 
-def _pg_insert() -> str:
-    """One statement: claim each row's key in ``usage_record_keys`` and store the rows whose key
-    this transaction won (usage is partitioned by month, so the key table is what makes
-    (source, record id) unique across months; storage/partitions.py)."""
-    types = [
-        "bigint" if isinstance(usage_records.c[name].type, BigInteger | Integer) else "text"
-        for name in USAGE_COLUMNS
-    ]
-    arrays = ", ".join(f"%s::{t}[]" for t in types)
-    columns = ", ".join(USAGE_COLUMNS)
-    return (
-        f"WITH batch AS (SELECT * FROM unnest({arrays}) AS b ({columns})), "
-        "won AS (INSERT INTO usage_record_keys (source, record_id, ts_us) "
-        "SELECT source, record_id, ts_us FROM batch ORDER BY record_id "
-        "ON CONFLICT DO NOTHING RETURNING record_id) "
-        f"INSERT INTO usage_records ({columns}) SELECT {', '.join('batch.' + c for c in USAGE_COLUMNS)} "
-        "FROM batch JOIN won USING (record_id) RETURNING record_id"
-    )
+#: PostgreSQL's per-transaction staging table of usage rows (``USAGE_COLUMNS``, unique ids).
+_USAGE_STAGE = "finops_stage_usage"
+
+#: The one statement that moves staged usage rows into the ledger on PostgreSQL, the only place
+#: that knows how ``usage_records`` is laid out for writing: it claims each row's (source, record
+#: id) in ``usage_record_keys`` (usage is partitioned by month, and a partitioned table cannot make
+#: that pair unique itself; storage/partitions.py), stores the rows whose key it won, and returns
+#: their ids (what this transaction won).
+#: In id order: two writers sharing ids lock them in the same order, so they never deadlock.
+PG_STAGE_TO_LEDGER = (
+    "WITH won AS (INSERT INTO usage_record_keys (source, record_id, ts_us) "
+    f"SELECT source, record_id, ts_us FROM {_USAGE_STAGE} ORDER BY record_id "
+    "ON CONFLICT DO NOTHING RETURNING record_id) "
+    f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) "
+    f"SELECT {', '.join('s.' + c for c in USAGE_COLUMNS)} FROM {_USAGE_STAGE} s JOIN won USING (record_id) "
+    "RETURNING record_id"
+)
 
 
-_PG_INSERT = _pg_insert()
+def _pg_type(kind: Any) -> str:
+    """A column's PostgreSQL type, so COPY refuses what the ledger would (a too-long string)."""
+    if isinstance(kind, BigInteger | Integer):
+        return "bigint"
+    length = getattr(kind, "length", None)
+    return f"varchar({length})" if length else "text"
+
+
+_USAGE_STAGE_COLUMNS = ", ".join(f"{name} {_pg_type(usage_records.c[name].type)}" for name in USAGE_COLUMNS)
+
+
+def _pg_stage(conn: Connection, name: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY ``rows`` into the temporary table ``name``, empty first, in the caller's transaction.
+
+    The table is dropped at commit (ON COMMIT DROP): behind a pooler in transaction mode the next
+    transaction may run on another server session, so nothing may outlive this one. It is
+    created by the first use in a transaction and emptied by each later one; a savepoint rolled
+    back may have taken its creation with it, hence IF NOT EXISTS each time, not a cache here.
+    COPY runs on the driver's own connection (SQLAlchemy has no COPY), so its errors are
+    wrapped as SQLAlchemy's: a refused value (NUL, too long, out of range) is a ``DataError``
+    that :func:`write_rows_isolating` isolates, as it was for an INSERT.
+    """
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):  # psycopg2 has another COPY interface
+        raise ConfigError("finops writes to PostgreSQL with psycopg 3: use a postgresql+psycopg:// URL")
+    statement = f"COPY {name} FROM STDIN"
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP; TRUNCATE {name}"
+            )
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, psycopg.Error, hide_parameters=True, dialect=conn.dialect
+        ) from exc
 
 
 def write_batch(
