@@ -16,7 +16,7 @@ the batches' answers stored each id once between them; the hourly rollups sum to
 Slack received exactly one post per alert, and no post twice. Printed: records/s at each count
 (distinct records stored over the wall time of the load) and the machine's core count.
 
-    python bench/pg_replicas.py [--records 30000] [--replicas 1,2,4] [--clients 4]
+    python bench/pg_replicas.py [--records 60000] [--replicas 1,2,4] [--clients 4]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -240,7 +240,7 @@ def _load() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=30_000, help="distinct records per replica count")
+    ap.add_argument("--records", type=int, default=60_000, help="distinct records per replica count")
     ap.add_argument("--replicas", default="1,2,4")
     ap.add_argument("--clients", type=int, default=4, help="client threads posting batches")
     ap.add_argument("--pool-size", type=int, default=20, help="PgBouncer server connections for the database")
