@@ -2,6 +2,9 @@
 
 PostgreSQL tests need FINOPS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres);
 they are skipped with that reason where it is unset, and fail under CI=true, where .ci/run sets it.
+With FINOPS_TEST_PGBOUNCER=1 (as .ci/run sets it) every per-test database is reached through a
+PgBouncer in transaction pooling mode (tests/pgbouncer.py, one per test process): finops must run
+unchanged behind a pooler. Creating and dropping the databases goes to the server directly.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from sqlalchemy.engine import make_url
 
 from finops.settings import Settings
 from finops.usecases.ledger import Ledger
+from tests.pgbouncer import PgBouncer, pgbouncer_binary
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
 PG_URL = os.environ.get("FINOPS_TEST_POSTGRES_URL")
+PG_THROUGH_PGBOUNCER = os.environ.get("FINOPS_TEST_PGBOUNCER") == "1"
 LITELLM_CATALOG = SHARED / "reference" / "litellm_model_prices.json"
 #: tiktoken's cache names each encoding file by the SHA-1 of its URL: cl100k_base, o200k_base.
 _TIKTOKEN_FILES = ("9b5ad71b2ce5302211f9c61530b329a4922fc6a4", "fb374d419588a4632f3f557e76b4b70aebbca790")
@@ -58,9 +63,30 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+_BOUNCER: list[PgBouncer] = []  # this test process's PgBouncer, started on first use
+
+
+def _through_pgbouncer(url: str) -> str:
+    """``url`` reached through this process's PgBouncer (transaction pooling), started on first use."""
+    if not _BOUNCER:
+        if pgbouncer_binary() is None:
+            pytest.fail("FINOPS_TEST_PGBOUNCER=1 but pgbouncer is not installed: apt-get install pgbouncer")
+        server = make_url(url)
+        _BOUNCER.append(PgBouncer(server.host or "127.0.0.1", server.port or 5432).start())
+    return _BOUNCER[0].url(url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _BOUNCER:
+        _BOUNCER.pop().stop()
+
+
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped on exit (for fixtures of any scope)."""
+def fresh_postgres_database(*, direct: bool = False) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped on exit (for fixtures of any scope).
+
+    Its URL goes through PgBouncer when FINOPS_TEST_PGBOUNCER=1, unless ``direct``.
+    """
     if not PG_URL:
         _no_postgres()
     assert PG_URL is not None
@@ -69,7 +95,8 @@ def fresh_postgres_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        yield _through_pgbouncer(url) if PG_THROUGH_PGBOUNCER and not direct else url
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

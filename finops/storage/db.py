@@ -5,6 +5,12 @@ SQLite gets WAL (readers never block the writer), a 30 s busy timeout, and
 writers queue at the start instead of failing halfway with "database is
 locked", and a writer's reads inside its transaction cannot go stale. Read-only
 connections begin deferred and never wait for a writer.
+
+PostgreSQL connections keep no state between transactions, so finops runs unchanged behind a
+pooler in transaction mode (PgBouncer ``pool_mode = transaction``): psycopg's automatic
+server-side prepared statements are off (``prepare_threshold=None``; see ``create_engine_for``),
+advisory locks are transaction-scoped (``pg_advisory_xact_lock``), nothing is ``SET`` for the
+session, and there is no LISTEN, WITH HOLD cursor or temporary table outliving its transaction.
 """
 
 from __future__ import annotations
@@ -69,6 +75,16 @@ def create_engine_for(url: str) -> Engine:
 
     ``hide_parameters``: an error never carries the statement's values (prompts, emails) into
     an exception message or a log line.
+
+    PostgreSQL: ``prepare_threshold=None``, because psycopg otherwise prepares a statement on the
+    server after its 5th run on a connection, and behind a transaction pooler (PgBouncer before
+    1.21, or without ``max_prepared_statements``) the next transaction may run on a server
+    connection that does not have it, or where another client prepared the same name: "prepared
+    statement _pg3_0 does not exist / already exists". Always off rather than a setting: the
+    cost was measured small (docs/scaling.md, "Behind a connection pooler"), and a setting a user
+    must know about before putting a pooler in front is one they would find by outage.
+    ``pool_pre_ping`` stays: behind a pooler it checks the link to the pooler (a ``SELECT 1`` that
+    opens the transaction the checkout then uses) and leaves nothing on the server connection.
     """
     try:
         parsed = make_url(url)
@@ -97,7 +113,9 @@ def create_engine_for(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         try:
-            return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+            return create_engine(
+                parsed, pool_pre_ping=True, hide_parameters=True, connect_args={"prepare_threshold": None}
+            )
         except ModuleNotFoundError:
             raise ConfigError("PostgreSQL needs the driver: pip install 'finops[postgres]'") from None
     raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
