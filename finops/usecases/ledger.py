@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from finops.errors import ConfigError
 from finops.storage.db import open_ledger, write_transaction
 
 if TYPE_CHECKING:  # the price book is loaded on first use: a spend query or a check never needs it
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # the price book is loaded on first use: a spend query or a c
     from finops.settings import Settings
     from finops.usecases.audit.tokens import TokenCounter
 
-__all__ = ["Ledger", "build_price_book"]
+__all__ = ["Ledger", "build_price_book", "open_read_engine"]
 
 
 def build_price_book(engine: Engine, settings: Settings) -> PriceBook:
@@ -33,32 +34,86 @@ def build_price_book(engine: Engine, settings: Settings) -> PriceBook:
     return PriceBook(entries, discounts)
 
 
-class Ledger:
-    """What every use case needs: settings, the engine, the price book, the user-hash key.
+def open_read_engine(primary_url: str, read_url: str | None, primary: Engine) -> Engine:
+    """The engine reads go to: ``primary`` unless FINOPS_READ_DATABASE_URL names another database.
 
-    The price book and the key are loaded on first use: a spend query needs neither.
+    Raises:
+        ConfigError: ``read_url`` cannot serve reads for ``primary_url`` (env.read_split_problem).
+        StorageError: the read database does not answer or is not at the newest schema.
+    """
+    if not read_url:
+        return primary
+    from finops.env import read_split_problem
+
+    why = read_split_problem(primary_url, read_url)
+    if why is not None:
+        raise ConfigError(why)
+    from sqlalchemy.engine import make_url
+
+    if make_url(read_url) == primary.url:  # the same database: one pool, no split
+        return primary
+    from finops.storage.replica import open_reader
+
+    return open_reader(read_url)
+
+
+class Ledger:
+    """What every use case needs: settings, the engines, the price book, the user-hash key.
+
+    ``engine`` is the primary: every write, and every read that decides money (a budget check,
+    a reservation, an alert) or sits inside a write. ``read_engine`` answers what is only shown
+    (dashboard, reports, spend, prompts, outcomes, the FOCUS export): a replica when
+    FINOPS_READ_DATABASE_URL is set, else the primary itself. The price book and the key are
+    loaded on first use: a spend query needs neither.
     """
 
-    def __init__(self, settings: Settings | Callable[[], Settings], engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: Settings | Callable[[], Settings],
+        engine: Engine,
+        read_engine: Engine | None = None,
+    ) -> None:
         self._settings = settings
         self.engine = engine
+        self.read_engine = read_engine if read_engine is not None else engine
         self._book: PriceBook | None = None
         self._user_key: bytes | None = None
         self._token_counter: TokenCounter | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False) -> Ledger:
-        """The ledger at ``settings.database_url``; ``create``: migrate an empty or missing one."""
-        return cls(settings, open_ledger(settings.database_url, create=create))
+        """The ledger at ``settings.database_url`` (reads at ``read_database_url`` when set);
+        ``create``: migrate an empty or missing primary (never the read database)."""
+        return cls.open_url(
+            settings.database_url, settings, create=create, read_url=settings.read_database_url
+        )
 
     @classmethod
-    def open_url(cls, url: str, settings: Callable[[], Settings], *, create: bool = False) -> Ledger:
-        """The ledger at ``url``, its settings built on first use.
+    def open_url(
+        cls,
+        url: str,
+        settings: Settings | Callable[[], Settings],
+        *,
+        create: bool = False,
+        read_url: str | None = None,
+    ) -> Ledger:
+        """The ledger at ``url`` (reads at ``read_url`` when given), its settings built on first use.
 
         For commands that need only the database (``spend``, ``check``): building
         ``Settings`` loads pydantic-settings, slower than the rest of such a command.
         """
-        return cls(settings, open_ledger(url, create=create))
+        engine = open_ledger(url, create=create)
+        try:
+            reader = open_read_engine(url, read_url, engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(settings, engine, reader)
+
+    @property
+    def split(self) -> bool:
+        """Whether reads go to another database than the primary."""
+        return self.read_engine is not self.engine
 
     @property
     def settings(self) -> Settings:
@@ -103,6 +158,11 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.split:
+            self.read_engine.dispose()
 
     def __repr__(self) -> str:
-        return f"Ledger({self.engine.url.render_as_string(hide_password=True)})"
+        primary = self.engine.url.render_as_string(hide_password=True)
+        if not self.split:
+            return f"Ledger({primary})"
+        return f"Ledger({primary}, reads: {self.read_engine.url.render_as_string(hide_password=True)})"

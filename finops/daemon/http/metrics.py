@@ -67,6 +67,12 @@ class Metrics:
         self.database_up = Gauge(
             "finops_database_up", "1 while the database serves, 0 during an outage (503s).", registry=r
         )
+        self.read_database_up = Gauge(
+            "finops_read_database_up",
+            "1 while the read database (FINOPS_READ_DATABASE_URL) serves, 0 during its outage (dashboard, "
+            "spend and export answer 503); without one it follows finops_database_up.",
+            registry=r,
+        )
         self.reservations = Counter(
             "finops_reservations", "Reserve answers, by decision (allow | deny).", ["decision"], registry=r
         )
