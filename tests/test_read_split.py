@@ -9,10 +9,15 @@ would; a throwaway PostgreSQL server stands for a replica that goes down under t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -192,6 +197,7 @@ def test_daemon_pages_read_the_replica_and_decisions_the_primary(pair: Pair, tmp
             assert posted.json()["stored"] == 1
             health = api.get("/healthz").json()
             assert health["database"] == "ok" and health["read_database"] == "ok"
+            assert health["read_database_replay_age_s"] is None  # another database, not a standby
             assert "finops_read_database_up 1.0" in api.get("/metrics").text
         assert _usage_count(pair.primary) == 4 and _usage_count(pair.replica) == 2
         with httpx.Client(base_url=daemon.base, timeout=60) as web:
@@ -315,3 +321,78 @@ def test_the_same_url_is_no_split(pair: Pair) -> None:
             assert conn.scalar(text("SELECT current_database()")) != pair.primary.rsplit("/", 1)[1]
     finally:
         ledger.close()
+
+
+# --------------------------------------------------------------------------- a real streaming standby
+
+
+@dataclass
+class Streaming:
+    primary: ThrowawayPostgres
+    standby: ThrowawayPostgres
+
+
+@pytest.fixture
+def streaming(throwaway_postgres: ThrowawayPostgres) -> Iterator[Streaming]:  # noqa: F811
+    """The throwaway server as primary and a hot standby of it (pg_basebackup -R), on its own port."""
+    primary = throwaway_postgres
+    make_ledger(primary.url).close()  # the schema, created on the primary only
+    root = Path(tempfile.mkdtemp(prefix="finops-standby-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+    standby = ThrowawayPostgres(primary.bin, root)
+    standby._run(
+        "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+        "-D", str(standby.data), "-R", "-X", "stream", "--no-sync",
+    )  # fmt: skip
+    standby.start()
+    try:
+        yield Streaming(primary, standby)
+    finally:
+        with contextlib.suppress(AssertionError):
+            standby.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_hot_standby_serves_every_read_and_follows_the_primary(
+    streaming: Streaming, tmp_path: Path
+) -> None:
+    """A hot standby refuses every write (SQLSTATE 25006): each page and command that reads it
+    answering 200 proves none of them writes on the read database; usage posted to the primary
+    shows up there after the replication lag."""
+    primary, standby = streaming.primary.url, streaming.standby.url
+    _seed(primary, "shop", 3, "primary-src")
+    month = datetime.now(UTC).strftime("%Y-%m")
+    env = _env(tmp_path, primary, standby)
+    _budgets(tmp_path)
+    commands = [
+        ("spend", "--month", month, "--format", "json"),
+        ("report", "monthly", "--month", month, "--format", "json"),
+        ("prompts", "top", "--month", month),
+        ("outcomes", "--month", month),
+        ("prices", "unpriced"),
+        ("digest", "--period", "daily"),
+        ("export", "focus", "--month", month, "--out", str(tmp_path / "f.csv")),
+    ]
+    for args in commands:
+        done = _finops(tmp_path, env, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    daemon = _daemon(tmp_path, primary, standby).start()
+    try:
+        with daemon.client() as api, httpx.Client(base_url=daemon.base, timeout=60) as web:
+            pages = ["/", "/flows/shop", "/outcomes", "/prompts", "/spend", "/spend.csv", "/spend.json"]
+            assert {p: web.get(p).status_code for p in pages} == dict.fromkeys(pages, 200)
+            assert api.get("/v1/export/focus", params={"month": month}).status_code == 200
+            health = api.get("/healthz").json()
+            assert health["read_database"] == "ok" and health["read_database_replay_age_s"] is not None
+            posted = api.post("/v1/usage", json=_records("fresh", 1, datetime.now(UTC), "lag"))
+            assert posted.json()["stored"] == 1
+            sent = time.monotonic()
+            while "fresh" not in _flows(api.get("/v1/spend", params={"month": month}).text):
+                assert time.monotonic() - sent < 30, "the standby never showed the new record"
+                time.sleep(0.01)
+            print(f"new usage visible on the standby after {1000 * (time.monotonic() - sent):.0f} ms")
+            assert "finops_read_database_replay_age_seconds" in api.get("/metrics").text
+    finally:
+        daemon.stop()

@@ -7,12 +7,12 @@ to migrate the primary), never ``finops db upgrade`` against it.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from finops.errors import ConfigError, StorageError
 from finops.storage.db import SCHEMA_HEAD, create_engine_for, current_revision
 
-__all__ = ["open_reader"]
+__all__ = ["open_reader", "replay_age_s"]
 
 
 def open_reader(url: str) -> Engine:
@@ -49,3 +49,22 @@ def open_reader(url: str) -> Engine:
         f"needs {SCHEMA_HEAD}: wait for the replica to replay `finops db upgrade` from the primary "
         "(a logical replica does not copy migrations: run it there too), or unset FINOPS_READ_DATABASE_URL"
     )
+
+
+def replay_age_s(engine: Engine) -> float | None:
+    """Seconds since the last transaction a PostgreSQL standby replayed; None when ``engine`` is not
+    a standby in recovery (a logical replica, another server) or has replayed nothing yet.
+
+    An upper bound of the lag: on a primary that commits nothing it grows though nothing is missing.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT pg_is_in_recovery(), "
+                "EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
+            )
+        ).one()
+    standby, age = row
+    return max(0.0, float(age)) if standby and age is not None else None

@@ -115,6 +115,15 @@ class Ledger:
         """Whether reads go to another database than the primary."""
         return self.read_engine is not self.engine
 
+    def read_replay_age_s(self) -> float | None:
+        """How far behind the read database may be (seconds since its last replayed commit), when it
+        is a streaming standby; None otherwise (no split, a logical replica)."""
+        if not self.split:
+            return None
+        from finops.storage.replica import replay_age_s
+
+        return replay_age_s(self.read_engine)
+
     @property
     def settings(self) -> Settings:
         if callable(self._settings):

@@ -598,10 +598,21 @@ async def get_health(request: Request) -> Response:
         outage.succeeded(writing=False)
         return "writes failing" if outage.writes_failing() else None
 
+    def replay_age() -> float | None:
+        try:
+            return service.ledger.read_replay_age_s()
+        except Exception as exc:  # the probe above says whether it answers; this is extra
+            if not unavailable(exc):
+                log.warning("read database replay age not read", extra={"cause": type(exc).__name__})
+            return None
+
     problem = await run_in_threadpool(probe, service.ledger.engine, service.outage)
+    age: float | None = None
     if service.ledger.split:
         read_problem = await run_in_threadpool(probe, service.ledger.read_engine, service.read_outage)
         read_state = read_problem or "ok"
+        age = None if read_problem else await run_in_threadpool(replay_age)
+        state.metrics.read_replay_age.set(age if age is not None else float("nan"))
     else:
         read_state = "primary"  # no read database: reads go to the primary
     found = state.service.budgets.current
@@ -610,6 +621,7 @@ async def get_health(request: Request) -> Response:
         "version": __version__,
         "database": problem or "ok",
         "read_database": read_state,
+        "read_database_replay_age_s": None if age is None else round(age, 3),
         "budgets": len(found.budgets),
         "broken_budget_files": sorted(found.errors_by_file),
         "last_cycle": datetime.fromtimestamp(last / 1e6, UTC).isoformat()
