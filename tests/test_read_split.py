@@ -293,6 +293,23 @@ def test_a_read_url_that_cannot_serve_is_refused_in_one_line(pair: Pair, tmp_pat
             assert "secret" not in line
 
 
+def test_commands_that_never_read_the_replica_work_while_it_is_down(pair: Pair, tmp_path: Path) -> None:
+    """The gateway check, a reservation, ingest and alerts need the primary only: a replica that does
+    not answer is opened by the first read, so it fails the commands that read it and no other."""
+    _budgets(tmp_path)
+    env = _env(tmp_path, pair.primary, "postgresql+psycopg://postgres@127.0.0.1:1/replica")
+    check = _finops(tmp_path, env, "check", "shop")
+    assert check.returncode == 4 and json.loads(check.stdout)["decision"] == "deny", check.stderr
+    assert _finops(tmp_path, env, "reserve", "shop", "--estimate-usd", "0.001").returncode == 4
+    feed = tmp_path / "more.jsonl"
+    feed.write_text("".join(json.dumps(r) + "\n" for r in _records("shop", 2, datetime.now(UTC), "down")))
+    ingest = _finops(tmp_path, env, "ingest", str(feed))
+    assert ingest.returncode == 0, ingest.stderr
+    assert _finops(tmp_path, env, "alerts", "run", "--dry-run").returncode == 0
+    line = _one_line_error(_finops(tmp_path, env, "spend"))
+    assert "cannot open the read database (FINOPS_READ_DATABASE_URL)" in line
+
+
 def test_a_replica_at_another_schema_or_none_is_refused(pair: Pair, tmp_path: Path) -> None:
     with fresh_postgres_database() as empty:
         line = _one_line_error(_finops(tmp_path, _env(tmp_path, pair.primary, empty), "spend"))
@@ -312,6 +329,7 @@ def test_the_same_url_is_no_split(pair: Pair) -> None:
     ledger = Ledger.open(Settings(database_url=pair.primary, read_database_url=pair.primary))
     try:
         assert not ledger.split and ledger.read_engine is ledger.engine
+        assert repr(ledger) == f"Ledger({pair.primary})"
     finally:
         ledger.close()
     ledger = Ledger.open(Settings(database_url=pair.primary, read_database_url=pair.replica))
