@@ -20,6 +20,8 @@ __all__ = [
     "database_url",
     "env_value",
     "known_scheme",
+    "read_database_url",
+    "read_split_problem",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///finops.db"
@@ -47,14 +49,37 @@ def env_value(field: str) -> str | None:
     return found
 
 
-def known_scheme(url: str) -> str | None:
-    """Why ``url`` cannot be FINOPS_DATABASE_URL (the words ``Settings`` uses too), or None."""
+def known_scheme(url: str, name: str = "FINOPS_DATABASE_URL") -> str | None:
+    """Why ``url`` cannot be the setting ``name`` (the words ``Settings`` uses too), or None."""
     if url.startswith(("sqlite", "postgresql")):
         return None
     return (
-        "FINOPS_DATABASE_URL must start with sqlite:/// or postgresql+psycopg://, "
+        f"{name} must start with sqlite:/// or postgresql+psycopg://, "
         f"got {url.split(':', 1)[0]!r}"  # the scheme only: the rest may hold a password
     )
+
+
+def read_split_problem(primary: str, read: str) -> str | None:
+    """Why FINOPS_READ_DATABASE_URL ``read`` cannot serve reads for the primary ``primary``, or None.
+
+    Only a PostgreSQL primary has replicas finops can read: a SQLite file has no second copy
+    that follows it, and a SQLite copy of a PostgreSQL ledger is not a replica but another
+    database, whose answers would silently disagree with the budgets decided on the primary.
+    """
+    why = known_scheme(read, "FINOPS_READ_DATABASE_URL")
+    if why is not None:
+        return why
+    if not primary.startswith("postgresql"):
+        return (
+            "FINOPS_READ_DATABASE_URL needs a PostgreSQL FINOPS_DATABASE_URL: a SQLite ledger has "
+            "no replicas (its readers never wait for the writer); unset FINOPS_READ_DATABASE_URL"
+        )
+    if not read.startswith("postgresql"):
+        return (
+            "FINOPS_READ_DATABASE_URL must be a PostgreSQL replica of FINOPS_DATABASE_URL "
+            "(postgresql+psycopg://...), not a SQLite file"
+        )
+    return None
 
 
 def database_url(db: str | None = None) -> str:
@@ -72,6 +97,27 @@ def database_url(db: str | None = None) -> str:
 
         raise ConfigError(why)
     return url
+
+
+def read_database_url(db: str | None = None) -> str | None:
+    """FINOPS_READ_DATABASE_URL, or None when it is unset, empty, or ``--db`` names the database:
+    ``--db`` is the one database a command uses, reads included (a replica of another primary
+    would answer for the wrong ledger).
+
+    Raises:
+        ConfigError: it cannot serve reads for the primary (:func:`read_split_problem`).
+    """
+    if db:
+        return None
+    read = env_value("read_database_url") or None
+    if read is None:
+        return None
+    why = read_split_problem(database_url(), read)
+    if why is not None:
+        from finops.errors import ConfigError
+
+        raise ConfigError(why)
+    return read
 
 
 def budgets_dir() -> Path:

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path.db (default ./finops.db) or "
         "postgresql+psycopg://user@host/db",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="A PostgreSQL replica of database_url for the dashboard, reports, spend, prompts, "
+        "outcomes and the FOCUS export (unset: the primary). Writes and budget decisions stay on "
+        "the primary; --db turns it off.",
+    )
     user_hash_secret: SecretStr | None = Field(
         default=None,
         description="HMAC-SHA256 key for pseudonymising `user`. Unset: a random key is "
@@ -248,6 +254,18 @@ class Settings(BaseSettings):
             raise ValueError(why)
         return value
 
+    @field_validator("read_database_url")
+    @classmethod
+    def _known_read_scheme(cls, value: str | None) -> str | None:
+        """Empty is unset (``FINOPS_READ_DATABASE_URL=`` in a .env); whether it suits the primary is
+        checked where the two meet (``Ledger.open``), after ``--db`` may have replaced the primary."""
+        if not value:
+            return None
+        why = known_scheme(value, "FINOPS_READ_DATABASE_URL")
+        if why is not None:
+            raise ValueError(why)
+        return value
+
 
 def load_settings(config: Path | None = None) -> Settings:
     """Settings from FINOPS_* variables, then ``.env``, then a TOML ``config`` file (the same names,
@@ -298,8 +316,8 @@ _TAKES = {
     "digest_time": "a local time HH:MM from 00:00 to 23:59",
 }
 #: Values never repeated in a message: they may be secrets (a URL may carry a password).
-_HIDDEN = {"database_url", "user_hash_secret", "slack_bot_token", "slack_webhook_url", "ingest_tokens",
-           "dashboard_tokens", "openai_admin_key", "anthropic_admin_key"}  # fmt: skip
+_HIDDEN = {"database_url", "read_database_url", "user_hash_secret", "slack_bot_token", "slack_webhook_url",
+           "ingest_tokens", "dashboard_tokens", "openai_admin_key", "anthropic_admin_key"}  # fmt: skip
 
 
 def _takes(name: str) -> str:

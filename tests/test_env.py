@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from finops.env import budgets_dir, database_url
+from finops.env import budgets_dir, database_url, read_database_url
 from finops.settings import Settings
 
 CASES = [
@@ -51,3 +51,29 @@ def test_db_option_wins_and_a_path_becomes_a_sqlite_url(
     monkeypatch.setenv("FINOPS_DATABASE_URL", "sqlite:///ignored.db")
     assert database_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path / 'x.db'}"
     assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("env", "dotenv"),
+    [
+        pytest.param({}, None, id="unset"),
+        pytest.param({"FINOPS_READ_DATABASE_URL": ""}, None, id="empty is unset"),
+        pytest.param(
+            {"finops_read_database_url": "postgresql+psycopg://u@replica/db"}, None, id="lower case"
+        ),
+        pytest.param({}, "FINOPS_READ_DATABASE_URL=postgresql+psycopg://u@replica/db\n", id=".env"),
+    ],
+)
+def test_the_fast_path_reads_the_read_url_as_settings_does(
+    env: dict[str, str], dotenv: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("FINOPS_READ_DATABASE_URL", "finops_read_database_url"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FINOPS_DATABASE_URL", "postgresql+psycopg://u@primary/db")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if dotenv is not None:
+        (tmp_path / ".env").write_text(dotenv)
+    assert read_database_url() == Settings().read_database_url
+    assert read_database_url("postgresql+psycopg://u@other/db") is None  # --db: reads there too

@@ -102,7 +102,7 @@ def outcomes(
     ledger = ledger_for(db)
     with write_transaction(ledger.engine) as conn:
         relink_unlinked(conn, since_us=int(p_start.timestamp() * 1e6), until_us=int(end.timestamp() * 1e6))
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:  # a replica may not show that relink yet: it follows
         lines = flow_outcomes(conn, start=start, end=end, prev_start=p_start, prev_end=p_end)
     ledger.close()
     exact = fmt is not Format.table
@@ -163,7 +163,7 @@ def prompts_top(
     period = report_period(label, utc, datetime.now(UTC))
     start, end, p_start, p_end = period.start, period.end, period.prev_start, period.prev_end
     ledger = ledger_for(db)
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         total = run_spend(conn, SpendQuery(start=start, end=end, flows=tuple(flow or ()))).total["cost_nanos"]
         base = previous_is_base(conn, start, end, p_start, p_end)
         lines = top_prompts(

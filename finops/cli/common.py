@@ -72,18 +72,21 @@ def settings_for(db: str | None) -> Settings:
     from finops.settings import load_settings
 
     settings = load_settings()
-    if db:
+    if db:  # --db is the one database of the command, reads included
         url = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
-        settings = settings.model_copy(update={"database_url": url})
+        settings = settings.model_copy(update={"database_url": url, "read_database_url": None})
     return settings
 
 
 def ledger_for(db: str | None, *, create: bool = False) -> Ledger:
-    """The ledger of ``--db`` or FINOPS_DATABASE_URL; only commands that load data ``create`` one."""
-    from finops.env import database_url
+    """The ledger of ``--db`` or FINOPS_DATABASE_URL; only commands that load data ``create`` one.
+    Its reads go to FINOPS_READ_DATABASE_URL when set and ``--db`` is not given."""
+    from finops.env import database_url, read_database_url
     from finops.usecases.ledger import Ledger
 
-    return Ledger.open_url(database_url(db), lambda: settings_for(db), create=create)
+    return Ledger.open_url(
+        database_url(db), lambda: settings_for(db), create=create, read_url=read_database_url(db)
+    )
 
 
 def zone(name: str) -> ZoneInfo:

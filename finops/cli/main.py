@@ -368,7 +368,7 @@ def spend(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     ledger = ledger_for(db)
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         result = run_spend(conn, query)
     ledger.close()
     if fmt is Format.json:

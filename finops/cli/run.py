@@ -66,8 +66,9 @@ def run(
         if log_format not in ("json", "text"):
             raise ConfigError(f"--log-format takes json or text, got {log_format!r}")
         update["log_format"] = log_format
-    if db:
+    if db:  # --db is the one database of the daemon, reads included
         update["database_url"] = db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+        update["read_database_url"] = None
     try:  # validated like the variables: a bad --db is an error, not a crash later
         settings = Settings.model_validate({**settings.model_dump(), **update})
     except ValidationError as exc:

@@ -109,8 +109,25 @@ class Daemon:
         self._holds_counted_at = -_CLOSED_HOLDS_EVERY_S  # the first cycle counts everything
         self.stop = threading.Event()
         self.metrics.database_up.set(1)
-        self.outage = DatabaseOutage(on_change=lambda up: self.metrics.database_up.set(int(up)))
-        self.service = IngestService(self.ledger, self.budgets, on_ingest=self.wake.set, outage=self.outage)
+        self.metrics.read_database_up.set(1)
+        split = self.ledger.split
+
+        def primary_changed(up: bool) -> None:
+            self.metrics.database_up.set(int(up))
+            if not split:  # reads go to the primary: the read gauge follows it
+                self.metrics.read_database_up.set(int(up))
+
+        self.outage = DatabaseOutage(on_change=primary_changed)
+        read_outage = (
+            DatabaseOutage(
+                what="read database", on_change=lambda up: self.metrics.read_database_up.set(int(up))
+            )
+            if split
+            else self.outage
+        )
+        self.service = IngestService(
+            self.ledger, self.budgets, on_ingest=self.wake.set, outage=self.outage, read_outage=read_outage
+        )
         self._sender = sender
         self._pollers = pollers if pollers is not None else {}
         self._jobs = jobs if jobs is not None else default_jobs(self.ledger, extra=extra_jobs)
@@ -144,12 +161,25 @@ class Daemon:
         except Exception as exc:  # one broken step never stops the others
             self.metrics.cycle_errors.labels(name).inc()
             if unavailable(exc):  # logged once per outage, not per step and cycle
-                self.outage.failed(exc, writing=False)
+                outage = self._outage_of()
+                outage.failed(exc, writing=False)
                 report.database_unavailable += 1
-                report.errors.append(f"{name}: the database is unavailable")
+                report.errors.append(f"{name}: the {outage.what} is unavailable")
                 return
             log.exception("cycle step failed", extra={"step": name})
             report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def _outage_of(self) -> DatabaseOutage:
+        """Which database a step found unavailable. With reads split off (a scheduled report reads
+        the replica), the primary is asked: if it answers, the read database is the one out."""
+        if not self.ledger.split:
+            return self.outage
+        try:
+            with self.ledger.engine.connect() as conn:
+                conn.execute(select(1))
+        except Exception:  # the primary is out (too)
+            return self.outage
+        return self.service.read_outage
 
     def _prices_fingerprint(self) -> tuple[Any, ...]:
         with self.ledger.engine.connect() as conn:

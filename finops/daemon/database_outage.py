@@ -75,8 +75,12 @@ class DatabaseOutage:
     start and the end of each outage once. Thread-safe."""
 
     def __init__(
-        self, on_change: Callable[[bool], None] = lambda up: None, clock: Callable[[], float] = time.monotonic
+        self,
+        on_change: Callable[[bool], None] = lambda up: None,
+        clock: Callable[[], float] = time.monotonic,
+        what: str = "database",
     ) -> None:
+        self.what = what  # "read database": FINOPS_READ_DATABASE_URL's own outage, logged as such
         self._on_change = on_change
         self._clock = clock
         self._lock = threading.Lock()
@@ -105,7 +109,7 @@ class DatabaseOutage:
                 return
             self._started = now
         log.error(
-            f"database unavailable: requests that need it answer 503 (Retry-After: {RETRY_AFTER_S} s) "
+            f"{self.what} unavailable: requests that need it answer 503 (Retry-After: {RETRY_AFTER_S} s) "
             "until it is back",
             extra={"cause": describe(exc)},
         )
@@ -125,7 +129,7 @@ class DatabaseOutage:
             failures, self._failures = self._failures, 0
             self._started = self._last_write_failure = None
         log.info(
-            "database available again",
+            f"{self.what} available again",
             extra={"outage_s": round(now - started, 1), "operations_refused": failures},
         )
         self._on_change(True)

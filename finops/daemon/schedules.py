@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from finops.daemon.database_outage import describe, unavailable
 from finops.storage.db import write_transaction
 from finops.storage.schedules import claim_run, finish_run
 from finops.usecases.ledger import Ledger
@@ -159,7 +160,13 @@ def run_due(ledger: Ledger, jobs: list[Job], *, now: datetime, owner: str) -> li
         try:
             result = job.run(ledger, now, period)
         except Exception as exc:  # a failed job is retried once its claim goes stale
-            log.exception("scheduled job failed", extra={"job": job.name, "period": period})
+            if unavailable(exc):  # e.g. the read database of a report: one line, not a traceback
+                log.warning(
+                    "scheduled job failed: a database is unavailable",
+                    extra={"job": job.name, "period": period, "cause": describe(exc)},
+                )
+            else:
+                log.exception("scheduled job failed", extra={"job": job.name, "period": period})
             done.append((job.name, period, f"failed: {exc}"))
             continue
         with write_transaction(ledger.engine) as conn:

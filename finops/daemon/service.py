@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -97,6 +97,8 @@ class IngestService:
     """The operations behind the HTTP API; ``on_ingest`` wakes the daemon loop to check budgets.
 
     Raises :class:`DatabaseUnavailable` when the database cannot serve now (the API answers 503).
+    ``read_outage`` follows the read database (FINOPS_READ_DATABASE_URL) when reads are split off;
+    otherwise it is ``outage`` itself.
     """
 
     def __init__(
@@ -105,11 +107,15 @@ class IngestService:
         budgets: BudgetWatch,
         on_ingest: Callable[[], None] = lambda: None,
         outage: DatabaseOutage | None = None,
+        read_outage: DatabaseOutage | None = None,
     ):
         self.ledger = ledger
         self.budgets = budgets
         self._on_ingest = on_ingest
         self.outage = outage or DatabaseOutage()
+        self.read_outage = read_outage or (
+            DatabaseOutage(what="read database") if ledger.split else self.outage
+        )
         self._writer = GroupCommit(
             ledger, lambda: self.budgets.budgets, max_records=ledger.settings.max_batch_records
         )
@@ -117,17 +123,23 @@ class IngestService:
         self._known_flows: tuple[frozenset[str], float] = (frozenset(), -_FLOWS_FRESH_S)
 
     @contextmanager
-    def _database(self, *, writing: bool) -> Iterator[None]:
+    def _database(self, *, writing: bool, outage: DatabaseOutage | None = None) -> Iterator[None]:
         """Database work: an outage is told to ``outage`` (one log line) and raised as
         ``DatabaseUnavailable``; anything else propagates as it is."""
+        outage = outage or self.outage
         try:
             yield
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            self.outage.failed(exc, writing=writing)
+            outage.failed(exc, writing=writing)
             raise DatabaseUnavailable(str(exc)) from None
-        self.outage.succeeded(writing=writing)
+        outage.succeeded(writing=writing)
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Around work on ``ledger.read_engine`` (what is only shown): its outage is the read
+        database's, which leaves the primary, and with it ingest and budget checks, up."""
+        return self._database(writing=False, outage=self.read_outage)
 
     def _summary(self) -> IngestSummary:
         return IngestSummary(example_limit=self.ledger.settings.max_batch_records)
@@ -269,5 +281,5 @@ class IngestService:
             return self._writer.call(lambda: release(self.ledger, reservation_id))
 
     def spend(self, query: SpendQuery) -> SpendResult:
-        with self._database(writing=False), self.ledger.engine.connect() as conn:
+        with self.reading(), self.ledger.read_engine.connect() as conn:
             return run_spend(conn, query)

@@ -23,7 +23,7 @@ __all__ = ["digest_for", "queue_digest"]
 def digest_for(ledger: Ledger, *, period: Period, today: date, tz: ZoneInfo) -> tuple[str, list[DigestLine]]:
     """The digest's period label and lines for the budgets in force."""
     found = budgets_in_force(ledger, ledger.settings.budgets_dir)
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         label, lines = digest_lines(conn, found.budgets, period=period, today=today, tz=tz)
     return label, list(lines)
 

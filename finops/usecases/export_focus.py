@@ -153,7 +153,7 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
     # hours are UTC hours in any zone; a local day needs quarter hours where the offset is not whole hours
     seconds = 3600 if grain == "hour" else _bucket_seconds(tz, start, end)
     u = usage_records.c
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         final = final_before_us(conn)
         if final > lo:
             kept = datetime.fromtimestamp(final / 1e6, UTC).date().isoformat()

@@ -93,7 +93,7 @@ def unpriced_models(
         stmt = stmt.where(r.hour >= int(start.timestamp()) // 3600 * 3600)
     if end is not None:
         stmt = stmt.where(r.hour < int(end.timestamp()))
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         rows = list(conn.execute(stmt))
     out = []
     for provider, model, records, requests, inp, outp, first, last in rows:

@@ -114,12 +114,17 @@ def _reported(
     return {key: ReportedDay(**values) for key, values in found.items()}
 
 
-def reconcile_month(ledger: Ledger, month: str, *, provider: str | None = None) -> ReconcileReport:
-    """Every provider day of ``month`` (``2026-11``, UTC) with its drift; raises ValueError on a bad month."""
+def reconcile_month(
+    ledger: Ledger, month: str, *, provider: str | None = None, replica: bool = False
+) -> ReconcileReport:
+    """Every provider day of ``month`` (``2026-11``, UTC) with its drift; raises ValueError on a bad month.
+
+    ``replica``: read from the read database (the dashboard shows it); drift alerts read the primary.
+    """
     start, end = month_range(month, ZoneInfo("UTC"))
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
     wanted = {provider} if provider else None
-    with ledger.engine.connect() as conn:
+    with (ledger.read_engine if replica else ledger.engine).connect() as conn:
         reported = _reported(conn, start_s, end_s, wanted)
         reporting = {p for p, _ in reported} | (wanted or set())
         metered = _metered(conn, start_s, end_s, reporting)

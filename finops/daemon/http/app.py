@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finops import __version__
-from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseUnavailable, unavailable
+from finops.daemon.database_outage import RETRY_AFTER_S, DatabaseOutage, DatabaseUnavailable, unavailable
 from finops.daemon.http.auth import TokenTable
 from finops.daemon.http.body import BodyError, read_body
 from finops.daemon.http.dashboard import ViewerAccess, dashboard_routes, no_route
@@ -554,10 +554,15 @@ async def get_focus_export(request: Request) -> Response:
         tz = resolve_zone(q.get("tz", "UTC"))
     except ValueError as exc:
         return _error(400, str(exc))
+
+    def read() -> Any:
+        with state.service.reading():  # the read database's outage, not the primary's
+            return focus_export(
+                state.service.ledger, month, tz=tz, grain="hour" if grain == "hour" else "day"
+            )
+
     try:
-        export = await run_in_threadpool(
-            focus_export, state.service.ledger, month, tz=tz, grain="hour" if grain == "hour" else "day"
-        )
+        export = await run_in_threadpool(read)
     except UsageError as exc:
         return _error(400, str(exc))
     headers = {
@@ -572,12 +577,15 @@ async def get_focus_export(request: Request) -> Response:
 
 async def get_health(request: Request) -> Response:
     """200 when the database answers and the daemon is not stopping; 503 otherwise (and while
-    writes are failing, e.g. a full disk, even though reads answer)."""
-    state: ApiState = request.app.state.api
-    engine = state.service.ledger.engine
-    outage = state.service.outage
+    writes are failing, e.g. a full disk, even though reads answer).
 
-    def probe() -> str | None:
+    A read database (FINOPS_READ_DATABASE_URL) is probed too and reported as ``read_database``,
+    but does not make this a 503: ingest, checks and reservations need only the primary, and a
+    load balancer that took the daemon out for a replica's outage would stop them too."""
+    state: ApiState = request.app.state.api
+    service = state.service
+
+    def probe(engine: Engine, outage: DatabaseOutage) -> str | None:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -590,12 +598,30 @@ async def get_health(request: Request) -> Response:
         outage.succeeded(writing=False)
         return "writes failing" if outage.writes_failing() else None
 
-    problem = await run_in_threadpool(probe)
+    def replay_age() -> float | None:
+        try:
+            return service.ledger.read_replay_age_s()
+        except Exception as exc:  # the probe above says whether it answers; this is extra
+            if not unavailable(exc):
+                log.warning("read database replay age not read", extra={"cause": type(exc).__name__})
+            return None
+
+    problem = await run_in_threadpool(probe, service.ledger.engine, service.outage)
+    age: float | None = None
+    if service.ledger.split:
+        read_problem = await run_in_threadpool(probe, service.ledger.read_engine, service.read_outage)
+        read_state = read_problem or "ok"
+        age = None if read_problem else await run_in_threadpool(replay_age)
+        state.metrics.read_replay_age.set(age if age is not None else float("nan"))
+    else:
+        read_state = "primary"  # no read database: reads go to the primary
     found = state.service.budgets.current
     doc = {
         "status": "stopping" if state.stopping else ("ok" if problem is None else "degraded"),
         "version": __version__,
         "database": problem or "ok",
+        "read_database": read_state,
+        "read_database_replay_age_s": None if age is None else round(age, 3),
         "budgets": len(found.budgets),
         "broken_budget_files": sorted(found.errors_by_file),
         "last_cycle": datetime.fromtimestamp(last / 1e6, UTC).isoformat()

@@ -334,8 +334,8 @@ def guarded(name: str, handler: Page) -> Page:
         except DatabaseUnavailable:
             response = _unavailable()
         except Exception as exc:
-            if unavailable(exc):
-                api.service.outage.failed(exc, writing=False)
+            if unavailable(exc):  # the pages read only the read database (the primary if none)
+                api.service.read_outage.failed(exc, writing=False)
                 response = _unavailable()
             else:
                 log.exception("dashboard page failed", extra={"route": name})

@@ -67,6 +67,19 @@ class Metrics:
         self.database_up = Gauge(
             "finops_database_up", "1 while the database serves, 0 during an outage (503s).", registry=r
         )
+        self.read_database_up = Gauge(
+            "finops_read_database_up",
+            "1 while the read database (FINOPS_READ_DATABASE_URL) serves, 0 during its outage (dashboard, "
+            "spend and export answer 503); without one it follows finops_database_up.",
+            registry=r,
+        )
+        self.read_replay_age = Gauge(
+            "finops_read_database_replay_age_seconds",
+            "Seconds since the read database (a streaming standby) last replayed a commit, as of the "
+            "last /healthz; NaN when unknown. An upper bound of its lag: it grows while the primary is idle.",
+            registry=r,
+        )
+        self.read_replay_age.set(float("nan"))  # unknown until /healthz asks
         self.reservations = Counter(
             "finops_reservations", "Reserve answers, by decision (allow | deny).", ["decision"], registry=r
         )

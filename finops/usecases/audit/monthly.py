@@ -300,7 +300,7 @@ def build_monthly_report(
     budgets, budget_note = _budgets(ledger)
     with write_transaction(ledger.engine) as conn:  # usage may have arrived after its outcomes
         relink_unlinked(conn, since_us=int(p_start.timestamp() * 1e6), until_us=int(end.timestamp() * 1e6))
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:  # a replica may not show that relink yet: it follows
         cur = {k: _spend(conn, k, start, end, tz) for k in ("flow", "model", "provider")}
         old = {k: _spend(conn, k, p_start, p_end, tz) for k in ("flow", "model", "provider")}
         total = cur["flow"].total

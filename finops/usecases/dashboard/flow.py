@@ -526,7 +526,7 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
     """The flow's page at ``now`` (UTC-aware); ``None`` when neither the ledger nor a budget names it."""
     now = now.astimezone(UTC)
     mine = covering(budgets, flow)
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         if not flow_in_ledger(conn, flow) and not any(names_flow(b, flow) for b in mine):
             return None
         states = [budget_state(conn, b, now) for b in mine]

@@ -35,7 +35,7 @@ def week_numbers(ledger: Ledger, o: Overview) -> WeekNumbers:
     first = today - timedelta(days=7)
     lo, mid, hi = (int(d.timestamp()) for d in (today - timedelta(days=14), first, today))
     drivers: list[tuple[Literal["model", "prompt"], Change]] = []
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         flows = _changes(conn, rollups_daily, rollups_daily.c.flow, lo, mid, hi)
         top = biggest(flows)
         if top is not None:

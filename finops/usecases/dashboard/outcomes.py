@@ -144,7 +144,7 @@ def outcomes_view(
     mode, label, start, end, p_start, p_end, partial = _period(now, month)
     trend_end = week_start(min(end, now)) if mode == "month" else end
     trend_start = trend_end - TREND_WEEKS * _WEEK
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         lines = flow_outcomes(conn, start=start, end=end, prev_start=p_start, prev_end=p_end)
         starts = [trend_start + i * _WEEK for i in range(TREND_WEEKS)] if lines else []
         if mode == "week" and lines:  # the headline is the trend's last week

@@ -143,7 +143,9 @@ def _last_closed_drift(ledger: Ledger, now: datetime) -> Drift | None:
     before = yesterday.replace(day=1) - timedelta(days=1)
     for month in (yesterday.strftime("%Y-%m"), before.strftime("%Y-%m")):
         rows = [
-            d for d in reconcile_month(ledger, month).rows if d.day <= yesterday and d.drift_pct is not None
+            d
+            for d in reconcile_month(ledger, month, replica=True).rows
+            if d.day <= yesterday and d.drift_pct is not None
         ]
         if rows:
             last = max(d.day for d in rows)
@@ -162,7 +164,7 @@ def overview(
     have no last good version; ``kept_files``: broken, their last good version in force."""
     now = now.astimezone(UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         held = held_by_budget(conn, [b.key for b in budgets], now_us=int(now.timestamp() * 1_000_000))
         tiles = []
         for budget in budgets:

@@ -71,7 +71,7 @@ def prompts_view(
     label = month or default_month(now)
     period = report_period(label, _UTC, now.astimezone(UTC))  # ValueError for a bad month
     chosen = tuple(dict.fromkeys(flows))
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         month_flows = _flows_in(conn, period.start, period.end)
         for flow in chosen:
             if flow not in month_flows and not _known(conn, flow):

@@ -176,5 +176,5 @@ def spend_annotations(ledger: Ledger, query: SpendQuery, budgets: Sequence[Budge
     if len(query.group_by) != 1 or query.group_by[0] not in TIME_GRAINS or not (query.start and query.end):
         return []
     flow = query.flows[0] if len(query.flows) == 1 and not any(c in query.flows[0] for c in "*?") else None
-    with ledger.engine.connect() as conn:
+    with ledger.read_engine.connect() as conn:
         return annotations_between(conn, query.start, query.end, flow=flow, budgets=budgets)
