@@ -69,6 +69,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from finops.storage.db import open_ledger
 from finops.storage.ledger import rebuild_rollups, record_price_versions
+from finops.storage.retention import FINAL_KEY
 from finops.storage.tables import USAGE_COLUMNS
 
 #: Template columns: everything but what each generated row gets of its own.
@@ -475,7 +476,11 @@ def child(kind: str, url: str, month: str, budgets: Path | None, retention_days:
     return out
 
 
-def run_child(kind: str, url: str, month: str, budgets: Path, retention_days: int = 0) -> dict[str, Any]:
+def run_child(
+    kind: str, url: str, month: str, budgets: Path, retention_days: int = 0, timeout: float | None = None
+) -> dict[str, Any] | None:
+    """The measurement's findings; ``None`` when it ran past ``timeout`` (killed: its transaction
+    rolls back)."""
     cmd = [
         sys.executable,
         __file__,
@@ -490,7 +495,10 @@ def run_child(kind: str, url: str, month: str, budgets: Path, retention_days: in
         "--retention-days",
         str(retention_days),
     ]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
     if done.returncode != 0:
         raise SystemExit(f"the {kind} measurement failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -508,7 +516,7 @@ LEAVES = (
 )
 
 
-def sizes(url: str, n: int) -> list[str]:
+def sizes(url: str, n: int | None) -> list[str]:
     with psycopg.connect(conninfo(url), autocommit=True) as c, c.cursor() as cur:
         cur.execute("SELECT pg_database_size(current_database())")
         total = cur.fetchone()[0]  # type: ignore[index]
@@ -516,7 +524,8 @@ def sizes(url: str, n: int) -> list[str]:
         rows = cur.fetchone()[0]  # type: ignore[index]
         out = [
             f"database size: {total / 2**30:.2f} GiB for {rows:,} usage rows "
-            f"({total / 2**20 / max(rows, 1) * 1e6:,.0f} MiB per million rows; generated {n:,})"
+            f"({total / 2**20 / max(rows, 1) * 1e6:,.0f} MiB per million rows"
+            + (f"; generated {n:,})" if n is not None else ")")
         ]
         names = [
             "usage_records",
@@ -604,6 +613,9 @@ def main() -> None:
     ap.add_argument("--measure-only", action="store_true", help="measure an existing --db, no generation")
     ap.add_argument("--skip-retention", action="store_true", help="leave the oldest month in place")
     ap.add_argument("--min-free-gb", type=float, default=5.0)
+    ap.add_argument(
+        "--retention-timeout", type=float, default=1800, help="stop (roll back) retention after this many s"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--month", help=argparse.SUPPRESS)
@@ -638,8 +650,17 @@ def main() -> None:
         print("generation:")
         for what, s in timings.items():
             print(f"  {what:<48} {s:8.1f} s")
-    size_lines = sizes(url, args.records)
-    results: list[tuple[str, str, str, str, str, str]] = []
+    size_lines = sizes(url, None if args.measure_only else args.records)
+    for line in size_lines:
+        print(line, flush=True)
+    results: list[tuple[str, str, str, str, str, float]] = []
+
+    def add(row: tuple[str, str, str, str, str, float]) -> None:
+        results.append(row)  # and at once, should a later measurement not end
+        log(
+            f"  {row[0]}: {row[1]} median, {row[2]} p99, target {row[3]}, pass {row[4]}, RSS {row[5]:.0f} MiB"
+        )
+
     with budgets_folder() as folder:
         print(f"measuring on {args.db} ({machine()}); month {newest_complete}, each in a fresh process")
 
@@ -647,8 +668,9 @@ def main() -> None:
             return f"{x * 1000:.2f} ms"
 
         r = run_child("spend", url, newest_complete, folder)
+        assert r is not None
         med, p99 = statistics.median(r["times"]), pct(r["times"], 0.99)
-        results.append(
+        add(
             (
                 f"spend --by flow --month {newest_complete}",
                 ms(med),
@@ -660,11 +682,13 @@ def main() -> None:
         )
         for kind in ("check", "reserve"):
             r = run_child(kind, url, newest_complete, folder)
+            assert r is not None
             p50, p99 = pct(r["times"], 0.5), pct(r["times"], 0.99)
             label = f"budget {kind} ({len(r['times'])} calls, {r['decisions']})"
-            results.append((label, ms(p50), ms(p99), "p99 < 10 ms", str(p99 < 0.010), r["rss_mib"]))
+            add((label, ms(p50), ms(p99), "p99 < 10 ms", str(p99 < 0.010), r["rss_mib"]))
         r = run_child("report", url, newest_complete, folder)
-        results.append(
+        assert r is not None
+        add(
             (
                 f"monthly report {newest_complete} (build {r['built']:.2f} s + HTML {r['html_kib']} KiB)",
                 f"{r['times'][0]:.2f} s",
@@ -677,33 +701,54 @@ def main() -> None:
         if not args.skip_retention:
             with psycopg.connect(conninfo(url)) as c, c.cursor() as cur:
                 partitioned = is_partitioned(cur)
-                cur.execute("SELECT min(ts_us) FROM usage_records")
-                oldest_us = cur.fetchone()[0]  # type: ignore[index]
-            oldest = datetime.fromtimestamp(oldest_us / US, UTC)
+                # from the rollups: partitioned, the raw time index is BRIN, which cannot give a min
+                # and from the watermark: rollups stay after retention, raw records before it do not
+                cur.execute(
+                    "SELECT greatest((SELECT min(hour) FROM rollups_hourly WHERE records > 0), "
+                    "(SELECT value::bigint / 1000000 FROM finops_meta WHERE key = %s))",
+                    (FINAL_KEY,),
+                )
+                oldest_s = cur.fetchone()[0]  # type: ignore[index]
+            oldest = datetime.fromtimestamp(oldest_s, UTC)
             first = oldest.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             second = (first + timedelta(days=32)).replace(day=1)
             today = now.replace(hour=0, minute=0, second=0, microsecond=0)
             days = (today - second).days
             in_month = row_count(url, us(first), us(second))
             in_next = row_count(url, us(second), us((second + timedelta(days=32)).replace(day=1)))
-            r = run_child("retention", url, newest_complete, folder, retention_days=days)
-            left = row_count(url, 0, us(second))
-            next_left = row_count(url, us(second), us((second + timedelta(days=32)).replace(day=1)))
-            assert left == 0 and next_left == in_next, (left, next_left, in_next)
+            limit = args.retention_timeout
+            r = run_child("retention", url, newest_complete, folder, retention_days=days, timeout=limit)
             how = "partition drop" if partitioned else "row DELETE (single table)"
-            if r["prune_s"]:
-                how += f"; of which key pruning {r['prune_s']:.2f} s"
-            results.append(
-                (
-                    f"retention of {first:%Y-%m} ({in_month:,} rows, {how})",
-                    f"{r['times'][0]:.2f} s",
-                    "-",
-                    "< 5 s",
-                    str(r["times"][0] < 5),
-                    r["rss_mib"],
+            label = f"retention of {first:%Y-%m} ({in_month:,} rows, {how}"
+            if r is None:
+                gone = row_count(url, 0, us(second)) == 0
+                add(
+                    (
+                        f"{label}; {'ended just after the limit' if gone else 'stopped at the limit, rolled back'})",
+                        f"> {limit:.0f} s",
+                        "-",
+                        "< 5 s",
+                        "False",
+                        float("nan"),
+                    )
                 )
-            )
-            print(f"  retention result: {r['result']}")
+            else:
+                left = row_count(url, 0, us(second))
+                next_left = row_count(url, us(second), us((second + timedelta(days=32)).replace(day=1)))
+                assert left == 0 and next_left == in_next, (left, next_left, in_next)
+                if r["prune_s"]:
+                    label += f"; of which key pruning {r['prune_s']:.2f} s"
+                add(
+                    (
+                        f"{label})",
+                        f"{r['times'][0]:.2f} s",
+                        "-",
+                        "< 5 s",
+                        str(r["times"][0] < 5),
+                        r["rss_mib"],
+                    )
+                )
+                print(f"  retention result: {r['result']}")
     width = max(len(r[0]) for r in results)
     print(f"\n{'what':<{width}}  {'median':>10}  {'p99':>10}  {'target':>12}  {'pass':>5}  {'peak RSS':>9}")
     for what, med_s, p99_s, target, ok, rss in results:
