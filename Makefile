@@ -34,7 +34,7 @@ lint: install                    ## ruff, mypy --strict and the layer contracts 
 
 check: lint test                 ## everything CI runs
 
-bench: install                   ## bench/ figures (pricing needs `pip install litellm`)
+bench: install                   ## bench/ figures (pricing needs `pip install litellm`; PostgreSQL ones FINOPS_BENCH_POSTGRES_URL)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/check.py
@@ -44,6 +44,10 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	$(BIN)/python bench/admission.py
 	$(BIN)/python bench/admission_overrun.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
+	@# PostgreSQL at scale (issue 15): only against a server named for benchmarks, never the test one
+	@if [ -n "$$FINOPS_BENCH_POSTGRES_URL" ]; then \
+		$(BIN)/python bench/pg_ingest.py && $(BIN)/python bench/pg_scale.py; \
+	else echo "bench/pg_ingest.py, bench/pg_scale.py: skipped (set FINOPS_BENCH_POSTGRES_URL)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-focus .pytest_cache .mypy_cache .ruff_cache bench/data finops.db*
