@@ -33,6 +33,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     String,
+    and_,
     any_,
     bindparam,
     case,
@@ -692,7 +693,8 @@ def rebuild_rollups(conn: Connection) -> int:
         func.sum(case((priced, 0), else_=u.requests)),
     )
     keys = [u[k] for k in ROLLUP_KEYS[1:]]
-    recent = u.hour >= from_hour
+    # Both bounds say the same (the watermark is a whole day); ts_us lets PostgreSQL skip closed partitions.
+    recent = and_(u.hour >= from_hour, u.ts_us >= final_us)
     conn.execute(delete(rollups_hourly).where(rollups_hourly.c.hour >= from_hour))
     conn.execute(delete(rollups_daily).where(rollups_daily.c.day >= from_hour))
     hourly = select(u.hour, *keys, *sums).where(recent).group_by(u.hour, *keys)
