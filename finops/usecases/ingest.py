@@ -11,7 +11,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -448,9 +448,10 @@ def ingest_lines(
 ) -> IngestSummary:
     """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines.
 
-    With ``workers`` > 0, parser processes decode and price the next batches while this
-    process writes the current one (two cores, twice the work); batches are still written
-    in order, so a crash keeps exactly the batches before it.
+    With ``workers`` > 0, parser processes decode and price the next batches while a writer
+    thread stores the current one and this thread reads the lines after it (two cores, twice
+    the work; on PostgreSQL the server's work overlaps ours); batches are still written one at
+    a time and in order, so a crash keeps exactly the batches before it.
     """
     summary = summary if summary is not None else IngestSummary()
     size = batch_size or ledger.settings.ingest_batch_size
@@ -458,15 +459,31 @@ def ingest_lines(
         for chunk in chunked(lines, size):
             write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
         return summary
-    with process_pool(workers, _worker_init, (ledger.book, ledger.user_key, source)) as pool:
+    with (
+        process_pool(workers, _worker_init, (ledger.book, ledger.user_key, source)) as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="finops-writer") as writer,
+    ):
         pending: deque[Future[RowBatch]] = deque()
+        writing: Future[None] | None = None
+
+        def write_next() -> Future[None]:
+            """Hand the oldest prepared batch to the writer thread once the one before it is
+            stored (``result`` raises its error: nothing after a failed batch is written). While
+            the database works, this thread reads and dispatches the next lines."""
+            batch = pending.popleft().result()
+            if writing is not None:
+                writing.result()
+            return writer.submit(write_prepared, ledger, source, batch, summary)
+
         try:
             for chunk in chunked(lines, size):
                 pending.append(pool.submit(_worker_prepare, [(li.path, li.number, li.text) for li in chunk]))
                 if len(pending) > workers + 1:  # bounded: memory stays flat
-                    write_prepared(ledger, source, pending.popleft().result(), summary)
+                    writing = write_next()
             while pending:
-                write_prepared(ledger, source, pending.popleft().result(), summary)
+                writing = write_next()
+            if writing is not None:
+                writing.result()
         except BrokenProcessPool as exc:
             raise IngestError(
                 f"a parser process died ({exc}); every batch before it is stored: run the same command "
