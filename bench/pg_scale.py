@@ -34,7 +34,7 @@ Measurements (each in ``python bench/pg_scale.py --child ...``, so ``ru_maxrss``
 
 The server comes from --admin, FINOPS_BENCH_POSTGRES_URL or FINOPS_TEST_POSTGRES_URL (a URL of
 any database on it; the bench creates and drops its own). Without one it says so and exits 0.
-An existing database of the same name is dropped first unless --measure-only. Generation
+An existing database of that name is refused unless --replace (or measured: --measure-only). Generation
 stops with a one-line message when the disk has less than --min-free-gb left.
 """
 
@@ -568,9 +568,18 @@ def sizes(url: str, n: int | None) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
-def create_database(admin: str, name: str) -> None:
+def create_database(admin: str, name: str, *, replace: bool) -> None:
+    """A new database; one of that name is dropped only with ``replace`` (it may be an hour of
+    generation someone is measuring)."""
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if exists and not replace:
+            engine.dispose()
+            raise SystemExit(
+                f"pg_scale: the database {name} exists: measure it with --measure-only, "
+                "name another with --db, or add --replace to drop it"
+            )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
@@ -605,11 +614,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--jobs", type=int, default=2, help="parallel generating connections")
-    ap.add_argument("--db", default="finops_scale", help="the database to build (dropped first)")
+    ap.add_argument("--db", default="finops_scale", help="the database to build")
     ap.add_argument(
         "--admin", help="a URL on the server (default FINOPS_BENCH_POSTGRES_URL, then FINOPS_TEST_...)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--replace", action="store_true", help="drop an existing --db first (else refuse)")
     ap.add_argument("--measure-only", action="store_true", help="measure an existing --db, no generation")
     ap.add_argument("--skip-retention", action="store_true", help="leave the oldest month in place")
     ap.add_argument("--min-free-gb", type=float, default=5.0)
@@ -643,7 +653,7 @@ def main() -> None:
                 f"pg_scale: {args.records:,} records need about {need:.0f} GB, only {free:.0f} GB free on /: "
                 "use fewer --records or free space"
             )
-        create_database(admin, args.db)
+        create_database(admin, args.db, replace=args.replace)
         open_ledger(url, create=True).dispose()
         log(f"database {args.db} created at finops's head schema; generating {args.records:,} records")
         timings = generate(url, args.records, args.jobs, now, args.min_free_gb)
