@@ -164,7 +164,7 @@ def test_retention_drops_whole_months_and_keeps_their_totals(service: IngestServ
     ledger = service.ledger
     with write_transaction(ledger.engine) as conn:  # the daemon's daily job: backfilled months get partitions
         made = ensure_partitions(conn, NOW)
-    assert made == ["usage_records_p202607", "usage_records_p202608", "usage_records_p202611"]
+    assert made == ["usage_records_p202607", "usage_records_p202608", "usage_records_p202610"]
     assert _count(service, "usage_records_default") == 0
     with ledger.engine.connect() as conn:
         first = conn.scalar(select(func.min(usage_records.c.id)))
@@ -214,7 +214,12 @@ def test_partitions_made_ahead_take_over_rows_the_default_partition_held(service
     before = _totals_for(service, "2031-03-01", "2031-04-01")
     with write_transaction(ledger.engine) as conn:
         made = ensure_partitions(conn, datetime(2031, 2, 10, tzinfo=UTC))
-    assert made == ["usage_records_p203102", "usage_records_p203103", "usage_records_p203104"]
+    assert made == [
+        "usage_records_p203101",
+        "usage_records_p203102",
+        "usage_records_p203103",
+        "usage_records_p203104",
+    ]
     assert set(_partition_of(ledger.engine).values()) == {"usage_records_p203103"}
     assert _count(service, "usage_records_default") == 0
     assert _totals_for(service, "2031-03-01", "2031-04-01") == before

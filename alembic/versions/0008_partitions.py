@@ -3,7 +3,7 @@
 An existing ``usage_records`` is converted in place: renamed aside, a partitioned table made
 in its image, the rows and their keys copied, a partition made for every month that has
 records (within three years of today; older or far-future records stay in the default
-partition) and for this month and the next two, the old table dropped. Ids and their sequence are kept,
+partition) and for last month, this month and the next two, the old table dropped. Ids and their sequence are kept,
 so outcome links still point at the same records. The downgrade does the reverse.
 
 Revision ID: 0008_partitions
@@ -64,7 +64,7 @@ def upgrade() -> None:
     op.execute(f"CREATE TABLE {DEFAULT_PARTITION} PARTITION OF usage_records DEFAULT")
     for start in sorted(months_with_rows(conn, _OLD, datetime.now(UTC))):
         create_month_partition(conn, start)
-    ensure_partitions(conn, datetime.now(UTC))  # this month and the next two
+    ensure_partitions(conn, datetime.now(UTC))  # last month, this month and the next two
     op.execute(f"INSERT INTO usage_records SELECT * FROM {_OLD}")
     op.execute(
         f"CREATE TABLE {KEYS_TABLE} (source varchar(128) NOT NULL, record_id varchar(256) NOT NULL, "

@@ -148,8 +148,9 @@ def create_month_partition(conn: Connection, start_us: int) -> bool:
 
 
 def ensure_partitions(conn: Connection, now: datetime, *, ahead: int = 2) -> list[str]:
-    """Partitions for this UTC month and ``ahead`` more, and for every recent month whose rows
-    sit in the default partition (a backfill), created if missing; returns those made.
+    """Partitions for last UTC month (late records: on the 1st, yesterday is last month), this
+    one and ``ahead`` more, and for every recent month whose rows sit in the default partition
+    (a backfill), created if missing; returns those made.
 
     Run by the daemon once a day and by the migration, so ingest finds its month ready and
     retention can drop backfilled months whole. Months more than three years back or a year
@@ -159,8 +160,8 @@ def ensure_partitions(conn: Connection, now: datetime, *, ahead: int = 2) -> lis
         return []
     now_us = int(now.timestamp()) * 1_000_000
     wanted = set()
-    start = month_floor_us(now_us)
-    for _ in range(ahead + 1):
+    start = month_floor_us(month_floor_us(now_us) - 1)
+    for _ in range(ahead + 2):
         wanted.add(start)
         start = next_month_us(start)
     wanted.update(months_with_rows(conn, DEFAULT_PARTITION, now))

@@ -19,7 +19,7 @@ KEY_PRUNE_SECONDS = 30.0
 
 
 def prepare_partitions(ledger: Ledger, *, now: datetime) -> list[str]:
-    """PostgreSQL: this month's partition and the next two, made if missing (the names made)."""
+    """PostgreSQL: partitions for last month, this month and the next two, made if missing."""
     with write_transaction(ledger.engine) as conn:
         return ensure_partitions(conn, now)
 
