@@ -15,8 +15,11 @@ from sqlalchemy import Engine, text
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import BatchResult, IngestService
+from finops.domain.outcomes import Outcome
 from finops.storage.db import write_transaction
+from finops.storage.outcomes import write_outcomes
 from finops.storage.partitions import create_month_partition, ensure_partitions, month_start_us
+from finops.usecases.retention import run_retention
 from tests.conftest import make_ledger, usage
 
 pytestmark = pytest.mark.postgres
@@ -27,6 +30,10 @@ def service(postgres_url: str, tmp_path: Path) -> Iterator[IngestService]:
     ledger = make_ledger(postgres_url, retention_days=40)
     yield IngestService(ledger, BudgetWatch(ledger, tmp_path))
     ledger.close()
+
+
+def _us(when: str) -> int:
+    return int(datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp()) * 1_000_000
 
 
 def _count(engine: Engine, sql: str) -> int:
@@ -106,3 +113,35 @@ def test_two_sessions_making_the_same_partitions_at_once_both_succeed(service: I
 def _ensure(engine: Engine, when: datetime) -> list[str]:
     with write_transaction(engine) as conn:
         return ensure_partitions(conn, when)
+
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+
+
+def test_an_outcome_linked_while_retention_drops_its_usage_leaves_no_dangling_link(
+    service: IngestService,
+) -> None:
+    """An outcome stored (and linked to July's usage) in a transaction still open when retention
+    closes July: once both commit, no link may point at a usage record that no longer exists."""
+    engine = service.ledger.engine
+    assert service.usage([usage(1, ts="2026-07-10T10:00:00Z")], source="app").stored == 1
+    with write_transaction(engine) as conn:
+        ensure_partitions(conn, NOW)  # July gets its partition, as the daily job does
+    outcome = Outcome(
+        "o-1", _us("2026-07-10T10:05:00"), "support", "success", ("req-1",), None, None, None, None
+    )
+    with engine.connect() as writer:
+        writer.begin()
+        assert write_outcomes(writer, source="app", items=[(outcome, "http", 0)], now_us=0).linked == 1
+        retention = _Thread(lambda: run_retention(service.ledger, now=NOW))
+        retention.start()
+        _wait_for_lock_waiter(engine)
+        writer.commit()
+    retention.join(60)
+    assert retention.error is None, retention.error
+    assert retention.result.usage_deleted == 1
+    dangling = (
+        "SELECT count(*) FROM outcome_links l "
+        "WHERE NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.id = l.usage)"
+    )
+    assert _count(engine, dangling) == 0
