@@ -145,3 +145,29 @@ def test_an_outcome_linked_while_retention_drops_its_usage_leaves_no_dangling_li
         "WHERE NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.id = l.usage)"
     )
     assert _count(engine, dangling) == 0
+
+
+def test_a_month_made_by_another_session_while_waiting_for_the_lock_is_not_made_twice(
+    service: IngestService,
+) -> None:
+    """Two sessions make the same month at once (two replicas' daily jobs, a stale claim, the
+    migration): both see it missing, one waits for the default partition's lock while the other
+    makes it. The one that waited must find it made, not fail on "relation already exists"."""
+    engine = service.ledger.engine
+    march = month_start_us(2031, 3)
+    with engine.connect() as first:
+        first.begin()
+        first.execute(text("LOCK TABLE usage_records_default IN EXCLUSIVE MODE"))  # first got there first
+        second = _Thread(lambda: _create(engine, march))
+        second.start()
+        _wait_for_lock_waiter(engine)  # second saw no partition and waits for the lock
+        assert create_month_partition(first, march)
+        first.commit()
+    second.join(60)
+    assert second.error is None, second.error
+    assert second.result is False
+
+
+def _create(engine: Engine, start_us: int) -> bool:
+    with write_transaction(engine) as conn:
+        return create_month_partition(conn, start_us)

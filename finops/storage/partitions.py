@@ -126,6 +126,10 @@ def create_month_partition(conn: Connection, start_us: int) -> bool:
     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     # Writers into the default partition wait while its rows of this month move.
     conn.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE"))
+    # Looked again under the lock: another session (a replica's daily job, the migration) may
+    # have made it while this one waited, and CREATE TABLE would fail on "already exists".
+    if conn.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is not None:
+        return False
     conn.execute(text(f"CREATE TABLE {name} (LIKE usage_records INCLUDING DEFAULTS)"))
     conn.execute(
         text(
