@@ -151,17 +151,17 @@ def test_a_month_made_by_another_session_while_waiting_for_the_lock_is_not_made_
     service: IngestService,
 ) -> None:
     """Two sessions make the same month at once (two replicas' daily jobs, a stale claim, the
-    migration): both see it missing, one waits for the default partition's lock while the other
-    makes it. The one that waited must find it made, not fail on "relation already exists"."""
+    migration): the second does not see the first's table until it commits, so it finds the
+    month missing and waits for the lock. Once it has the lock, the month is there: it must not
+    fail on "relation already exists"."""
     engine = service.ledger.engine
     march = month_start_us(2031, 3)
     with engine.connect() as first:
         first.begin()
-        first.execute(text("LOCK TABLE usage_records_default IN EXCLUSIVE MODE"))  # first got there first
+        assert create_month_partition(first, march)
         second = _Thread(lambda: _create(engine, march))
         second.start()
         _wait_for_lock_waiter(engine)  # second saw no partition and waits for the lock
-        assert create_month_partition(first, march)
         first.commit()
     second.join(60)
     assert second.error is None, second.error
@@ -171,3 +171,22 @@ def test_a_month_made_by_another_session_while_waiting_for_the_lock_is_not_made_
 def _create(engine: Engine, start_us: int) -> bool:
     with write_transaction(engine) as conn:
         return create_month_partition(conn, start_us)
+
+
+def test_making_a_month_while_retention_detaches_one_does_not_deadlock(service: IngestService) -> None:
+    """Retention's DETACH locks the parent table, then the default partition; making a month
+    must take them in the same order, or each waits for the other and PostgreSQL kills one
+    (a deadlock: the daily job fails until its claim goes stale)."""
+    engine = service.ledger.engine
+    with engine.connect() as retention:
+        retention.begin()
+        retention.execute(text("LOCK TABLE ONLY usage_records IN ACCESS EXCLUSIVE MODE"))  # DETACH's first
+        creator = _Thread(lambda: _create(engine, month_start_us(2031, 3)))
+        creator.start()
+        _wait_for_lock_waiter(engine)
+        time.sleep(0.2)  # the creator may take what it can before it waits
+        retention.execute(text("LOCK TABLE usage_records_default IN ACCESS EXCLUSIVE MODE"))  # DETACH's next
+        retention.commit()
+    creator.join(60)
+    assert creator.error is None, creator.error
+    assert creator.result is True
