@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, select, text
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import BatchResult, IngestService
 from finops.domain.outcomes import Outcome
-from finops.storage.db import write_transaction
+from finops.storage.db import create_engine_for, downgrade, upgrade, write_transaction
+from finops.storage.ledger import rebuild_rollups
 from finops.storage.outcomes import write_outcomes
 from finops.storage.partitions import create_month_partition, ensure_partitions, month_start_us
+from finops.storage.tables import outcome_links, usage_records
 from finops.usecases.retention import run_retention
 from tests.conftest import make_ledger, usage
 
@@ -190,3 +192,92 @@ def test_making_a_month_while_retention_detaches_one_does_not_deadlock(service: 
     creator.join(60)
     assert creator.error is None, creator.error
     assert creator.result is True
+
+
+def test_the_migration_keeps_odd_rows_exactly_up_down_and_up(postgres_url: str) -> None:
+    """0007 -> 0008 -> 0007 -> 0008 on rows at the edges: 1970, a microsecond before a month,
+    exactly at a month's start, far future, the same id under two sources, every optional column
+    NULL, unicode and escapes in tags: every row, id, link and total the same each time."""
+    from tests.test_partitions import _ROWS, _row, _snapshot
+
+    engine = create_engine_for(postgres_url)
+    upgrade(engine, "0007_dashboard")
+    nov = _us("2026-11-01T00:00:00")
+    hour = 3_600_000_000
+    empty = dict.fromkeys(
+        ("cost_nanos", "price_version", "trace_id", "prompt_id", "user_hash", "session_id", "latency_ms")
+    )
+    odd = [
+        _row(300, "1970-01-01T00:00:00+00:00"),
+        _row(0, "2026-10-31T00:00:00+00:00", record_id="edge", ts_us=nov - 1, hour=(nov - 1) // hour * 3600),
+        _row(
+            0,
+            "2026-11-01T00:00:00+00:00",
+            record_id="edge",
+            source="other",
+            ts_us=nov,
+            hour=nov // hour * 3600,
+        ),
+        _row(301, "2027-10-31T23:59:59+00:00"),
+        _row(
+            302, "2026-11-15T00:00:00+00:00", tags='{"é":"☃\\t\\\\N","z":"\\"q\\""}', tool_calls=None, **empty
+        ),
+    ]
+    with write_transaction(engine) as conn:
+        conn.execute(insert(usage_records), [*_ROWS, *odd])
+        ids = [i for (i,) in conn.execute(select(usage_records.c.id).order_by(usage_records.c.id))]
+        conn.execute(insert(outcome_links), [{"outcome": 1, "usage": i} for i in ids[-6:]])
+        rebuild_rollups(conn)
+    before = _snapshot(engine)
+    upgrade(engine)
+    assert _snapshot(engine) == before
+    with engine.connect() as conn:
+        where = dict(
+            conn.execute(
+                text("SELECT source || '/' || record_id, tableoid::regclass::text FROM usage_records")
+            ).all()
+        )
+        keys = conn.scalar(text("SELECT count(*) FROM usage_record_keys"))
+    assert where["app/edge"] == "usage_records_p202610" and where["other/edge"] == "usage_records_p202611"
+    assert where["app/r-300"] == "usage_records_default"
+    assert keys == len(_ROWS) + len(odd)
+    downgrade(engine, "0007_dashboard")
+    assert _snapshot(engine) == before
+    upgrade(engine)
+    assert _snapshot(engine) == before
+    engine.dispose()
+
+
+def test_one_id_in_two_months_from_two_connections_is_stored_once(postgres_url: str, tmp_path: Path) -> None:
+    """Two replicas receive the same record ids at the same moment, one with a far time (a
+    month in the default partition), the other with this month's (its own partition): each id is
+    stored once, in one month, and the other copy is a conflict, never a second row."""
+    ledgers = [make_ledger(postgres_url), make_ledger(postgres_url)]
+    services = [IngestService(led, BudgetWatch(led, tmp_path / str(n))) for n, led in enumerate(ledgers)]
+    this_month = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")  # made by the migration
+    months = ("2031-10-05T10:00:00Z", this_month)
+    ids = list(range(200))
+    start = threading.Barrier(2)
+
+    def send(n: int) -> BatchResult:
+        batch = [usage(i, ts=months[n]) for i in (ids if n == 0 else ids[::-1])]
+        start.wait()
+        return services[n].usage(batch, source="app")
+
+    threads = [_Thread(lambda n=n: send(n)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(t.error is None for t in threads), [t.error for t in threads]
+    results: list[BatchResult] = [t.result for t in threads]
+    assert sum(r.stored for r in results) == len(ids)
+    assert sum(r.rejected for r in results) == len(ids)  # the other copy of each: a conflict
+    engine = ledgers[0].engine
+    assert _count(engine, "SELECT count(*) FROM usage_records") == len(ids)
+    assert _count(engine, "SELECT count(DISTINCT record_id) FROM usage_records") == len(ids)
+    assert _count(engine, "SELECT count(*) FROM usage_record_keys") == len(ids)
+    raw = _count(engine, "SELECT coalesce(sum(cost_nanos), 0) FROM usage_records")
+    assert _count(engine, "SELECT coalesce(sum(cost_nanos), 0) FROM rollups_hourly") == raw
+    for led in ledgers:
+        led.close()
