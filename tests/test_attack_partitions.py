@@ -3,6 +3,7 @@ connections write, read and prune at the same time (real PostgreSQL, real thread
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,12 +15,14 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 
 from finops.daemon.budget_watch import BudgetWatch
+from finops.daemon.schedules import STALE_US, default_jobs, run_due
 from finops.daemon.service import BatchResult, IngestService
 from finops.domain.outcomes import Outcome
 from finops.storage.db import create_engine_for, downgrade, upgrade, write_transaction
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.outcomes import write_outcomes
 from finops.storage.partitions import create_month_partition, ensure_partitions, month_start_us
+from finops.storage.retention import final_before_us
 from finops.storage.tables import outcome_links, usage_records
 from finops.usecases.retention import run_retention
 from tests.conftest import make_ledger, usage
@@ -281,3 +284,64 @@ def test_one_id_in_two_months_from_two_connections_is_stored_once(postgres_url: 
     assert _count(engine, "SELECT coalesce(sum(cost_nanos), 0) FROM rollups_hourly") == raw
     for led in ledgers:
         led.close()
+
+
+def test_retention_at_a_month_edge_closes_the_last_microsecond_and_keeps_the_first(
+    service: IngestService,
+) -> None:
+    """The horizon falls exactly on 1 October: the record at 23:59:59.999999 on 30 September is
+    closed and dropped with its month (sent again: refused, not counted twice); the one at
+    00:00:00 on 1 October stays (sent again: a duplicate)."""
+    last = usage(1, ts="2026-09-30T23:59:59.999999Z")
+    first = usage(2, ts="2026-10-01T00:00:00Z")
+    assert service.usage([last, first], source="app").stored == 2
+    engine = service.ledger.engine
+    with write_transaction(engine) as conn:
+        ensure_partitions(conn, NOW)
+    raw_cost = _count(engine, "SELECT sum(cost_nanos) FROM usage_records")
+    result = run_retention(service.ledger, now=datetime(2026, 11, 10, 12, tzinfo=UTC))  # 40 days: 1 Oct
+    assert result.final_before_us == _us("2026-10-01T00:00:00")
+    assert (result.usage_deleted, result.keys_pruned) == (1, 1)
+    assert _count(engine, "SELECT count(*) FROM usage_records") == 1
+    assert _count(engine, "SELECT sum(cost_nanos) FROM rollups_daily") == raw_cost  # September's total kept
+    again = service.usage([last, first], source="app")
+    assert (again.stored, again.duplicates, again.rejected) == (0, 1, 1)
+    assert "too old" in again.rejections[0]["reason"]
+    assert _count(engine, "SELECT sum(cost_nanos) FROM rollups_daily") == raw_cost
+
+
+def test_retention_behind_a_long_read_gives_up_in_one_line_and_runs_again(
+    service: IngestService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report reading usage holds the table while the daily retention wants to detach July:
+    retention gives up at its lock timeout (writers never queue behind it for long), says so in
+    one log line, not a traceback, commits nothing, and runs again once its claim is stale."""
+    ledger = service.ledger
+    assert (
+        service.usage(
+            [usage(1, ts="2026-07-10T10:00:00Z"), usage(2, ts="2026-11-20T10:00:00Z")], source="app"
+        ).stored
+        == 2
+    )
+    with write_transaction(ledger.engine) as conn:
+        ensure_partitions(conn, NOW)
+    jobs = [job for job in default_jobs(ledger) if job.name == "retention"]
+    with ledger.engine.connect() as report:
+        report.begin()
+        report.execute(text("SELECT count(*) FROM usage_records"))  # holds it until the report ends
+        with caplog.at_level(logging.WARNING, logger="finops.schedules"):
+            [(_, _, failed)] = run_due(ledger, jobs, now=NOW, owner="replica-a")
+        report.rollback()
+    assert failed.startswith("failed:")
+    [line] = [r for r in caplog.records if r.name == "finops.schedules"]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    with ledger.engine.connect() as conn:
+        assert final_before_us(conn) == 0  # nothing of the failed run committed
+    assert _count(ledger.engine, "SELECT count(*) FROM usage_records") == 2
+    with write_transaction(ledger.engine) as conn:  # 15 minutes later: the claim is stale
+        conn.execute(
+            text("UPDATE schedule_runs SET claimed_us = claimed_us - :stale"), {"stale": STALE_US + 1}
+        )
+    [(_, _, done)] = run_due(ledger, jobs, now=NOW, owner="replica-b")
+    assert "1 raw records deleted" in done
+    assert _count(ledger.engine, "SELECT count(*) FROM usage_records") == 1
