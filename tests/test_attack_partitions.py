@@ -19,7 +19,7 @@ from finops.daemon.schedules import STALE_US, default_jobs, run_due
 from finops.daemon.service import BatchResult, IngestService
 from finops.domain.outcomes import Outcome
 from finops.storage.db import create_engine_for, downgrade, upgrade, write_transaction
-from finops.storage.ledger import rebuild_rollups
+from finops.storage.ledger import rebuild_rollups, record_prompts
 from finops.storage.outcomes import write_outcomes
 from finops.storage.partitions import create_month_partition, ensure_partitions, month_start_us
 from finops.storage.retention import final_before_us
@@ -345,3 +345,55 @@ def test_retention_behind_a_long_read_gives_up_in_one_line_and_runs_again(
     [(_, _, done)] = run_due(ledger, jobs, now=NOW, owner="replica-b")
     assert "1 raw records deleted" in done
     assert _count(ledger.engine, "SELECT count(*) FROM usage_records") == 1
+
+
+def _prompt(prompt_id: str) -> dict[str, Any]:
+    return {
+        "prompt_id": prompt_id,
+        "first_seen_us": 1,
+        "preview": None,
+        "prompt_tokens": 3,
+        "tokens_estimated": 0,
+    }
+
+
+def test_two_replicas_seeing_the_same_new_prompts_in_opposite_orders_do_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """Replica A's batch brings new prompts p1, p0, p2; replica B's p2, p0, p1, at the same moment
+    (a third session holds p0 until both wait for it). Inserted in the order they came, A holds
+    p1 and wants p2 while B holds p2 and wants p1: PostgreSQL kills one (a 503 and an outage
+    logged for nothing). In key order, as the rollups are, both simply queue."""
+    ledger = make_ledger(postgres_url)
+    engine = ledger.engine
+    try:
+        with engine.connect() as third:
+            third.begin()
+            record_prompts(third, [_prompt("p0")])
+            a = _Thread(lambda: _prompts(engine, ["p1", "p0", "p2"]))
+            b = _Thread(lambda: _prompts(engine, ["p2", "p0", "p1"]))
+            a.start()
+            b.start()
+            deadline = time.monotonic() + 20
+            while _waiting(engine) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            third.rollback()
+        a.join(60)
+        b.join(60)
+        assert a.error is None and b.error is None, (a.error, b.error)
+        assert _count(engine, "SELECT count(*) FROM prompts") == 3
+    finally:
+        ledger.close()
+
+
+def _prompts(engine: Engine, ids: list[str]) -> None:
+    with write_transaction(engine) as conn:
+        record_prompts(conn, [_prompt(p) for p in ids])
+
+
+def _waiting(engine: Engine) -> int:
+    return _count(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )

@@ -690,7 +690,7 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
         }
     if rows:
         stmt = dialect_insert(conn, price_versions).on_conflict_do_nothing(index_elements=["version"])
-        conn.execute(stmt, list(rows.values()))
+        conn.execute(stmt, [rows[v] for v in sorted(rows)])  # in key order: no deadlock (record_prompts)
 
 
 def rebuild_rollups(conn: Connection) -> int:
@@ -751,6 +751,9 @@ def rebuild_rollups(conn: Connection) -> int:
 
 
 def record_prompts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Remember prompts the first time they are seen (their token count, and a preview if kept)."""
+    """Remember prompts the first time they are seen (their token count, and a preview if kept).
+
+    In key order, as the rollups are: two replicas storing the same new prompts in other orders
+    would each hold one the other wants, and PostgreSQL would kill one as a deadlock."""
     stmt = dialect_insert(conn, prompts).on_conflict_do_nothing(index_elements=["prompt_id"])
-    conn.execute(stmt, list(rows))
+    conn.execute(stmt, sorted(rows, key=lambda row: str(row["prompt_id"])))
