@@ -49,6 +49,7 @@ from finops.domain.text import escaped
 from finops.domain.usage import UsageRecord
 from finops.errors import ConfigError
 from finops.storage.db import describe_db_error
+from finops.storage.partitions import DEFAULT_PARTITION
 from finops.storage.retention import final_before_us, hold_retention_lock
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import (
@@ -495,6 +496,20 @@ def refused_by_database(exc: BaseException) -> bool:
     return isinstance(exc, StatementError | OverflowError | ValueError)
 
 
+#: Times a batch is written again when months' partitions were attached under its statements.
+_ATTACH_RETRIES = 3
+
+
+def _attached_meanwhile(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a row because its month's partition was attached while the
+    statement ran: the row was routed to the default partition by the statement's older view of
+    the partitions, and the default partition's constraint, changed meanwhile, now excludes it
+    (SQLSTATE 23514 on the default partition). Run again, the statement routes it to the new one."""
+    orig = getattr(exc, "orig", None)
+    table = getattr(getattr(orig, "diag", None), "table_name", None)
+    return getattr(orig, "sqlstate", None) == "23514" and table == DEFAULT_PARTITION
+
+
 def write_rows_isolating(
     conn: Connection,
     *,
@@ -505,25 +520,36 @@ def write_rows_isolating(
 ) -> tuple[BatchOutcome, list[Rejection]]:
     """:func:`write_rows`, in a savepoint; if the database refuses a value, the batch is halved
     until the rows at fault are alone, and those come back as rejections: a record the
-    validation let through but the database cannot hold never blocks its batch-mates."""
-    savepoint = conn.begin_nested()
-    try:
-        outcome = write_rows(conn, source=source, rows=rows, where=where, now_us=now_us)
-    except Exception as exc:
+    validation let through but the database cannot hold never blocks its batch-mates.
+
+    A batch refused because a month's partition was attached under its statement (PostgreSQL)
+    is written again as it is: no row is at fault, and a single record must not be dead-lettered
+    as "refused" for it (the sender would be told to fix a record that is fine).
+    """
+    for attempt in range(_ATTACH_RETRIES + 1):
+        savepoint = conn.begin_nested()
         try:
-            savepoint.rollback()
-        except Exception:  # the transaction is gone (SQLite after an I/O error): the first error counts
-            raise exc from None
-        if not refused_by_database(exc):
-            raise
-        if len(rows) == 1:
-            reason = f"the database refused this record ({describe_db_error(exc)}); fix it and send it again"
-            return BatchOutcome(), [
-                Rejection(where[0][0], where[0][1], reason, _row_digest(rows[0]), rows[0][1])
-            ]
-    else:
-        savepoint.commit()
-        return outcome, []
+            outcome = write_rows(conn, source=source, rows=rows, where=where, now_us=now_us)
+        except Exception as exc:
+            try:
+                savepoint.rollback()
+            except Exception:  # the transaction is gone (SQLite after an I/O error): the first error counts
+                raise exc from None
+            if attempt < _ATTACH_RETRIES and _attached_meanwhile(exc):
+                continue
+            if not refused_by_database(exc):
+                raise
+            if len(rows) == 1:
+                reason = (
+                    f"the database refused this record ({describe_db_error(exc)}); fix it and send it again"
+                )
+                return BatchOutcome(), [
+                    Rejection(where[0][0], where[0][1], reason, _row_digest(rows[0]), rows[0][1])
+                ]
+            break
+        else:
+            savepoint.commit()
+            return outcome, []
     half = len(rows) // 2
     outcome, refused = write_rows_isolating(
         conn, source=source, rows=rows[:half], where=where[:half], now_us=now_us
@@ -665,7 +691,7 @@ def record_price_versions(conn: Connection, matches: Iterable[PriceMatch], *, no
         }
     if rows:
         stmt = dialect_insert(conn, price_versions).on_conflict_do_nothing(index_elements=["version"])
-        conn.execute(stmt, list(rows.values()))
+        conn.execute(stmt, [rows[v] for v in sorted(rows)])  # in key order: no deadlock (record_prompts)
 
 
 def rebuild_rollups(conn: Connection) -> int:
@@ -727,6 +753,9 @@ def rebuild_rollups(conn: Connection) -> int:
 
 
 def record_prompts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Remember prompts the first time they are seen (their token count, and a preview if kept)."""
+    """Remember prompts the first time they are seen (their token count, and a preview if kept).
+
+    In key order, as the rollups are: two replicas storing the same new prompts in other orders
+    would each hold one the other wants, and PostgreSQL would kill one as a deadlock."""
     stmt = dialect_insert(conn, prompts).on_conflict_do_nothing(index_elements=["prompt_id"])
-    conn.execute(stmt, list(rows))
+    conn.execute(stmt, sorted(rows, key=lambda row: str(row["prompt_id"])))

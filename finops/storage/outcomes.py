@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, or_, select, update
 
 from finops.domain.outcomes import Outcome
 from finops.storage.ledger import Rejection
+from finops.storage.retention import hold_retention_lock
 from finops.storage.sql import dialect_insert
 from finops.storage.tables import outcome_links, outcomes, usage_records
 
@@ -51,6 +52,10 @@ def write_outcomes(
     conn: Connection, *, source: str, items: Sequence[tuple[Outcome, str, int | None]], now_us: int
 ) -> OutcomeBatch:
     """Store new outcomes once per (source, id), link them; report duplicates and conflicts."""
+    # Shared, as a usage batch holds it: on PostgreSQL retention could otherwise delete a month's
+    # links, then drop its usage, between the lookup of the usage and this commit; the link made
+    # meanwhile would point at a record that is gone.
+    hold_retention_lock(conn, shared=True)
     batch = OutcomeBatch()
     fresh: dict[str, tuple[Outcome, str, int | None]] = {}
     for item in items:
@@ -182,7 +187,10 @@ def _by_trace_or_session(
 def link_outcome(
     conn: Connection, pk: int, request_ids: Sequence[str], trace_id: str | None, session_id: str | None
 ) -> int:
-    """Link an outcome to its usage: request ids, else trace id, else session id. Returns links made."""
+    """Link an outcome to its usage: request ids, else trace id, else session id. Returns links made.
+
+    Under the retention lock, as :func:`write_outcomes` is, for the same reason."""
+    hold_retention_lock(conn, shared=True)
     u = usage_records.c
     found: list[tuple[int, str]] = []
     for start in range(0, len(request_ids), _CHUNK):

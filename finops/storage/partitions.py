@@ -124,8 +124,16 @@ def create_month_partition(conn: Connection, start_us: int) -> bool:
         return False
     end_us = next_month_us(start_us)
     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    # The parent first, in the mode ATTACH takes anyway (writers and readers go on): retention's
+    # DETACH locks the parent, then the default partition; taken the other way round, each would
+    # wait for the other and PostgreSQL would kill one of them (a deadlock).
+    conn.execute(text("LOCK TABLE ONLY usage_records IN SHARE UPDATE EXCLUSIVE MODE"))
     # Writers into the default partition wait while its rows of this month move.
     conn.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE"))
+    # Looked again under the lock: another session (a replica's daily job, the migration) may
+    # have made it while this one waited, and CREATE TABLE would fail on "already exists".
+    if conn.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is not None:
+        return False
     conn.execute(text(f"CREATE TABLE {name} (LIKE usage_records INCLUDING DEFAULTS)"))
     conn.execute(
         text(
