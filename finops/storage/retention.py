@@ -108,7 +108,8 @@ def apply_retention(
         if not ids:
             break
         links += conn.execute(delete(outcome_links).where(outcome_links.c.usage.in_(ids))).rowcount
-        deleted += conn.execute(delete(usage_records).where(u.id.in_(ids))).rowcount
+        # ts_us bounds the delete to what is before the watermark: PostgreSQL skips open partitions.
+        deleted += conn.execute(delete(usage_records).where(u.id.in_(ids), u.ts_us < final)).rowcount
     d = dead_letters.c
     dead = conn.execute(delete(dead_letters).where(d.created_us < dead_letters_before_us)).rowcount
     p, r = prompts.c, prompt_rollups_daily.c
