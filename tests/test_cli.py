@@ -173,5 +173,5 @@ def test_db_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     code, out, _ = finops("db", "upgrade")
     assert code == 0 and "empty -> 0008_partitions" in out
-    assert "already at 0007_dashboard" in finops("db", "upgrade")[1]
+    assert "already at 0008_partitions" in finops("db", "upgrade")[1]
     assert "up to date" in finops("db", "current")[1]
