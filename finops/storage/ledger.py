@@ -535,8 +535,10 @@ def write_rows_isolating(
                 savepoint.rollback()
             except Exception:  # the transaction is gone (SQLite after an I/O error): the first error counts
                 raise exc from None
-            if attempt < _ATTACH_RETRIES and _attached_meanwhile(exc):
-                continue
+            if _attached_meanwhile(exc):  # a sound record: never a rejection, at worst a failed batch
+                if attempt < _ATTACH_RETRIES:
+                    continue
+                raise
             if not refused_by_database(exc):
                 raise
             if len(rows) == 1:
