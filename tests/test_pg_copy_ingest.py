@@ -230,3 +230,63 @@ def test_two_writers_with_overlapping_batches_store_each_record_once(postgres_ur
     _assert_rollups_match_raw(ledgers[0])
     for led in ledgers:
         led.close()
+
+
+def _mixed_rows(ids: range) -> list[tuple[Any, ...]]:
+    """Rows that exercise every rollup column: unpriced records (no cost), requests > 1, no
+    prompt and two prompts, cache writes, errors, another tier, two sources, both sides of a
+    UTC day."""
+    rows = []
+    for i in ids:
+        record = usage(
+            i,
+            ts=f"2026-11-0{1 + i % 2}T{23 if i % 4 < 2 else 0:02d}:{i % 60:02d}:00Z",
+            requests=1 + i % 3,
+            cache_write_tokens=i % 4 * 10,
+            status="error" if i % 5 == 0 else "ok",
+            service_tier="batch" if i % 6 == 0 else "standard",
+            **({"prompt_id": f"p-{i % 2}"} if i % 3 else {}),
+        )
+        cost = None if i % 4 == 0 else 1000 + i
+        rows.append(usage_row(PricedRecord(parse_usage(record), cost, None, "test", i), "gw", 10**15 + i))
+    return rows
+
+
+def test_the_databases_rollups_equal_the_python_ones_on_sqlite(pg: Ledger, tmp_path: Any) -> None:
+    """PostgreSQL adds a batch to the rollups in SQL (PG_STAGE_TO_LEDGER), SQLite in Python
+    (add_to_rollups): the same batches, some of them stored already (the careful path), give the
+    same rollup rows, the same source freshness and the same outcomes, to the nano-dollar."""
+    lite = make_ledger(f"sqlite:///{tmp_path / 'finops.db'}")
+    batches = [_mixed_rows(range(0, 300)), _mixed_rows(range(200, 500)), _mixed_rows(range(0, 50))]
+    tables = []
+    for ledger in (pg, lite):
+        outcomes = []
+        for rows in batches:
+            with write_transaction(ledger.engine) as conn:
+                o = _write(conn, rows)
+            outcomes.append((o.stored, o.duplicates, o.unpriced, o.cost_nanos, sorted(o.inserted.items())))
+        with ledger.engine.connect() as conn:
+            activity = conn.execute(text("SELECT * FROM source_activity ORDER BY source")).all()
+            tables.append((outcomes, _rollups(conn), [tuple(r) for r in activity]))
+    lite.close()
+    assert tables[0] == tables[1]
+    outcomes, rollups, _ = tables[0]
+    assert [o[:2] for o in outcomes] == [(300, 0), (200, 100), (0, 50)]
+    hourly = rollups[0]
+    assert sum(r[7] for r in hourly) == 500 and any(r[16] for r in hourly)  # records; unpriced_records
+    _assert_rollups_match_raw(pg)
+
+
+def test_a_batch_sharing_one_id_with_the_ledger_takes_the_careful_path_whole(pg: Ledger) -> None:
+    """The cheap path claims keys with a plain insert and fails at the first one taken; nothing of
+    that attempt may remain (rows, keys, rollups), and the careful path stores the rest."""
+    with write_transaction(pg.engine) as conn:
+        assert _write(conn, _rows([777])).stored == 1
+    with write_transaction(pg.engine) as conn:
+        outcome = _write(conn, _rows(range(1000)))
+    assert (outcome.stored, outcome.duplicates) == (999, 1)
+    assert "req-777" not in outcome.inserted and len(outcome.inserted) == 999
+    assert _stored(pg) == (1000, 1000, sum(1000 + i for i in range(1000)))
+    with pg.engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM usage_record_keys")) == 1000
+    _assert_rollups_match_raw(pg)

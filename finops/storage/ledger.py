@@ -8,12 +8,13 @@ inserted (``INSERT .. ON CONFLICT DO NOTHING RETURNING``) reach the rollups, so
 two replicas writing the same records at once still count each one once.
 Rollup rows are upserted in key order, so concurrent writers never deadlock.
 
-SQLite has one writer at a time and takes rows by ``executemany``. PostgreSQL
-takes a batch in bulk: the rows are COPied into a temporary staging table that
-lives only as long as the transaction (safe behind a pooler in transaction mode),
-then one statement (:data:`PG_STAGE_TO_LEDGER`) moves the new ones into the
-ledger; each rollup table gets its batch's buckets the same way, COPY then one
-upsert. A value the database refuses fails the COPY as it failed an INSERT, and
+SQLite has one writer at a time and takes rows by ``executemany``; the rollups
+are summed in Python. PostgreSQL takes a batch in bulk: the rows are COPied into a
+temporary staging table that lives only as long as the transaction (safe behind a
+pooler in transaction mode), then one statement claims their keys, stores the new
+rows and adds exactly those to the rollups (:data:`PG_STAGE_NEW_TO_LEDGER`, or
+:data:`PG_STAGE_TO_LEDGER` when some ids are stored already). A value the database
+refuses fails the COPY or the statement as it failed an INSERT, and
 :func:`write_rows_isolating` isolates it.
 """
 
@@ -393,34 +394,133 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     """Insert rows not stored yet; returns the record ids this transaction inserted.
 
     SQLite: the transaction began with BEGIN IMMEDIATE, so no other writer can
-    have stored these ids since we looked; a plain executemany is safe and fast.
-    PostgreSQL: the rows are COPied into the staging table, then one statement
-    (:data:`PG_STAGE_TO_LEDGER`) moves the new ones; other writers run
-    concurrently, so its RETURNING tells us which rows won.
+    have stored these ids since we looked; a plain executemany is safe and fast,
+    and :func:`_stored` adds the rows to the rollups afterwards.
+    PostgreSQL: the rows are COPied into the staging table, then one statement moves
+    them into the ledger and adds them to the rollups. Fresh usage first tries
+    :data:`PG_STAGE_NEW_TO_LEDGER`, which claims every key with a plain insert (the
+    cheap path); the first key already claimed (an earlier batch, a replica) fails it,
+    early and whole, and :data:`PG_STAGE_TO_LEDGER` stores the rows whose keys it wins
+    and names the others.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return {row[1] for row in rows}
     _pg_stage(conn, _USAGE_STAGE, _USAGE_STAGE_COLUMNS, rows)
-    return {rid for (rid,) in conn.exec_driver_sql(PG_STAGE_TO_LEDGER)}
+    ids = {row[1] for row in rows}
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(PG_STAGE_NEW_TO_LEDGER)
+    except IntegrityError as exc:
+        savepoint.rollback()
+        if not _key_taken(exc):
+            raise
+    else:
+        savepoint.commit()
+        return ids
+    lost = {rid for (rid,) in conn.exec_driver_sql(PG_STAGE_TO_LEDGER)}
+    return ids - lost
+
+
+def _key_taken(exc: IntegrityError) -> bool:
+    """Whether PostgreSQL refused the cheap path because a key was claimed already."""
+    orig = exc.orig
+    table = getattr(getattr(orig, "diag", None), "table_name", None)
+    return getattr(orig, "sqlstate", None) == "23505" and table == "usage_record_keys"
 
 
 #: PostgreSQL's per-transaction staging table of usage rows (``USAGE_COLUMNS``, unique ids).
 _USAGE_STAGE = "finops_stage_usage"
 
-#: The one statement that moves staged usage rows into the ledger on PostgreSQL, the only place
-#: that knows how ``usage_records`` is laid out for writing: it claims each row's (source, record
-#: id) in ``usage_record_keys`` (usage is partitioned by month, and a partitioned table cannot make
-#: that pair unique itself; storage/partitions.py), stores the rows whose key it won, and returns
-#: their ids (what this transaction won).
-#: In id order: two writers sharing ids lock them in the same order, so they never deadlock.
-PG_STAGE_TO_LEDGER = (
-    "WITH won AS (INSERT INTO usage_record_keys (source, record_id, ts_us) "
-    f"SELECT source, record_id, ts_us FROM {_USAGE_STAGE} ORDER BY record_id "
-    "ON CONFLICT DO NOTHING RETURNING record_id) "
-    f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) "
-    f"SELECT {', '.join('s.' + c for c in USAGE_COLUMNS)} FROM {_USAGE_STAGE} s JOIN won USING (record_id) "
-    "RETURNING record_id"
+
+def _pg_rollup_upsert(table: str, keys: Sequence[str], sums: Sequence[str], select: str) -> str:
+    """A data-modifying CTE body: add grouped sums to a rollup table, in key order (concurrent
+    writers take the rows' locks in the same order, so they never deadlock)."""
+    return (
+        f"INSERT INTO {table} ({', '.join((*keys, *sums))}) {select} "
+        f"ORDER BY {', '.join(str(i + 1) for i in range(len(keys)))} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in sums)
+    )
+
+
+_UNPRICED = "cost_nanos IS NULL"
+_ROLLUP_ATTRS = ", ".join(ROLLUP_KEYS[1:])
+#: The hourly sums (ROLLUP_SUMS) of the rows inserted, as rebuild_rollups computes them; the
+#: daily sums add up the hourly ones.
+_PG_HOURLY = (
+    f"SELECT hour, {_ROLLUP_ATTRS}, count(*) AS records, sum(requests) AS requests, "
+    "sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens, "
+    "sum(cache_write_tokens) AS cache_write_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens, "
+    "sum(output_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens, "
+    "coalesce(sum(cost_nanos), 0) AS cost_nanos, "
+    f"count(*) FILTER (WHERE {_UNPRICED}) AS unpriced_records, "
+    f"coalesce(sum(requests) FILTER (WHERE {_UNPRICED}), 0) AS unpriced_requests "
+    "FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7"
+)
+_SEVEN = "1, 2, 3, 4, 5, 6, 7"
+_PG_PROMPTS = (
+    "SELECT hour / 86400 * 86400, coalesce(prompt_id, ''), flow, provider, model, count(*), sum(requests), "
+    "sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), coalesce(sum(cost_nanos), 0), "
+    f"count(*) FILTER (WHERE {_UNPRICED}) FROM ins GROUP BY 1, 2, 3, 4, 5"
+)
+
+
+def _pg_store(claim: str, rows_won: str, result: str) -> str:
+    """One statement that stores a staged batch on PostgreSQL, the only place that knows how
+    ``usage_records`` is laid out for writing: ``claim`` claims each row's (source, record id)
+    in ``usage_record_keys`` (usage is partitioned by month, and a partitioned table cannot
+    make that pair unique itself; storage/partitions.py), in id order, so two writers sharing
+    ids lock them in the same order and never deadlock; the rows ``rows_won`` are stored; exactly
+    those are added to the hourly, daily and per-prompt rollups (sums as rebuild_rollups's, so a
+    rebuild agrees, in key order) and move their source's freshness forward; ``result`` is
+    what it returns. The database aggregates 5,000 rows in a few milliseconds where Python took
+    ~10 µs a row, and one round trip replaces seven."""
+    hourly_sums = ", ".join(f"sum({m})" for m in ROLLUP_SUMS)
+    return (
+        f"WITH won AS ({claim}), "
+        f"ins AS (INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) "
+        f"SELECT {', '.join('s.' + c for c in USAGE_COLUMNS)} FROM {_USAGE_STAGE} s {rows_won} "
+        "RETURNING source, ts_us, hour, flow, provider, model, service_tier, status, tags, requests, "
+        "input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, "
+        "reasoning_tokens, cost_nanos, prompt_id, ingested_us), "
+        f"h AS ({_PG_HOURLY}), "
+        "hourly AS ("
+        + _pg_rollup_upsert("rollups_hourly", ROLLUP_KEYS, ROLLUP_SUMS, "SELECT * FROM h")
+        + "), daily AS ("
+        + _pg_rollup_upsert(
+            "rollups_daily",
+            ROLLUP_DAILY_KEYS,
+            ROLLUP_SUMS,
+            f"SELECT hour / 86400 * 86400, {_ROLLUP_ATTRS}, {hourly_sums} FROM h GROUP BY {_SEVEN}",
+        )
+        + "), per_prompt AS ("
+        + _pg_rollup_upsert("prompt_rollups_daily", PROMPT_KEYS, PROMPT_SUMS, _PG_PROMPTS)
+        + "), activity AS (INSERT INTO source_activity (source, newest_ts_us, last_ingest_us) "
+        "SELECT source, max(ts_us), max(ingested_us) FROM ins GROUP BY source ORDER BY source "
+        "ON CONFLICT (source) DO UPDATE SET "
+        "newest_ts_us = GREATEST(source_activity.newest_ts_us, excluded.newest_ts_us), "
+        "last_ingest_us = GREATEST(source_activity.last_ingest_us, excluded.last_ingest_us)) "
+        f"{result}"
+    )
+
+
+_CLAIM = (
+    f"INSERT INTO usage_record_keys (source, record_id, ts_us) SELECT source, record_id, ts_us "
+    f"FROM {_USAGE_STAGE} ORDER BY record_id"
+)
+
+#: Stores a staged batch whose keys are all new, or fails (23505 on ``usage_record_keys``) at
+#: the first key claimed already: a plain insert claims a key for about half what
+#: ``ON CONFLICT DO NOTHING`` costs, and the join on the keys makes the claim run first.
+PG_STAGE_NEW_TO_LEDGER = _pg_store(f"{_CLAIM} RETURNING record_id", "JOIN won USING (record_id)", "SELECT 1")
+
+#: Stores the staged rows whose keys it wins and returns the ids it did not win (stored by an
+#: earlier batch or by a concurrent writer).
+PG_STAGE_TO_LEDGER = _pg_store(
+    f"{_CLAIM} ON CONFLICT DO NOTHING RETURNING record_id",
+    "JOIN won USING (record_id)",
+    f"SELECT record_id FROM {_USAGE_STAGE} WHERE record_id NOT IN (SELECT record_id FROM won)",
 )
 
 
@@ -632,7 +732,8 @@ def write_rows(
 
 
 def _stored(conn: Connection, rows: list[tuple[Any, ...]], outcome: BatchOutcome) -> None:
-    add_to_rollups(conn, rows)
+    if conn.dialect.name == "sqlite":  # PostgreSQL's PG_STAGE_TO_LEDGER added them already
+        add_to_rollups(conn, rows)
     outcome.stored = len(rows)
     outcome.inserted = {row[1]: row[17] for row in rows}
     for row in rows:
