@@ -535,6 +535,12 @@ def _pg_type(kind: Any) -> str:
 _USAGE_STAGE_COLUMNS = ", ".join(f"{name} {_pg_type(usage_records.c[name].type)}" for name in USAGE_COLUMNS)
 
 
+def _binary_types(columns: str) -> list[str]:
+    """The type of each column of a staging table's definition (``name type, ...``), as binary
+    COPY needs them named: ``bigint``, ``text``, or ``varchar`` (its length is the table's)."""
+    return [spec.split(" ", 1)[1].split("(", 1)[0] for spec in columns.split(", ")]
+
+
 def _pg_stage(conn: Connection, name: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
     """COPY ``rows`` into the temporary table ``name``, empty first, in the caller's transaction.
 
@@ -544,26 +550,43 @@ def _pg_stage(conn: Connection, name: str, columns: str, rows: Iterable[Sequence
     back may have taken its creation with it, hence IF NOT EXISTS each time, not a cache here.
     COPY runs on the driver's own connection (SQLAlchemy has no COPY), so its errors are
     wrapped as SQLAlchemy's: a refused value (NUL, too long, out of range) is a ``DataError``
-    that :func:`write_rows_isolating` isolates, as it was for an INSERT.
+    that :func:`write_rows_isolating` isolates, as it was for an INSERT. Binary format: a third
+    of the client's CPU of the text format and no text parsing on the server (measured); the
+    server still checks every value against the column's type and length.
     """
     import psycopg
+    from psycopg import errors
 
     driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):  # psycopg2 has another COPY interface
         raise ConfigError("finops writes to PostgreSQL with psycopg 3: use a postgresql+psycopg:// URL")
-    statement = f"COPY {name} FROM STDIN"
+    statement = f"COPY {name} FROM STDIN (FORMAT BINARY)"
     try:
         with driver.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP; TRUNCATE {name}"
             )
             with cursor.copy(statement) as copy:
+                copy.set_types(_binary_types(columns))
                 for row in rows:
                     copy.write_row(row)
     except psycopg.Error as exc:
         raise DBAPIError.instance(
             statement, None, exc, psycopg.Error, hide_parameters=True, dialect=conn.dialect
         ) from exc
+    except (OverflowError, TypeError, ValueError) as exc:
+        # Binary COPY encodes values in the client: a number past 64 bits fails here, where the
+        # server said 22003 to the text format. The COPY was aborted (the transaction is failed,
+        # as after a server error): the same DataError, so the row at fault is isolated alike.
+        kind = errors.NumericValueOutOfRange if isinstance(exc, OverflowError) else errors.DataException
+        raise DBAPIError.instance(
+            statement,
+            None,
+            kind(type(exc).__name__),
+            psycopg.Error,
+            hide_parameters=True,
+            dialect=conn.dialect,
+        ) from None
 
 
 def write_batch(
