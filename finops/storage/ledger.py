@@ -512,8 +512,11 @@ _CLAIM = (
 
 #: Stores a staged batch whose keys are all new, or fails (23505 on ``usage_record_keys``) at
 #: the first key claimed already: a plain insert claims a key for about half what
-#: ``ON CONFLICT DO NOTHING`` costs, and the join on the keys makes the claim run first.
-PG_STAGE_NEW_TO_LEDGER = _pg_store(f"{_CLAIM} RETURNING record_id", "JOIN won USING (record_id)", "SELECT 1")
+#: ``ON CONFLICT DO NOTHING`` costs. Counting the claimed keys first (an init plan) makes every
+#: claim run before any row is stored, and then every staged row is stored, without a join.
+PG_STAGE_NEW_TO_LEDGER = _pg_store(
+    f"{_CLAIM} RETURNING record_id", "WHERE (SELECT count(*) FROM won) > 0", "SELECT 1"
+)
 
 #: Stores the staged rows whose keys it wins and returns the ids it did not win (stored by an
 #: earlier batch or by a concurrent writer).
