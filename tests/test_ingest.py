@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 from pathlib import Path
@@ -17,7 +18,7 @@ from finops.storage.tables import (
     rollups_hourly,
     usage_records,
 )
-from finops.usecases.ingest import ingest_paths
+from finops.usecases.ingest import INGEST_GC_THRESHOLD, fewer_collections, ingest_paths
 from finops.usecases.ledger import Ledger
 from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import usage, write_jsonl
@@ -254,3 +255,14 @@ def test_flow_filters_are_case_sensitive_on_every_database(ledger: Ledger, tmp_p
     )
     with ledger.engine.connect() as conn:
         assert run_spend(conn, SpendQuery(flows=("search",))).total["records"] == 1
+
+
+def test_ingest_collects_garbage_less_often_and_restores_the_thresholds_it_found() -> None:
+    before = gc.get_threshold()
+    try:
+        with fewer_collections():
+            assert gc.get_threshold() == INGEST_GC_THRESHOLD
+            raise RuntimeError("a failed ingest")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == before
