@@ -363,6 +363,29 @@ def test_nested_or_malformed_tags_are_rejected(tags: object, reason: str) -> Non
     assert rejected(rec(tags=tags)) == reason
 
 
+def test_tags_checked_once_are_remembered_by_their_strings_only() -> None:
+    """Ingest remembers tag objects it has checked (a hot path); a number or a boolean equal to a
+    remembered string's neighbour (1 == True) must not come back as that string, and a refused
+    object is refused every time."""
+    assert parse_usage(rec(tags={"n": "1"})).tags == {"n": "1"}
+    assert parse_usage(rec(tags={"n": 1})).tags == {"n": "1"}
+    assert parse_usage(rec(tags={"n": True})).tags == {"n": "true"}
+    assert parse_usage(rec(tags={"n": "true"})).tags == {"n": "true"}
+    assert parse_usage(rec(tags={"n": 1.0})).tags == {"n": "1.0"}
+    for bad in ({"n": ["1"]}, {"n": "a\x00b"}, {" ": "x"}):
+        for _ in range(3):
+            with pytest.raises(RecordError):
+                parse_usage(rec(tags=bad))
+
+
+def test_the_memory_of_checked_tags_stays_bounded() -> None:
+    from finops.domain import usage
+
+    for i in range(usage._TAGS_SEEN_MAX * 2 + 7):
+        assert parse_usage(rec(tags={"i": str(i)})).tags == {"i": str(i)}
+    assert 0 < len(usage._TAGS_SEEN) <= usage._TAGS_SEEN_MAX
+
+
 # --- user pseudonymisation -----------------------------------------------------------------------
 
 
