@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -73,26 +74,59 @@ def fresh_pg(admin: str) -> Iterator[str]:
         engine.dispose()
 
 
-def finops_ingest(url: str, path: Path, n: int) -> float:
+#: CPU seconds of the last finops ingest per path: this process, its parser processes, and the
+#: database's server processes (PostgreSQL on this machine only): what a 2-core machine shares.
+CPU: dict[str, list[tuple[float, float, float]]] = {}
+
+
+def _own_cpu() -> tuple[float, float]:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def _server_cpu(ledger: Ledger) -> float:
+    """CPU seconds of the server processes serving this database's connections (their whole
+    lives: the ingest opened them), read from /proc; 0 when the server is not on this machine."""
+    if ledger.engine.dialect.name != "postgresql":
+        return 0.0
+    with ledger.engine.connect() as conn:
+        pids = conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).all()
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def finops_ingest(url: str, path: Path, n: int, label: str) -> float:
     ledger = Ledger.open(Settings(database_url=url), create=True)
+    own, kids = _own_cpu()
     start = time.perf_counter()
     summary = ingest_paths(ledger, [path])
     elapsed = time.perf_counter() - start
+    own2, kids2 = _own_cpu()
+    CPU.setdefault(label, []).append((own2 - own, kids2 - kids, _server_cpu(ledger)))
     ledger.close()
     assert summary.stored == n and summary.rejected == 0, summary
     return elapsed
 
 
+PG, LITE = "finops ingest -> PostgreSQL", "finops ingest -> SQLite"
+
+
 def finops_pg(admin: str, path: Path, n: int) -> float:
     with fresh_pg(admin) as url:
-        return finops_ingest(url, path, n)
+        return finops_ingest(url, path, n, PG)
 
 
 def finops_sqlite(path: Path, n: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'finops.db'}"
         Ledger.open(Settings(database_url=url), create=True).close()
-        return finops_ingest(url, path, n)
+        return finops_ingest(url, path, n, LITE)
 
 
 def prepared_rows(admin: str, path: Path, batch: int) -> list[list[tuple[Any, ...]]]:
@@ -163,8 +197,8 @@ def main() -> None:
     batches = prepared_rows(admin, path, batch)
     assert sum(len(b) for b in batches) == n
     paths: list[tuple[str, Callable[[], float]]] = [
-        ("finops ingest -> PostgreSQL", lambda: finops_pg(admin, path, n)),
-        ("finops ingest -> SQLite", lambda: finops_sqlite(path, n)),
+        (PG, lambda: finops_pg(admin, path, n)),
+        (LITE, lambda: finops_sqlite(path, n)),
         ("raw COPY -> plain table, no index", lambda: copy_plain(admin, batches)),
         ("raw COPY -> usage_records (finops's indexes)", lambda: copy_indexed(admin, batches)),
     ]
@@ -199,6 +233,14 @@ def main() -> None:
     print(
         f"finops-PG / finops-SQLite:               {pg / lite:.3f}   (target >= 1.0: {'met' if pg >= lite else 'MISSED'})"
     )
+    print("\nCPU per record (median run; the 2 cores share all of it):")
+    for label, runs in CPU.items():
+        own, kids, server = sorted(runs, key=sum)[len(runs) // 2]
+        total = own + kids + server
+        print(
+            f"  {label:<{width}}  {total / n * 1e6:5.1f} us = this process {own / n * 1e6:.1f} + parser "
+            f"{kids / n * 1e6:.1f} + database server {server / n * 1e6:.1f}  ({total:.1f} CPU s)"
+        )
 
 
 if __name__ == "__main__":
