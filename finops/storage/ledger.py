@@ -411,9 +411,12 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     savepoint = conn.begin_nested()
     try:
         conn.exec_driver_sql(PG_STAGE_NEW_TO_LEDGER)
-    except IntegrityError as exc:
+    except BaseException as exc:
+        # Whatever failed it, the savepoint ends here: left open, the caller's savepoint (the
+        # isolating one) could not be rolled back cleanly, and a refused value (a rollup sum
+        # past bigint) would fail the whole batch instead of being isolated.
         savepoint.rollback()
-        if not _key_taken(exc):
+        if not (isinstance(exc, IntegrityError) and _key_taken(exc)):
             raise
     else:
         savepoint.commit()
