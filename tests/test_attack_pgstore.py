@@ -198,7 +198,8 @@ def test_a_poison_row_that_is_the_first_copy_of_a_sound_one(pg: Ledger) -> None:
     _assert_rollups_match_raw(pg)
 
 
-def test_rollup_sums_past_bigint_fail_cleanly(pg: Ledger) -> None:
+@pytest.mark.parametrize("path", ["cheap", "careful"])
+def test_rollup_sums_past_bigint_fail_cleanly(pg: Ledger, path: str) -> None:
     """Two records whose costs each fit in 64 bits but whose hourly bucket's sum does not: the
     one-statement store fails on the rollup upsert, inside the cheap path's savepoint. The batch
     is still isolated (its other rows stored) and nothing is half-stored: a record is in the
@@ -213,10 +214,16 @@ def test_rollup_sums_past_bigint_fail_cleanly(pg: Ledger) -> None:
     }
     rows = _rows([1, 2], cost=big, **same) + _rows(range(10, 20))
     assert rows[0][3] == rows[1][3] and rows[0][6:9] == rows[1][6:9]
+    before = 0
+    if path == "careful":  # one id stored already: the cheap path fails on it, the careful one on the sum
+        with write_transaction(pg.engine) as conn:
+            assert _isolating(conn, rows[5:6])[0].stored == 1
+        before = 1
     with write_transaction(pg.engine) as conn:  # the statement fails, not the COPY: isolated all the same
         outcome, refused = _isolating(conn, rows)
     count, _, _ = _stored(pg)
-    assert count == outcome.stored == 11 and len(refused) == 1
+    assert count == outcome.stored + before == 11 and len(refused) == 1
+    assert outcome.duplicates == before
     assert _keys(pg) == 11
     _assert_rollups_match_raw(pg)
 
@@ -236,3 +243,184 @@ def test_odd_characters_in_rollup_keys_round_trip(pg: Ledger, odd: str) -> None:
         assert set(conn.scalars(select(rollups_hourly.c.flow))) == {f"f{odd}"}
         assert set(conn.scalars(select(prompt_rollups_daily.c.prompt_id))) == {f"p{odd}"}
     _assert_rollups_match_raw(pg)
+
+
+def test_a_writer_whose_statement_fails_after_claiming_keys_releases_them_to_a_waiting_one(
+    postgres_url: str,
+) -> None:
+    """Writer a's batch shares ids with writer b's and holds two rows whose hourly sum passes
+    bigint: its statement claims keys, then fails on the rollup upsert, and is isolated (halved,
+    retried) while b waits on, then wins or loses, the same keys. Every sound record stored once,
+    by exactly one writer; the refused one nowhere."""
+    same = {"provider": "openai", "model": "gpt-4o-mini", "flow": "f", "tags": {}}
+    results: list[tuple[BatchOutcome, list[Rejection]]] = []
+    errors: list[BaseException] = []
+    ledgers = [make_ledger(postgres_url) for _ in range(2)]
+    for round_ in range(5):
+        base = round_ * 1000
+        plans = [
+            _rows([base + 1, base + 2], cost=2**62 + 1, ts=f"2026-11-0{2 + round_}T01:01:00Z", **same)
+            + _rows(range(base + 10, base + 400)),
+            _rows(range(base + 200, base + 600)),
+        ]
+        start = threading.Barrier(2)
+
+        def run(n: int, plan: list[tuple[Any, ...]], start: threading.Barrier = start) -> None:
+            try:
+                start.wait()
+                with write_transaction(ledgers[n].engine) as conn:
+                    results.append(_isolating(conn, plan))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(n, plans[n]), daemon=True) for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+    for led in ledgers:
+        led.close()
+    refused = sorted(str(r.record_id) for _, rs in results for r in rs)
+    assert len(refused) == 5  # one of each round's pair of big records
+    stored = sorted(rid for o, _ in results for rid in o.inserted)
+    assert len(stored) == len(set(stored))
+    expected = {f"req-{r * 1000 + i}" for r in range(5) for i in [1, 2, *range(10, 600)]} - set(refused)
+    assert set(stored) == expected
+    assert all(not o.conflicts for o, _ in results)
+    led = make_ledger(postgres_url)
+    try:
+        assert _stored(led)[0] == len(expected) == _keys(led)
+        _assert_rollups_match_raw(led)
+    finally:
+        led.close()
+
+
+def test_replicas_group_committing_overlapping_batches_in_other_orders(postgres_url: str) -> None:
+    """The daemon's group commit (write_staged: several batches in one transaction; a batch sharing
+    ids with the one before starts a new statement) on three replicas at once, each with the same
+    overlapping batches in another order. Two statements in one transaction can deadlock against
+    another replica's (each holds a key the other's next statement wants): PostgreSQL kills one,
+    the daemon answers 503 (database_outage.unavailable) and the sender retries, as here. In the
+    end: each record stored once, by one replica, nothing refused or in conflict, rollups exact."""
+    from finops.daemon.database_outage import unavailable
+    from finops.usecases.ingest import IngestSummary, prepare_objects, stage, write_staged
+
+    ledgers = [make_ledger(postgres_url) for _ in range(3)]
+    batches = [[usage(i) for i in range(lo, lo + 60)] for lo in range(0, 600, 40)]  # each overlaps the next
+    orders = [
+        list(range(len(batches))),
+        list(reversed(range(len(batches)))),
+        [*range(1, len(batches), 2), *range(0, len(batches), 2)],
+    ]
+    written: list[Any] = []
+    errors: list[BaseException] = []
+    deadlocks = [0]
+    start = threading.Barrier(3)
+
+    def run(n: int) -> None:
+        try:
+            led = ledgers[n]
+            order = orders[n]
+            start.wait()
+            for g in range(0, len(order), 3):  # groups of three batches
+                group = [batches[b] for b in order[g : g + 3]]
+                for _attempt in range(20):
+                    staged = [
+                        stage(led, "app", prepare_objects(led.book, led.user_key, b, "http"), IngestSummary())
+                        for b in group
+                    ]
+                    try:
+                        with write_transaction(led.engine) as conn:
+                            out = write_staged(conn, [s for s in staged if s is not None], now_us=1)
+                    except Exception as exc:
+                        if not unavailable(exc):
+                            raise
+                        deadlocks[0] += 1
+                        continue
+                    written.extend(out)
+                    break
+                else:
+                    raise AssertionError("a group never got through")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for led in ledgers:
+        led.close()
+    assert not errors, errors
+    assert all(not w.refused and not w.outcome.conflicts for w in written)
+    stored = sorted(rid for w in written for rid in w.outcome.inserted)
+    all_ids = sorted({r["id"] for b in batches for r in b})
+    assert stored == all_ids
+    led = make_ledger(postgres_url)
+    try:
+        assert _stored(led)[0] == len(all_ids) == _keys(led)
+        _assert_rollups_match_raw(led)
+    finally:
+        led.close()
+    print(f"deadlocks retried: {deadlocks[0]}")
+
+
+def test_two_writers_spanning_months_attached_meanwhile_store_everything_once(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """Two replicas write overlapping batches whose rows span two far months and this one, while
+    another session attaches both far months' partitions under their statements (the cheap path
+    fails with 23514 on the default partition, or loses a key and the careful path does). Every
+    record stored once, in its month's partition; nothing refused, nothing dead-lettered."""
+    from datetime import UTC, datetime
+
+    from finops.daemon.budget_watch import BudgetWatch
+    from finops.daemon.service import IngestService
+    from finops.storage.partitions import create_month_partition, month_start_us
+    from tests.test_attack_partitions import _count, _Thread, _wait_for_lock_waiter
+
+    ledgers = [make_ledger(postgres_url) for _ in range(2)]
+    services = [IngestService(led, BudgetWatch(led, tmp_path / str(n))) for n, led in enumerate(ledgers)]
+    engine = ledgers[0].engine
+    this_month = datetime.now(UTC).strftime("%Y-%m-02T00:00:00Z")
+    months = ("2031-03-04T05:06:07Z", "2031-04-04T05:06:07Z", this_month)
+    with write_transaction(engine) as conn:  # some ids stored already: one writer takes the careful path
+        _isolating(
+            conn, _rows([i for i in range(0, 300, 37) if i % 3 == 2], source="app", ts=this_month), "app"
+        )
+
+    def batch(ids: list[int]) -> list[dict[str, Any]]:
+        return [usage(i, ts=months[i % 3]) for i in ids]
+
+    with engine.connect() as creator:
+        creator.begin()
+        assert create_month_partition(creator, month_start_us(2031, 3))
+        assert create_month_partition(creator, month_start_us(2031, 4))
+        writers = [
+            _Thread(lambda: services[0].usage(batch(list(range(0, 200))), source="app")),
+            _Thread(lambda: services[1].usage(batch(list(range(300, 99, -1))), source="app")),
+        ]
+        for w in writers:
+            w.start()
+        _wait_for_lock_waiter(engine)
+        creator.commit()
+    for w in writers:
+        w.join(120)
+    for led in ledgers[1:]:
+        led.close()
+    assert all(w.error is None for w in writers), [w.error for w in writers]
+    results = [w.result for w in writers]
+    assert all(r.rejected == 0 for r in results), [r.rejections for r in results]
+    assert _count(engine, "SELECT count(*) FROM dead_letters") == 0
+    ids = set(range(301))
+    already = {i for i in range(0, 300, 37) if i % 3 == 2}
+    assert sum(r.stored for r in results) == len(ids - already)
+    assert _count(engine, "SELECT count(*) FROM usage_records") == len(ids)
+    assert _count(engine, "SELECT count(*) FROM usage_record_keys") == len(ids)
+    assert _count(engine, "SELECT count(*) FROM usage_records_default") == 0
+    assert _count(engine, "SELECT count(*) FROM usage_records_p203103") == len(
+        [i for i in ids - already if i % 3 == 0]
+    )
+    _assert_rollups_match_raw(ledgers[0])
+    ledgers[0].close()
