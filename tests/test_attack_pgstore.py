@@ -424,3 +424,29 @@ def test_two_writers_spanning_months_attached_meanwhile_store_everything_once(
     )
     _assert_rollups_match_raw(ledgers[0])
     ledgers[0].close()
+
+
+@pytest.mark.parametrize(
+    "odd", ["\\N", "\\.", "a\\tb", "éü😀", "q\"uo'te", "x" + "\\" * 5, " lead", "trail "]
+)
+def test_odd_record_ids_lost_and_won_are_named_exactly(pg: Ledger, odd: str) -> None:
+    """The careful path names the ids it lost from what the database returns: an id that COPY or
+    the driver changed by a byte would be counted stored (and settled) by a writer that lost it."""
+    ids = [f"{odd}{i}" for i in range(10)]
+
+    def rows(which: list[int]) -> list[tuple[Any, ...]]:
+        return [
+            usage_row(PricedRecord(parse_usage(usage(i, id=ids[i])), 1000 + i, None, "t", i), "gw", 1)
+            for i in which
+        ]
+
+    with write_transaction(pg.engine) as conn:
+        first, refused = _isolating(conn, rows([1, 3, 5]))
+    assert (first.stored, refused) == (3, [])
+    with write_transaction(pg.engine) as conn:
+        second, refused = _isolating(conn, rows(list(range(10))))
+    assert (second.stored, second.duplicates, second.conflicts, refused) == (7, 3, [], [])
+    assert sorted(second.inserted) == sorted(ids[i] for i in range(10) if i not in (1, 3, 5))
+    with pg.engine.connect() as conn:
+        assert sorted(conn.scalars(select(usage_records.c.record_id))) == sorted(ids)
+    _assert_rollups_match_raw(pg)
