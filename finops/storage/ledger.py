@@ -363,8 +363,25 @@ def _rollup_upsert(table: str, paramstyle: str) -> str:
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in measures)
+        + ", ".join(
+            f"{name} = {_checked_sum(f'{table}.{name}', f'excluded.{name}', mark)}" for name in measures
+        )
     )
+
+
+def _checked_sum(a: str, b: str, mark: str) -> str:
+    """``a + b``, but on SQLite a sum past 64 bits fails (SQLite's "integer overflow", as
+    PostgreSQL's bigint refuses it) instead of turning silently into an inexact float."""
+    if mark != "?":
+        return f"{a} + {b}"
+    return f"CASE WHEN typeof({a} + {b}) = 'integer' THEN {a} + {b} ELSE abs(-9223372036854775807 - 1) END"
+
+
+def _sqlite_overflow(exc: BaseException) -> bool:
+    """SQLite's "integer overflow" (a rollup sum past 64 bits, :func:`_checked_sum`): a value it
+    cannot hold, as PostgreSQL's 22003 (a ``DataError``) is."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR" and str(orig) == "integer overflow"
 
 
 def _insert_all_new(conn: Connection, rows: list[tuple[Any, ...]]) -> bool:
@@ -411,9 +428,12 @@ def _insert_new(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     savepoint = conn.begin_nested()
     try:
         conn.exec_driver_sql(PG_STAGE_NEW_TO_LEDGER)
-    except IntegrityError as exc:
+    except BaseException as exc:
+        # Whatever failed it, the savepoint ends here: left open, the caller's savepoint (the
+        # isolating one) could not be rolled back cleanly, and a refused value (a rollup sum
+        # past bigint) would fail the whole batch instead of being isolated.
         savepoint.rollback()
-        if not _key_taken(exc):
+        if not (isinstance(exc, IntegrityError) and _key_taken(exc)):
             raise
     else:
         savepoint.commit()
@@ -615,7 +635,7 @@ def write_batch(
 def refused_by_database(exc: BaseException) -> bool:
     """Whether ``exc`` says a value could not be stored (so one row is at fault), rather than that
     the database is down, locked or broken (so every row is: the batch must fail and be retried)."""
-    if isinstance(exc, DataError | IntegrityError):
+    if isinstance(exc, DataError | IntegrityError) or _sqlite_overflow(exc):
         return True
     if isinstance(exc, DBAPIError):
         return False
