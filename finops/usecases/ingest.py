@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -469,13 +470,42 @@ def ingest_lines(
 ) -> IngestSummary:
     """Decode, validate, price and store JSONL lines, one transaction per ``batch_size`` lines.
 
-    With ``workers`` > 0, parser processes decode and price the next batches while a writer
-    thread stores the current one and this thread reads the lines after it (two cores, twice
-    the work; on PostgreSQL the server's work overlaps ours); batches are still written one at
-    a time and in order, so a crash keeps exactly the batches before it.
+    With ``workers`` > 0, parser processes decode and price the next batches while writer
+    threads store the current ones and this thread reads the lines after them. On SQLite one
+    batch is written at a time, in order, so a crash keeps exactly the batches before it. On
+    PostgreSQL two batches are written at once, each in its own transaction, so the server works
+    on one while the other commits or stages (:data:`PG_WRITES_IN_FLIGHT`); two batches that
+    share a record id (or a reservation) are never in flight together, so every record ends
+    exactly as it would in order (stored, duplicate or conflict). A crash may then keep a batch
+    without the one before it: running the same command again stores what is missing, once.
     """
     with fewer_collections():
         return _ingest_lines(ledger, lines, source, batch_size, summary, workers)
+
+
+#: Batches a file ingest writes at once on PostgreSQL (own transactions, own connections):
+#: the server runs one batch's statement while the other stages or commits.
+PG_WRITES_IN_FLIGHT = 2
+
+
+def _claims(batch: RowBatch) -> frozenset[str]:
+    """What a batch's write decides for its own: its record ids and the reservations it settles.
+    Two batches in flight together must not share one, or which wins would depend on timing."""
+    return frozenset([*(row[1] for row in batch.rows), *(f"\0{r}" for r in batch.reservations.values())])
+
+
+def _write_shared(
+    ledger: Ledger, source: str, batch: RowBatch, summary: IngestSummary, lock: threading.Lock
+) -> None:
+    """:func:`write_prepared` from one of several writer threads: the summary is shared."""
+    with lock:
+        staged = stage(ledger, source, batch, summary)
+    if staged is None:
+        return
+    with write_transaction(ledger.engine) as conn:
+        [written] = write_staged(conn, [staged], now_us=_now_us())
+    with lock:
+        count_written(summary, written)
 
 
 def _ingest_lines(
@@ -492,31 +522,35 @@ def _ingest_lines(
         for chunk in chunked(lines, size):
             write_prepared(ledger, source, prepare_lines(ledger.book, ledger.user_key, chunk), summary)
         return summary
+    depth = PG_WRITES_IN_FLIGHT if ledger.engine.dialect.name == "postgresql" else 1
+    lock = threading.Lock()
     with (
         process_pool(workers, _worker_init, (ledger.book, ledger.user_key, source)) as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="finops-writer") as writer,
+        ThreadPoolExecutor(depth, thread_name_prefix="finops-writer") as writer,
     ):
         pending: deque[Future[RowBatch]] = deque()
-        writing: Future[None] | None = None
+        writing: deque[tuple[Future[None], frozenset[str]]] = deque()
 
-        def write_next() -> Future[None]:
-            """Hand the oldest prepared batch to the writer thread once the one before it is
-            stored (``result`` raises its error: nothing after a failed batch is written). While
-            the database works, this thread reads and dispatches the next lines."""
+        def write_next() -> None:
+            """Hand the oldest prepared batch to a writer thread once fewer than ``depth`` writes
+            are in flight and none of them shares a claim with it (``result`` raises a failed
+            write's error: nothing is handed out after it). While the database works, this
+            thread reads and dispatches the next lines."""
             batch = pending.popleft().result()
-            if writing is not None:
-                writing.result()
-            return writer.submit(write_prepared, ledger, source, batch, summary)
+            claims = _claims(batch) if depth > 1 else frozenset()
+            while writing and (len(writing) >= depth or any(not claims.isdisjoint(c) for _, c in writing)):
+                writing.popleft()[0].result()
+            writing.append((writer.submit(_write_shared, ledger, source, batch, summary, lock), claims))
 
         try:
             for chunk in chunked(lines, size):
                 pending.append(pool.submit(_worker_prepare, [(li.path, li.number, li.text) for li in chunk]))
                 if len(pending) > workers + 1:  # bounded: memory stays flat
-                    writing = write_next()
+                    write_next()
             while pending:
-                writing = write_next()
-            if writing is not None:
-                writing.result()
+                write_next()
+            while writing:
+                writing.popleft()[0].result()
         except BrokenProcessPool as exc:
             raise IngestError(
                 f"a parser process died ({exc}); every batch before it is stored: run the same command "
