@@ -11,10 +11,16 @@ All in one run, on the same JSONL (bench/_data.py, default 300k records), in thi
   (2) finops's own ``usage_records`` in a fresh head-schema database (its primary key, unique
   key and indexes; nothing else: no dedupe, no rollups).
 Each path starts from a fresh database (created and migrated outside the clock, dropped after);
-the order of the paths rotates between runs; medians of ``--runs``.
+the order of the paths rotates between runs; medians of ``--runs``. It also prints the CPU each
+finops path used per record: this process, its parser process, and the database server.
 Targets (issue 15): finops-PG >= 0.25 x raw COPY, and finops-PG >= finops-SQLite.
 
-    python bench/pg_ingest.py [--records 300000] [--runs 3] [--admin URL]
+By default every process may run on every CPU, so on a small machine PostgreSQL's server takes
+CPU from finops. ``--separate-cores`` (a local server, Linux, allowed to set CPU affinity) runs
+finops on CPU 0 and the server on CPU 1, as when the database has a machine of its own: finops
+then has the same one CPU with either database.
+
+    python bench/pg_ingest.py [--records 300000] [--runs 3] [--admin URL] [--separate-cores]
 
 The server comes from --admin, FINOPS_BENCH_POSTGRES_URL or FINOPS_TEST_POSTGRES_URL (a URL of
 any database on it); without one it says so and exits 0.
@@ -31,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +179,46 @@ def copy_indexed(admin: str, batches: list[list[tuple[Any, ...]]]) -> float:
         return raw_copy(url, "usage_records", batches)
 
 
+def _server_pids(admin: str) -> list[int]:
+    """The local PostgreSQL server's processes: its postmaster (from postmaster.pid in its data
+    directory) and every process it started."""
+    engine = create_engine(admin)
+    with engine.connect() as conn:
+        data = Path(str(conn.scalar(text("SHOW data_directory"))))
+    engine.dispose()
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == postmaster:
+                pids.append(int(entry.name))
+    return pids
+
+
+@contextmanager
+def separate_cores(admin: str) -> Iterator[str]:
+    """Run finops (this process and its parser) on CPU 0 and the local PostgreSQL server on CPU
+    1, as when the database has its own machine; the server's affinity is put back afterwards.
+    The SQLite path then has CPU 0 only: the same finops host either way."""
+    server = _server_pids(admin)
+    before = {pid: os.sched_getaffinity(pid) for pid in server}
+    mine = os.sched_getaffinity(0)
+    try:
+        for pid in server:  # new backends are forked from the postmaster and inherit its CPU
+            os.sched_setaffinity(pid, {1})
+        os.sched_setaffinity(0, {0})
+        yield f"finops on CPU 0, PostgreSQL ({len(server)} processes) on CPU 1"
+    finally:
+        os.sched_setaffinity(0, mine)
+        for pid in [*server, *_server_pids(admin)]:
+            with suppress(OSError):  # a backend that has ended meanwhile
+                os.sched_setaffinity(pid, before.get(pid, mine))
+
+
 def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{os.cpu_count()} cores, load average {load}"
@@ -186,6 +232,11 @@ def main() -> None:
         "--admin", help="a URL on the server (default FINOPS_BENCH_POSTGRES_URL, then FINOPS_TEST_...)"
     )
     ap.add_argument("--data", type=Path, default=Path(__file__).parent / "data")
+    ap.add_argument(
+        "--separate-cores",
+        action="store_true",
+        help="finops on CPU 0, the (local) PostgreSQL server on CPU 1: the database on its own machine",
+    )
     args = ap.parse_args()
     admin = admin_url(args.admin)
     if not admin:
@@ -205,16 +256,19 @@ def main() -> None:
     print(
         f"{n:,} records ({path.stat().st_size / 2**20:.0f} MiB JSONL), batches of {batch:,}, {args.runs} runs"
     )
-    print(f"before: {machine()}")
-    times: dict[str, list[float]] = {label: [] for label, _ in paths}
-    for run in range(args.runs):
-        order = paths[run % len(paths) :] + paths[: run % len(paths)]
-        for label, fn in order:
-            times[label].append(fn())
-        print(
-            f"  run {run + 1}: " + "; ".join(f"{label}: {n / times[label][-1]:,.0f}/s" for label, _ in paths)
-        )
-    print(f"after:  {machine()}")
+    placement = separate_cores(admin) if args.separate_cores else nullcontext("every process on every CPU")
+    with placement as where:
+        print(f"before: {machine()}; {where}")
+        times: dict[str, list[float]] = {label: [] for label, _ in paths}
+        for run in range(args.runs):
+            order = paths[run % len(paths) :] + paths[: run % len(paths)]
+            for label, fn in order:
+                times[label].append(fn())
+            print(
+                f"  run {run + 1}: "
+                + "; ".join(f"{label}: {n / times[label][-1]:,.0f}/s" for label, _ in paths)
+            )
+        print(f"after:  {machine()}")
     rate = {label: n / statistics.median(ts) for label, ts in times.items()}
     width = max(len(label) for label in rate)
     print(f"\n{'path':<{width}}  {'records/s':>10}  {'median s':>9}  runs (s)")
@@ -233,7 +287,7 @@ def main() -> None:
     print(
         f"finops-PG / finops-SQLite:               {pg / lite:.3f}   (target >= 1.0: {'met' if pg >= lite else 'MISSED'})"
     )
-    print("\nCPU per record (median run; the 2 cores share all of it):")
+    print("\nCPU per record (median run):")
     for label, runs in CPU.items():
         own, kids, server = sorted(runs, key=sum)[len(runs) // 2]
         total = own + kids + server
