@@ -266,3 +266,20 @@ def test_ingest_collects_garbage_less_often_and_restores_the_thresholds_it_found
     except RuntimeError:
         pass
     assert gc.get_threshold() == before
+
+
+def test_a_parser_process_keeps_each_lines_file_and_number_across_files(
+    sqlite_ledger: Ledger, tmp_path: Path
+) -> None:
+    """Batches sent to the parser process span files (a batch of 7 over files of 10 lines):
+    every rejected line is still named by its own file and line number."""
+    first = write_jsonl(tmp_path / "a.jsonl", [usage(i) if i % 4 else "{oops" for i in range(10)])
+    (tmp_path / "b.jsonl").write_text(
+        "\n".join([json.dumps(usage(100 + i)) if i % 3 else "not json" for i in range(10)]) + "\n\n"
+    )
+    summary = ingest_paths(sqlite_ledger, [first, tmp_path / "b.jsonl"], batch_size=7, workers=1)
+    with sqlite_ledger.engine.connect() as conn:
+        letters = sorted(conn.execute(select(dead_letters.c.location, dead_letters.c.line)).all())
+    a, b = str(first), str(tmp_path / "b.jsonl")
+    assert letters == sorted([(a, 1), (a, 5), (a, 9), (b, 1), (b, 4), (b, 7), (b, 10)])
+    assert (summary.read, summary.stored, summary.rejected) == (20, 13, 7)

@@ -68,6 +68,7 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
         raw.seek(0)
         stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if gzipped else raw
         last = number = 0
+        name = str(path)  # one string for every line: pickled once per batch sent to a parser
         try:
             for number, data in enumerate(stream, start=1):
                 if on_bytes is not None and number % 1024 == 0:
@@ -76,7 +77,7 @@ def read_lines(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> 
                     last = pos
                 text = data.decode("utf-8", errors="replace").strip()
                 if text:
-                    yield Line(str(path), number, text)
+                    yield Line(name, number, text)
         except EOFError:  # gzip: the stream ends before its end marker
             raise UnreadableInput(path, number, "truncated", truncated=True) from None
         except (OSError, zlib.error) as exc:

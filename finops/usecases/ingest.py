@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -442,10 +443,25 @@ def _worker_init(book: PriceBook, user_key: bytes, source: str) -> None:
     gc.set_threshold(*INGEST_GC_THRESHOLD)  # this process only parses
 
 
-def _worker_prepare(lines: list[tuple[str, int, str]]) -> RowBatch:
+def _worker_prepare(parts: list[tuple[str, list[int], list[str]]]) -> RowBatch:
+    """One batch of lines (see :func:`_for_worker`), decoded and priced."""
     assert _WORKER is not None
     book, key, source = _WORKER
-    return to_rows(prepare_lines(book, key, [Line(*line) for line in lines]), source)
+    lines = [line for path, numbers, texts in parts for line in map(Line, repeat(path), numbers, texts)]
+    return to_rows(prepare_lines(book, key, lines), source)
+
+
+def _for_worker(chunk: list[Line]) -> list[tuple[str, list[int], list[str]]]:
+    """A chunk as a parser process takes it: per file, the path once and two flat lists (a third
+    less to pickle than a tuple a line)."""
+    parts = []
+    start = 0
+    for end in range(1, len(chunk) + 1):
+        if end == len(chunk) or chunk[end].path != chunk[start].path:
+            part = chunk[start:end]
+            parts.append((chunk[start].path, [li.number for li in part], [li.text for li in part]))
+            start = end
+    return parts
 
 
 def chunked(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
@@ -544,7 +560,7 @@ def _ingest_lines(
 
         try:
             for chunk in chunked(lines, size):
-                pending.append(pool.submit(_worker_prepare, [(li.path, li.number, li.text) for li in chunk]))
+                pending.append(pool.submit(_worker_prepare, _for_worker(chunk)))
                 if len(pending) > workers + 1:  # bounded: memory stays flat
                     write_next()
             while pending:
