@@ -301,7 +301,7 @@ def test_replicas_group_committing_overlapping_batches_in_other_orders(postgres_
     ids with the one before starts a new statement) on three replicas at once, each with the same
     overlapping batches in another order. Two statements in one transaction can deadlock against
     another replica's (each holds a key the other's next statement wants): PostgreSQL kills one,
-    the daemon answers 503 (database_outage.unavailable) and the sender retries, as here. In the
+    and it is written again, as here (the daemon does it itself: daemon/group_commit.py). In the
     end: each record stored once, by one replica, nothing refused or in conflict, rollups exact."""
     from finops.daemon.database_outage import unavailable
     from finops.usecases.ingest import IngestSummary, prepare_objects, stage, write_staged

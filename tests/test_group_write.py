@@ -264,3 +264,39 @@ def test_event_loop_callers_are_answered_together_and_a_cancelled_one_is_skipped
         assert asyncio.run(main()) == ["allow"] * 5 + ["deny"]  # the cancelled one held nothing
     finally:
         writer.close()
+
+
+@pytest.mark.postgres
+def test_replicas_whose_groups_deadlock_answer_every_request(postgres_url: str, tmp_path: Path) -> None:
+    """Two replicas' groups of overlapping batches in opposite orders: a group writes its runs one
+    after the other in one transaction, so two can deadlock, and PostgreSQL aborts one. That
+    group is then written one request at a time: every caller gets its answer, none a 503."""
+    found = budgets(tmp_path, "1000.00")
+    ledgers = [make_ledger(postgres_url), make_ledger(postgres_url)]
+    writers = [GroupCommit(led, lambda: found) for led in ledgers]
+    try:
+        for round_ in range(6):
+            base = round_ * 1000
+            batches = [[usage(base + i) for i in range(lo, lo + 90)] for lo in range(0, 480, 60)]
+            futures: list[Future[Any]] = []
+            gates = []
+            for n, writer in enumerate(writers):
+                gate, busy = _blocked_writer(writer)
+                gates.append((gate, busy))
+                order = batches if n == 0 else batches[::-1]
+                futures += [writer.submit_usage(w) for w, _ in _stage_all(ledgers[n], order)]
+            for gate, _ in gates:
+                gate.set()
+            for _, busy in gates:
+                busy.result(30)
+            failed = [f.exception(60) for f in futures if f.exception(60) is not None]
+            assert not failed, failed
+    finally:
+        for writer in writers:
+            writer.close()
+    u = usage_records.c
+    with ledgers[0].engine.connect() as conn:
+        ids = conn.scalars(select(u.record_id)).all()
+    assert len(ids) == len(set(ids)) == 6 * 510
+    for led in ledgers:
+        led.close()

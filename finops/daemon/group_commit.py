@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from finops.daemon.database_outage import unavailable
+from finops.daemon.database_outage import lost_a_lock_race, unavailable
 from finops.domain.budgets import Budget
 from finops.usecases.admission import Ask, ReserveResult
 from finops.usecases.group_write import write_group
@@ -49,6 +49,8 @@ class _Job:
 
 
 _STOP = _Job()
+#: Times a lone job is written again after PostgreSQL aborted it to break a deadlock.
+_LOCK_RACES = 3
 
 
 class GroupCommit:
@@ -156,7 +158,7 @@ class GroupCommit:
                 answers.extend(self._write(batched))
             _deliver(answers)
 
-    def _write(self, group: list[_Job]) -> list[_Answer]:
+    def _write(self, group: list[_Job], races: int = 0) -> list[_Answer]:
         writes = [job for job in group if job.write is not None]
         asks = [job for job in group if job.ask is not None]
         try:
@@ -168,7 +170,13 @@ class GroupCommit:
                 now=datetime.now(UTC),
             )
         except Exception as exc:
-            if len(group) == 1 or unavailable(exc):  # the database is away: every job would fail
+            # A deadlock with another replica comes from groups (a group's runs lock rows in
+            # several passes, each in key order): the group is written one job at a time, and a
+            # lone job that lost the race to another replica's group is written again.
+            if lost_a_lock_race(exc) and races < _LOCK_RACES:
+                if len(group) == 1:
+                    return self._write(group, races + 1)
+            elif len(group) == 1 or unavailable(exc):  # the database is away: every job would fail
                 return [(job, None, exc) for job in group]
             log.warning(
                 "a group write failed (%s); writing its %d requests one by one",

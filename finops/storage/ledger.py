@@ -6,7 +6,9 @@ duplicate (no change); with other content, a conflict (a dead letter, the
 stored row untouched). Only rows this transaction really
 inserted (``INSERT .. ON CONFLICT DO NOTHING RETURNING``) reach the rollups, so
 two replicas writing the same records at once still count each one once.
-Rollup rows are upserted in key order, so concurrent writers never deadlock.
+Rows are locked in key order, table by table, so two transactions that each write one
+batch never deadlock (the daemon's groups write several in one transaction, and can:
+daemon/group_commit.py writes such a group again one request at a time).
 
 SQLite has one writer at a time and takes rows by ``executemany``; the rollups
 are summed in Python. PostgreSQL takes a batch in bulk: the rows are COPied into a
