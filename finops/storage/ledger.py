@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -599,11 +600,13 @@ def _pg_stage(conn: Connection, name: str, columns: str, rows: Iterable[Sequence
         raise DBAPIError.instance(
             statement, None, exc, psycopg.Error, hide_parameters=True, dialect=conn.dialect
         ) from exc
-    except (OverflowError, TypeError, ValueError) as exc:
+    except (OverflowError, struct.error, TypeError, ValueError) as exc:
         # Binary COPY encodes values in the client: a number past 64 bits fails here, where the
-        # server said 22003 to the text format. The COPY was aborted (the transaction is failed,
-        # as after a server error): the same DataError, so the row at fault is isolated alike.
-        kind = errors.NumericValueOutOfRange if isinstance(exc, OverflowError) else errors.DataException
+        # server said 22003 to the text format (OverflowError from psycopg's C adapters,
+        # struct.error from its pure Python ones). The COPY was aborted (the transaction is
+        # failed, as after a server error): the same DataError, so the row at fault is isolated.
+        past_64_bits = isinstance(exc, OverflowError | struct.error)
+        kind = errors.NumericValueOutOfRange if past_64_bits else errors.DataException
         raise DBAPIError.instance(
             statement,
             None,
