@@ -337,11 +337,14 @@ def _tags(value: object) -> Mapping[str, str]:
         and not has_forbidden(" ".join(value) + " " + " ".join(values))
         and all(map(str.strip, value))
     ):
+        # A copy, not the caller's object: a caller that changes its object afterwards must not
+        # change this record, nor what the memo gives a later record (never checked then).
+        checked = dict(value)
         if key is not None:
             if len(_TAGS_SEEN) >= _TAGS_SEEN_MAX:
                 _TAGS_SEEN.clear()
-            _TAGS_SEEN[key] = value
-        return value  # JSON object keys are strings already; the whole check runs in C
+            _TAGS_SEEN[key] = checked
+        return checked  # JSON object keys are strings already; the whole check runs in C
     tags: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, Mapping | list) or item is None:
