@@ -425,15 +425,30 @@ _WORKER: tuple[PriceBook, bytes, str] | None = None
 INGEST_GC_THRESHOLD = (50_000, 20, 100)
 
 
+#: Ingests inside fewer_collections now (threads), and the thresholds found by the first.
+_fewer_depth = 0
+_fewer_before: tuple[int, ...] = gc.get_threshold()
+_FEWER_LOCK = threading.Lock()
+
+
 @contextmanager
 def fewer_collections() -> Iterator[None]:
-    """Run the block with :data:`INGEST_GC_THRESHOLD`, then restore the thresholds it found."""
-    before = gc.get_threshold()
-    gc.set_threshold(*INGEST_GC_THRESHOLD)
+    """Run the block with :data:`INGEST_GC_THRESHOLD`, then restore the thresholds found before
+    it. Ingests in several threads may end in any order: the thresholds come back when the last
+    one ends, to what they were before the first began (not to another's raised ones)."""
+    global _fewer_depth, _fewer_before
+    with _FEWER_LOCK:
+        if _fewer_depth == 0:
+            _fewer_before = gc.get_threshold()
+            gc.set_threshold(*INGEST_GC_THRESHOLD)
+        _fewer_depth += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _FEWER_LOCK:
+            _fewer_depth -= 1
+            if _fewer_depth == 0:
+                gc.set_threshold(*_fewer_before)
 
 
 def _worker_init(book: PriceBook, user_key: bytes, source: str) -> None:
