@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from finops.config.budget_files import load_budget_dir
 from finops.errors import IngestError
 from finops.storage.ledger import rebuild_rollups
-from finops.storage.tables import dead_letters, rollups_hourly, usage_records
+from finops.storage.tables import dead_letters, reservations, rollups_hourly, usage_records
+from finops.usecases.admission import ReserveRequest, reserve
 from finops.usecases.ingest import ingest_paths
-from tests.conftest import make_ledger, usage, write_jsonl
+from tests.conftest import fresh_postgres_database, make_ledger, usage, write_jsonl
+from tests.test_admission import CENT, budget_folder
 
 pytestmark = pytest.mark.postgres
 
@@ -178,5 +181,91 @@ def test_a_parser_killed_with_two_writes_in_flight(postgres_url: str, tmp_path: 
             conn.exec_driver_sql("DROP TRIGGER finops_test_slow ON usage_record_keys")
         again = ingest_paths(ledger, [path], batch_size=BATCH, workers=1)
         assert (again.read, again.stored, again.duplicates) == (3000, 3000 - len(ids), len(ids))
+    finally:
+        ledger.close()
+
+
+def _settled(url: str, path: Path, holds: int, tmp: Path, workers: int) -> tuple[Any, ...]:
+    """Reserve ``holds`` holds, ingest ``path`` (its records name them), and say who settled what."""
+    found = [located.budget for located in load_budget_dir(budget_folder(tmp, "1000000.00")).budgets]
+    ledger = make_ledger(url)
+    try:
+        ids = [
+            reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app").reservation_id
+            for _ in range(holds)
+        ]
+        text = path.read_text()
+        for n, rid in enumerate(ids):
+            text = text.replace(f"@HOLD{n}@", str(rid))
+        (tmp / "named.jsonl").write_text(text)
+        summary = ingest_paths(ledger, [tmp / "named.jsonl"], source="app", batch_size=BATCH, workers=workers)
+        r = reservations.c
+        with ledger.engine.connect() as conn:
+            settled = sorted(
+                (ids.index(rid), record, cost)
+                for rid, record, cost in conn.execute(
+                    select(r.id, r.record_id, r.cost_nanos).where(r.status == "settled")
+                )
+            )
+        return (summary.stored, summary.cost_nanos), settled
+    finally:
+        ledger.close()
+
+
+def test_reservations_named_by_records_in_adjacent_batches_settle_as_in_order(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Each hold is named by a record at the end of one batch and by another at the start of the
+    next (and some twice in one batch): the first in the file settles it, whatever is in flight."""
+    holds = 60
+    records = []
+    for n in range(holds):
+        for k in range(BATCH):
+            record = {**usage(n * BATCH + k), "flow": "admit"}
+            if k == BATCH - 1:
+                record["reservation_id"] = f"@HOLD{n}@"
+            if k == 0 and n > 0:
+                record["reservation_id"] = f"@HOLD{n - 1}@"
+            if k == 4 and n % 3 == 0:
+                record["reservation_id"] = f"@HOLD{n}@"  # an earlier one in the same batch
+            records.append(record)
+    path = write_jsonl(tmp_path / "usage.jsonl", records)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    overlapped = _settled(postgres_url, path, holds, tmp_path / "a", workers=1)
+    with fresh_postgres_database() as other:
+        in_order = _settled(other, path, holds, tmp_path / "b", workers=0)
+    assert overlapped == in_order
+    assert len(overlapped[1]) == holds
+
+
+_FAIL_AFTER_SLOW = """
+CREATE FUNCTION finops_test_late() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.record_id = 'req-50' THEN
+    PERFORM pg_sleep(1);  -- batch 5 is slow, and goes through
+  ELSIF NEW.record_id = 'req-60' THEN
+    RAISE EXCEPTION 'boom' USING ERRCODE = 'XX000';  -- batch 6 fails at once
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER finops_test_late BEFORE INSERT ON usage_record_keys
+  FOR EACH ROW EXECUTE FUNCTION finops_test_late();
+"""
+
+
+def test_nothing_is_handed_out_after_a_failed_write(postgres_url: str, tmp_path: Path) -> None:
+    """Batch 6 fails while batch 5, before it, is still being written: no batch after 6 may be
+    handed to a writer once 6 has failed (ingest_lines: "nothing is handed out after it")."""
+    path = write_jsonl(tmp_path / "usage.jsonl", [usage(i) for i in range(300)])
+    ledger = make_ledger(postgres_url)
+    try:
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql(_FAIL_AFTER_SLOW)
+        with pytest.raises(Exception, match="boom"):
+            ingest_paths(ledger, [path], batch_size=BATCH, workers=1)
+        with ledger.engine.connect() as conn:
+            ids = {int(r.removeprefix("req-")) for r in conn.scalars(select(usage_records.c.record_id))}
+        assert ids == set(range(60))  # batches 0 to 5: none after the failed one
     finally:
         ledger.close()

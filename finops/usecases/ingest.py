@@ -565,11 +565,16 @@ def _ingest_lines(
         def write_next() -> None:
             """Hand the oldest prepared batch to a writer thread once fewer than ``depth`` writes
             are in flight and none of them shares a claim with it (``result`` raises a failed
-            write's error: nothing is handed out after it). While the database works, this
-            thread reads and dispatches the next lines."""
+            write's error, even one behind a write still running: nothing is handed out once a
+            write has failed). While the database works, this thread reads and dispatches the
+            next lines."""
             batch = pending.popleft().result()
             claims = _claims(batch) if depth > 1 else frozenset()
-            while writing and (len(writing) >= depth or any(not claims.isdisjoint(c) for _, c in writing)):
+            while writing and (
+                len(writing) >= depth
+                or any(not claims.isdisjoint(c) for _, c in writing)
+                or any(f.done() and f.exception() is not None for f, _ in writing)  # seen at once
+            ):
                 writing.popleft()[0].result()
             writing.append((writer.submit(_write_shared, ledger, source, batch, summary, lock), claims))
 
