@@ -9,18 +9,21 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 
 from finops.config.budget_files import load_budget_dir
 from finops.errors import IngestError
+from finops.sources.jsonl import Line
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.tables import dead_letters, reservations, rollups_hourly, usage_records
 from finops.usecases.admission import ReserveRequest, reserve
-from finops.usecases.ingest import ingest_paths
+from finops.usecases.ingest import ingest_lines, ingest_paths
 from tests.conftest import fresh_postgres_database, make_ledger, usage, write_jsonl
 from tests.test_admission import CENT, budget_folder
 
@@ -267,5 +270,64 @@ def test_nothing_is_handed_out_after_a_failed_write(postgres_url: str, tmp_path:
         with ledger.engine.connect() as conn:
             ids = {int(r.removeprefix("req-")) for r in conn.scalars(select(usage_records.c.record_id))}
         assert ids == set(range(60))  # batches 0 to 5: none after the failed one
+    finally:
+        ledger.close()
+
+
+_FAIL_15 = """
+CREATE FUNCTION finops_test_15() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.record_id = 'req-150' THEN
+    PERFORM pg_sleep(1.5);
+    RAISE EXCEPTION 'boom' USING ERRCODE = 'XX000';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER finops_test_15 BEFORE INSERT ON usage_record_keys
+  FOR EACH ROW EXECUTE FUNCTION finops_test_15();
+"""
+
+
+def test_a_parser_dying_while_a_write_fails_never_says_every_batch_before_it_is_stored(
+    postgres_url: str,
+) -> None:
+    """The parser dies while batch 15's write is in flight, and that write fails: the ingest
+    must not say that every batch before the parser died is stored (batch 15 is not); it must
+    say what failed."""
+    blocked, go = threading.Event(), threading.Event()
+
+    def lines() -> Iterator[Line]:
+        for i in range(180):  # batches 0..17: 14 and 15 are in flight when the reading stops
+            yield Line("usage.jsonl", i + 1, orjson.dumps(usage(i)).decode())
+        blocked.set()
+        assert go.wait(30)
+        for i in range(180, 300):
+            yield Line("usage.jsonl", i + 1, orjson.dumps(usage(i)).decode())
+
+    def kill_the_parser() -> None:
+        assert blocked.wait(30)
+        time.sleep(0.3)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid or 0, signal.SIGKILL)  # the parser this test's ingest started
+        time.sleep(0.5)
+        go.set()
+
+    ledger = make_ledger(postgres_url)
+    try:
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql(_FAIL_15)
+        killer = threading.Thread(target=kill_the_parser)
+        killer.start()
+        try:
+            with pytest.raises(Exception) as raised:
+                ingest_lines(ledger, lines(), batch_size=BATCH, workers=1)
+        finally:
+            go.set()
+            killer.join()
+        with ledger.engine.connect() as conn:
+            ids = {int(r.removeprefix("req-")) for r in conn.scalars(select(usage_records.c.record_id))}
+        assert 150 not in ids
+        assert "every batch before it is stored" not in str(raised.value)
+        assert "boom" in str(raised.value)
     finally:
         ledger.close()

@@ -588,6 +588,8 @@ def _ingest_lines(
             while writing:
                 writing.popleft()[0].result()
         except BrokenProcessPool as exc:
+            while writing:  # a write in flight that fails says so: then not every batch is stored
+                writing.popleft()[0].result()
             raise IngestError(
                 f"a parser process died ({exc}); every batch before it is stored: run the same command "
                 "again to finish"
