@@ -331,3 +331,40 @@ def test_a_parser_dying_while_a_write_fails_never_says_every_batch_before_it_is_
         assert "boom" in str(raised.value)
     finally:
         ledger.close()
+
+
+_SLOW_BATCH_3 = """
+CREATE FUNCTION finops_test_slow3() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.record_id = 'req-20' THEN
+    PERFORM pg_sleep(0.5);  -- batch 2 commits after batch 3
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER finops_test_slow3 BEFORE INSERT ON usage_record_keys
+  FOR EACH ROW EXECUTE FUNCTION finops_test_slow3();
+"""
+
+
+def test_the_summary_names_the_first_line_of_each_reason(postgres_url: str, tmp_path: Path) -> None:
+    """Batches 2 and 3 each hold a record the database refuses for the same reason (its bucket
+    is full), and batch 2 commits after batch 3: the summary must still name batch 2's line as
+    where the reason was first met, and list the rejections in the file's order."""
+    records = []
+    for i in range(80):
+        record = _at(i, 5 + i % 3)
+        if i % BATCH == 9:  # the last of each batch: 2 fit the bucket, the later ones are refused
+            record = _at(i, 0, **_BIG)
+        records.append(record)
+    path = write_jsonl(tmp_path / "usage.jsonl", records)
+    ledger = make_ledger(postgres_url)
+    try:
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql(_SLOW_BATCH_3)
+        summary = ingest_paths(ledger, [path], batch_size=BATCH, workers=1)
+    finally:
+        ledger.close()
+    assert summary.rejected == 6
+    [(reason, first)] = summary.first_at.items()
+    assert first.line == 30, reason  # line 30 is record 29, the last of batch 2
+    assert [r.line for r in summary.examples] == [30, 40, 50, 60, 70, 80]

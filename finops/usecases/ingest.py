@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -525,18 +526,34 @@ def _claims(batch: RowBatch) -> frozenset[str]:
     return frozenset([*(row[1] for row in batch.rows), *(f"\0{r}" for r in batch.reservations.values())])
 
 
-def _write_shared(
-    ledger: Ledger, source: str, batch: RowBatch, summary: IngestSummary, lock: threading.Lock
-) -> None:
-    """:func:`write_prepared` from one of several writer threads: the summary is shared."""
-    with lock:
-        staged = stage(ledger, source, batch, summary)
-    if staged is None:
-        return
-    with write_transaction(ledger.engine) as conn:
-        [written] = write_staged(conn, [staged], now_us=_now_us())
-    with lock:
-        count_written(summary, written)
+def _write_shared(ledger: Ledger, source: str, batch: RowBatch, lock: threading.Lock) -> IngestSummary:
+    """:func:`write_prepared` from one of several writer threads, told to a summary of its own:
+    the caller adds it to the ingest's in the file's order (:func:`_add`), so a reason's first
+    line and the examples are the file's first, whichever batch committed first."""
+    part = IngestSummary(example_limit=sys.maxsize)  # every rejection, in order, for _add
+    with lock:  # the token counter is shared
+        staged = stage(ledger, source, batch, part)
+    if staged is not None:
+        with write_transaction(ledger.engine) as conn:
+            [written] = write_staged(conn, [staged], now_us=_now_us())
+        count_written(part, written)
+    return part
+
+
+def _add(summary: IngestSummary, part: IngestSummary) -> None:
+    """Add one batch's summary (:func:`_write_shared`) to the ingest's."""
+    summary.read += part.read
+    summary.stored += part.stored
+    summary.duplicates += part.duplicates
+    summary.conflicts += part.conflicts
+    summary.unpriced += part.unpriced
+    summary.cost_nanos += part.cost_nanos
+    summary.linked += part.linked
+    summary.skipped += part.skipped
+    summary.notes |= part.notes
+    summary.unpriced_models.update(part.unpriced_models)
+    for rejection in part.examples:  # all of them: counted again, in order
+        summary.add_rejection(rejection)
 
 
 def _ingest_lines(
@@ -560,7 +577,7 @@ def _ingest_lines(
         ThreadPoolExecutor(depth, thread_name_prefix="finops-writer") as writer,
     ):
         pending: deque[Future[RowBatch]] = deque()
-        writing: deque[tuple[Future[None], frozenset[str]]] = deque()
+        writing: deque[tuple[Future[IngestSummary], frozenset[str]]] = deque()
 
         def write_next() -> None:
             """Hand the oldest prepared batch to a writer thread once fewer than ``depth`` writes
@@ -575,8 +592,8 @@ def _ingest_lines(
                 or any(not claims.isdisjoint(c) for _, c in writing)
                 or any(f.done() and f.exception() is not None for f, _ in writing)  # seen at once
             ):
-                writing.popleft()[0].result()
-            writing.append((writer.submit(_write_shared, ledger, source, batch, summary, lock), claims))
+                _add(summary, writing.popleft()[0].result())
+            writing.append((writer.submit(_write_shared, ledger, source, batch, lock), claims))
 
         try:
             for chunk in chunked(lines, size):
@@ -586,10 +603,10 @@ def _ingest_lines(
             while pending:
                 write_next()
             while writing:
-                writing.popleft()[0].result()
+                _add(summary, writing.popleft()[0].result())
         except BrokenProcessPool as exc:
             while writing:  # a write in flight that fails says so: then not every batch is stored
-                writing.popleft()[0].result()
+                _add(summary, writing.popleft()[0].result())
             raise IngestError(
                 f"a parser process died ({exc}); every batch before it is stored: run the same command "
                 "again to finish"
@@ -597,6 +614,9 @@ def _ingest_lines(
         finally:
             for future in pending:
                 future.cancel()
+            for write, _ in writing:  # after an error: what the writes in flight stored is counted
+                if write.exception() is None:
+                    _add(summary, write.result())
     return summary
 
 
