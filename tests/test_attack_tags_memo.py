@@ -76,3 +76,22 @@ def test_threads_parsing_at_once_past_the_memos_bound_all_get_their_own_tags() -
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_the_memo_holds_little_memory_whatever_the_tags() -> None:
+    """A sender may send thousands of distinct tag objects of 64 keys of 128 characters and
+    values of 256 (all valid): the memo must not keep megabytes of them after the records are gone."""
+    import tracemalloc
+
+    base = _fresh()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for n in range(1000):
+            tags = {f"{base}{n}{k:03d}".ljust(128, "k"): f"{n}-{k}".ljust(256, "v") for k in range(64)}
+            _tags(tags)
+            del tags
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4_000_000, f"{(after - before) / 1e6:.1f} MB kept"

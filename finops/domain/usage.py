@@ -308,9 +308,12 @@ def _normalise_usage(usage: Mapping[str, Any]) -> dict[str, int | str]:
 
 #: Tag objects already checked, by their items: a service sends a few distinct ones, and checking
 #: one took ~6 us of ingest's ~30 us a record. Only objects of strings are kept, so a hit has
-#: the same strings (a string never equals a number); bounded, whatever the input.
+#: the same strings (a string never equals a number); bounded in count and size, whatever the input.
 _TAGS_SEEN: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
 _TAGS_SEEN_MAX = 4096
+#: Only objects of at most this many characters (keys and values) are remembered: a service's
+#: few tag objects are small, and 4,096 of the largest valid ones would hold ~150 MB.
+_TAGS_SEEN_CHARS = 512
 
 
 def _tags(value: object) -> Mapping[str, str]:
@@ -340,7 +343,7 @@ def _tags(value: object) -> Mapping[str, str]:
         # A copy, not the caller's object: a caller that changes its object afterwards must not
         # change this record, nor what the memo gives a later record (never checked then).
         checked = dict(value)
-        if key is not None:
+        if key is not None and sum(map(len, checked)) + sum(map(len, values)) <= _TAGS_SEEN_CHARS:
             if len(_TAGS_SEEN) >= _TAGS_SEEN_MAX:
                 _TAGS_SEEN.clear()
             _TAGS_SEEN[key] = checked
