@@ -332,11 +332,8 @@ def _pg_upsert_buckets(
     else:
         rows = (key + tuple(-value for value in acc) for key, acc in buckets.items())
     _pg_stage(conn, stage, columns, rows)
-    names = ", ".join((*keys, *measures))
     conn.exec_driver_sql(
-        f"INSERT INTO {name} ({names}) SELECT {names} FROM {stage} ORDER BY {', '.join(keys)} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in measures)
+        _pg_rollup_upsert(name, keys, measures, f"SELECT {', '.join((*keys, *measures))} FROM {stage}")
     )
 
 
@@ -457,8 +454,8 @@ _USAGE_STAGE = "finops_stage_usage"
 
 
 def _pg_rollup_upsert(table: str, keys: Sequence[str], sums: Sequence[str], select: str) -> str:
-    """A data-modifying CTE body: add grouped sums to a rollup table, in key order (concurrent
-    writers take the rows' locks in the same order, so they never deadlock)."""
+    """Add ``select``'s rows (keys first, then sums) to a rollup table, in key order (concurrent
+    writers take the rows' locks in the same order): a statement, or the body of a CTE."""
     return (
         f"INSERT INTO {table} ({', '.join((*keys, *sums))}) {select} "
         f"ORDER BY {', '.join(str(i + 1) for i in range(len(keys)))} "
