@@ -16,7 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -406,9 +406,18 @@ def count_written(summary: IngestSummary, written: Written) -> None:
     summary.unpriced_models.update(outcome.unpriced_models)
 
 
-def write_prepared(ledger: Ledger, source: str, batch: Prepared | RowBatch, summary: IngestSummary) -> None:
-    """Write one prepared batch in one transaction and add what it did to ``summary``."""
-    staged = stage(ledger, source, batch, summary)
+def write_prepared(
+    ledger: Ledger,
+    source: str,
+    batch: Prepared | RowBatch,
+    summary: IngestSummary,
+    *,
+    lock: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Write one prepared batch in one transaction and add what it did to ``summary``
+    (``lock``: held while staging, for writers in several threads: the token counter is shared)."""
+    with lock or nullcontext():
+        staged = stage(ledger, source, batch, summary)
     if staged is None:
         return
     with write_transaction(ledger.engine) as conn:
@@ -531,12 +540,7 @@ def _write_shared(ledger: Ledger, source: str, batch: RowBatch, lock: threading.
     the caller adds it to the ingest's in the file's order (:func:`_add`), so a reason's first
     line and the examples are the file's first, whichever batch committed first."""
     part = IngestSummary(example_limit=sys.maxsize)  # every rejection, in order, for _add
-    with lock:  # the token counter is shared
-        staged = stage(ledger, source, batch, part)
-    if staged is not None:
-        with write_transaction(ledger.engine) as conn:
-            [written] = write_staged(conn, [staged], now_us=_now_us())
-        count_written(part, written)
+    write_prepared(ledger, source, batch, part, lock=lock)
     return part
 
 
