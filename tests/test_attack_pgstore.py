@@ -18,13 +18,13 @@ from finops.storage.ledger import (
     BatchOutcome,
     PricedRecord,
     Rejection,
-    rebuild_rollups,
     usage_row,
     write_rows_isolating,
 )
-from finops.storage.tables import prompt_rollups_daily, rollups_daily, rollups_hourly, usage_records
+from finops.storage.tables import prompt_rollups_daily, rollups_hourly, usage_records
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger, usage
+from tests.test_pg_copy_ingest import _assert_rollups_match_raw
 
 pytestmark = pytest.mark.postgres
 
@@ -56,23 +56,6 @@ def _isolating(
 ) -> tuple[BatchOutcome, list[Rejection]]:
     where = [("t", i) for i in range(len(rows))]
     return write_rows_isolating(conn, source=source, rows=rows, where=where, now_us=1)
-
-
-def _rollups(conn: Connection) -> list[list[tuple[Any, ...]]]:
-    out = []
-    for table in (rollups_hourly, rollups_daily, prompt_rollups_daily):
-        cols = [c for c in table.c if c.name != "id"]
-        out.append([tuple(r) for r in conn.execute(select(*cols).order_by(*cols[:8]))])
-    return out
-
-
-def _assert_rollups_match_raw(ledger: Ledger) -> None:
-    with ledger.engine.connect() as conn, conn.begin() as transaction:
-        incremental = _rollups(conn)
-        rebuild_rollups(conn)
-        rebuilt = _rollups(conn)
-        transaction.rollback()
-    assert incremental == rebuilt
 
 
 def _stored(ledger: Ledger, source: str | None = None) -> tuple[int, int, int]:
