@@ -203,7 +203,8 @@ def _server_pids(admin: str) -> list[int]:
 def separate_cores(admin: str) -> Iterator[str]:
     """Run finops (this process and its parser) on CPU 0 and the local PostgreSQL server on CPU
     1, as when the database has its own machine; the server's affinity is put back afterwards.
-    The SQLite path then has CPU 0 only: the same finops host either way."""
+    The SQLite path then has CPU 0 only: the same finops host either way. A bench killed with
+    SIGKILL cannot put it back: ``taskset -a -p -c 0-N <postmaster pid>`` does."""
     server = _server_pids(admin)
     before = {pid: os.sched_getaffinity(pid) for pid in server}
     mine = os.sched_getaffinity(0)
