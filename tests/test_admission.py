@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from finops.config.budget_files import load_budget_dir
 from finops.domain.budgets import Budget
@@ -296,3 +296,51 @@ def test_a_replica_killed_mid_run_lapses_its_holds_and_the_cap_holds(
         procs[1].stop()
     assert 0 < result["allowed"] <= 100
     assert spend_nanos(postgres_url) <= 1_000_000_000
+
+
+def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A settle moves a call's money from the holds to the spend in one commit; a check reads both
+    in separate statements. Whichever of its statements the settle lands after, the check must see
+    the money at least once (twice is the safe side), never in neither: that would be an allow a
+    cap does not have. The settle is run from inside the check, after its k-th statement."""
+    found = budgets(tmp_path, "1.00")
+    now = datetime.now(UTC)
+
+    def spend_plus_held(settle_after: int | None) -> tuple[int, int]:
+        hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
+        with ledger.engine.connect() as conn:
+            before = check_flow(conn, found, flow="admit", tags={}, now=now)
+        seen = before.states[0].spend_nanos + before.held["admit"]
+        statements = 0
+
+        def after(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+            if statements == settle_after:
+                ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+
+        with ledger.engine.connect() as conn:
+            event.listen(conn, "after_cursor_execute", after)
+            check = check_flow(conn, found, flow="admit", tags={}, now=now)
+            event.remove(conn, "after_cursor_execute", after)
+        if settle_after is None:
+            ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+        return seen, check.states[0].spend_nanos + check.held["admit"]
+
+    seen, again = spend_plus_held(None)
+    assert again == seen  # nothing in between: the same total
+    with ledger.engine.connect() as conn:
+        counted = 0
+
+        def count(*_: Any) -> None:
+            nonlocal counted
+            counted += 1
+
+        event.listen(conn, "after_cursor_execute", count)
+        check_flow(conn, found, flow="admit", tags={}, now=now)
+    assert counted >= 2  # the holds and the spend are separate reads
+    for k in range(1, counted + 1):
+        before, during = spend_plus_held(k)
+        assert during >= before, f"a settle after statement {k} of the check hid {before - during} nanos"

@@ -204,7 +204,12 @@ def check_flow(
     told apart from a flow that is simply not budgeted.
     """
     estimate = usd_to_nanos(estimate_usd)
-    states = tuple(budget_state(conn, b, now) for b in budgets if b.matches(flow, tags))
+    matching = [b for b in budgets if b.matches(flow, tags)]
+    # The holds before the spend, as decide() reads them: a settle committing between the two
+    # reads (its hold becomes spend) is then seen twice, never in neither, which would allow
+    # past a cap (the reads are separate statements, each with its own snapshot).
+    held = held_by_budget(conn, [b.key for b in matching], now_us=int(now.timestamp() * 1_000_000))
+    states = tuple(budget_state(conn, b, now) for b in matching)
     if not states:
         with_tags = _covered_with_tags(budgets, flow)
         if with_tags:
@@ -215,7 +220,6 @@ def check_flow(
             return CheckResult("allow", flow, reason, states, estimate)
         known = flow_seen(conn, flow)
         return CheckResult("allow", flow, "no budget covers this flow", states, estimate, known_flow=known)
-    held = held_by_budget(conn, [s.budget.key for s in states], now_us=int(now.timestamp() * 1_000_000))
     for state in states:
         why = _blocked(state, held[state.budget.key], estimate)
         if why:
