@@ -362,7 +362,7 @@ def streaming(throwaway_postgres: ThrowawayPostgres) -> Iterator[Streaming]:  # 
     standby = ThrowawayPostgres(primary.bin, root)
     standby._run(
         "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-        "-D", str(standby.data), "-R", "-X", "stream", "--no-sync",
+        "-D", str(standby.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
     )  # fmt: skip
     standby.start()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,19 @@ def _entries(items: object, *, layer: str, name: str) -> list[PriceEntry]:
 
 
 def load_default_catalog() -> list[PriceEntry]:
-    """The catalog shipped in the package (``finops/catalog/default.yaml``)."""
+    """The catalog shipped in the package (``finops/catalog/default.yaml``).
+
+    Parsed once per process: the file is part of the installed package, and parsing it takes
+    about 0.1 s, which every ledger's price book (each CLI command, each test) paid again.
+    The entries are frozen; their memos of resolved rates depend on nothing but the entry."""
+    return list(_default_catalog())
+
+
+@cache
+def _default_catalog() -> tuple[PriceEntry, ...]:
     text = resources.files("finops.catalog").joinpath("default.yaml").read_text("utf-8")
     data = parse_price_yaml(text, name="finops/catalog/default.yaml")
-    return _entries(data.get("models"), layer="catalog", name="finops/catalog/default.yaml")
+    return tuple(_entries(data.get("models"), layer="catalog", name="finops/catalog/default.yaml"))
 
 
 def _discount(item: object, where: str) -> Discount:
