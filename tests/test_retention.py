@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import IngestService
@@ -21,7 +22,7 @@ from finops.storage.tables import usage_records
 from finops.usecases.ledger import Ledger
 from finops.usecases.retention import run_retention
 from finops.usecases.spend import SpendQuery, run_spend
-from tests.conftest import make_ledger, usage
+from tests.conftest import fresh_postgres_database, make_ledger, usage
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 OLD = [usage(i, ts=f"2026-07-{10 + i:02d}T18:45:00Z") for i in range(5)]  # 00:15 the next day in Kolkata
@@ -139,3 +140,59 @@ def test_closed_reservations_go_with_the_raw_records_and_open_holds_stay(db_url:
     assert result.reservations_deleted == 1 and old[0].reservation_id not in left
     assert left == {old[1].reservation_id: "open", fresh.reservation_id: "open"}  # never an open one
     assert links == set(left)
+
+
+@contextmanager
+def _fresh_ledger(db_url: str, path: Path) -> Iterator[Ledger]:
+    """A new, empty ledger of the same kind as ``db_url`` (retention as in ``service``)."""
+    with (
+        nullcontext(f"sqlite:///{path}") if db_url.startswith("sqlite") else fresh_postgres_database() as url
+    ):
+        led = make_ledger(url, retention_days=40)
+        try:
+            yield led
+        finally:
+            led.close()
+
+
+def test_a_report_racing_retention_never_loses_the_closed_days(db_url: str, tmp_path: Path) -> None:
+    """A local-day report in a half-hour zone reads the watermark, then the hourly rollups before
+    it and the raw records after it. Retention moves the watermark and deletes the raw records it
+    closes in one commit: whichever statement of the report it lands after, the report must count
+    each record once (from the raw rows or from the rollups), never in neither place. Retention is
+    run from inside the report, after its k-th statement, on a new ledger each time."""
+    query = SpendQuery(
+        group_by=("day",), start=datetime(2026, 6, 1, tzinfo=UTC), end=NOW, tz=ZoneInfo("Asia/Kolkata")
+    )
+
+    def report(ledger: Ledger, retain_after: int | None) -> tuple[int, int]:
+        """The report's total and how many statements it ran."""
+        statements = 0
+
+        def after(*_: object) -> None:
+            nonlocal statements
+            statements += 1
+            if statements == retain_after:
+                assert run_retention(ledger, now=NOW).usage_deleted == 5
+
+        with ledger.engine.connect() as conn:
+            event.listen(conn, "after_cursor_execute", after)
+            result = run_spend(conn, query)
+            event.remove(conn, "after_cursor_execute", after)
+        return result.total["cost_nanos"], statements
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted = report(ledger, None)
+    assert expected > 0 and counted >= 1
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"k{k}.db") as ledger:
+            assert (
+                IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app").stored
+                == 8
+            )
+            during, _ = report(ledger, k)
+            assert _raw(ledger) == 3  # retention ran and deleted the old raw records
+            assert during == expected, (
+                f"retention after statement {k} of the report hid {expected - during} nanos"
+            )
