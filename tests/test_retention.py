@@ -15,10 +15,12 @@ from sqlalchemy import event, func, select
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import IngestService
+from finops.errors import UsageError
 from finops.storage.db import write_transaction
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.retention import apply_retention, final_before_us
 from finops.storage.tables import usage_records
+from finops.usecases.export_focus import focus_export
 from finops.usecases.ledger import Ledger
 from finops.usecases.retention import run_retention
 from finops.usecases.spend import SpendQuery, run_spend
@@ -196,3 +198,40 @@ def test_a_report_racing_retention_never_loses_the_closed_days(db_url: str, tmp_
             assert during == expected, (
                 f"retention after statement {k} of the report hid {expected - during} nanos"
             )
+
+
+def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_path: Path) -> None:
+    """The FOCUS export refuses a month retention has deleted raw records of (it needs each call).
+    It reads the watermark and the month's raw records in separate statements: retention landing
+    after any of its statements must leave the export whole or refused, never short."""
+
+    def export(ledger: Ledger, retain_after: int | None) -> tuple[int | None, int]:
+        """The export's billed total (``None``: refused) and how many statements it ran."""
+        statements = 0
+
+        def after(*_: object) -> None:
+            nonlocal statements
+            statements += 1
+            if statements == retain_after:
+                assert run_retention(ledger, now=NOW).usage_deleted == 5
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            return focus_export(ledger, "2026-07", tz=ZoneInfo("UTC")).billed_nanos, statements
+        except UsageError as exc:
+            assert "deleted by retention" in str(exc)
+            return None, statements
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted = export(ledger, None)
+    assert expected is not None and expected > 0 and counted >= 2
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"k{k}.db") as ledger:
+            service = IngestService(ledger, BudgetWatch(ledger, tmp_path))
+            assert service.usage([*OLD, *NEW], source="app").stored == 8
+            during, _ = export(ledger, k)
+            assert _raw(ledger) == 3  # retention ran and deleted the old raw records
+            assert during in (None, expected), f"retention after statement {k} of the export: {during} billed"
