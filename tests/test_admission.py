@@ -29,6 +29,7 @@ from finops.storage.db import create_engine_for
 from finops.storage.tables import reservations, usage_records
 from finops.usecases.admission import ReserveRequest, lapse_holds, release, reserve
 from finops.usecases.budgets import check_flow
+from finops.usecases.dashboard.flow import flow_page
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
@@ -344,3 +345,46 @@ def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
     for k in range(1, counted + 1):
         before, during = spend_plus_held(k)
         assert during >= before, f"a settle after statement {k} of the check hid {before - during} nanos"
+
+
+def test_the_flow_page_racing_a_settle_never_shows_the_money_in_neither_place(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The dashboard's flow page shows each budget's spend and what calls in flight hold, read in
+    separate statements. A settle moves a call's money from the holds to the spend in one commit:
+    whichever statement of the page it lands after, the page must show the money at least once
+    (twice is the safe side), never in neither: a budget would look further from its cap than it
+    is. The settle is run from inside the page, after its k-th statement."""
+    found = budgets(tmp_path, "1.00")
+    now = datetime.now(UTC)
+
+    def shown(settle_after: int | None) -> tuple[int, int, int]:
+        """Spend + held before, and during the page; and how many statements the page ran."""
+        hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
+        page = flow_page(ledger, found, "admit", now)
+        assert page is not None
+        before = page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos
+        statements, settled = 0, False
+
+        def after(*_: Any) -> None:
+            nonlocal statements, settled
+            statements += 1
+            if statements == settle_after and not settled:
+                settled = True
+                ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            page = flow_page(ledger, found, "admit", now)
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        if not settled:
+            ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+        assert page is not None
+        return before, page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos, statements
+
+    before, again, counted = shown(None)
+    assert again == before and counted >= 2  # nothing in between: the same total
+    for k in range(1, counted + 1):
+        before, during, _ = shown(k)
+        assert during >= before, f"a settle after statement {k} of the flow page hid {before - during} nanos"
