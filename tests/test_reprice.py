@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, event, func, select
 
@@ -13,6 +14,7 @@ from finops.domain.pricing import entry_from_mapping
 from finops.storage.prices import save_imported
 from finops.storage.tables import price_entries, price_versions, rollups_hourly, usage_records
 from finops.usecases.budgets import CheckResult, check_flow
+from finops.usecases.export_focus import focus_export
 from finops.usecases.ingest import ingest_paths
 from finops.usecases.ledger import Ledger
 from finops.usecases.reprice import reprice
@@ -186,3 +188,57 @@ def test_a_tagged_budget_check_racing_a_reprice_sees_the_books_before_or_after(
         seen = during.states[0].spend_nanos
         assert seen in (2_650_000_000, 3_550_000_000), f"a reprice after statement {k}: spend {seen}"
         assert during.decision == "deny"
+
+
+def test_a_focus_export_racing_a_reprice_is_the_month_before_or_after_it(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The FOCUS export reads the month's price versions, then its calls grouped by version, in
+    separate statements. A reprice committing between them gives calls a version the export has
+    not read. Whichever statement of the export the reprice lands after, the export must be the
+    month before the reprice or after it, whole: never an error, never a mix."""
+    records = [
+        {"id": f"r{i}", "ts": f"2026-11-{10 + i:02d}T12:00:00Z", "model": "gpt-4o-mini", "flow": "f",
+         "input_tokens": 1_000_000, "output_tokens": 1_000_000}
+        for i in range(2)
+    ]  # fmt: skip
+    ingest_paths(ledger, [write_jsonl(tmp_path / "u.jsonl", records)])
+    correction = entry_from_mapping(
+        {"provider": "openai", "model": "gpt-4o-mini", "effective_from": "2026-11-01", "source": "correction",
+         "standard": {"input": "0.20", "output": "0.80"}},
+        layer="import",
+    )  # fmt: skip
+
+    def correct(prices: bool) -> None:
+        with ledger.engine.begin() as conn:
+            conn.execute(delete(price_entries))
+            if prices:
+                save_imported(conn, [correction], now_us=0)
+        ledger.reload_prices()
+
+    def exported(reprice_after: int | None) -> tuple[int, int]:
+        """The export's billed total and how many statements it ran."""
+        statements, repriced = 0, False
+
+        def after(*_: object) -> None:
+            nonlocal statements, repriced
+            statements += 1
+            if statements == reprice_after and not repriced:
+                repriced = True
+                assert reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC)).changed == 2
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            billed = focus_export(ledger, "2026-11", tz=ZoneInfo("UTC")).billed_nanos
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        return billed, statements
+
+    before, counted = exported(None)
+    assert before == 1_500_000_000 and counted >= 2  # 2 × ($0.15 + $0.60)
+    for k in range(1, counted + 1):
+        correct(False)
+        reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC))  # back to the costs before
+        correct(True)
+        billed, _ = exported(k)
+        assert billed in (before, 2_000_000_000), f"a reprice after statement {k} of the export: {billed}"

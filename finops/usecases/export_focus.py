@@ -28,6 +28,7 @@ from finops.domain.periods import month_range
 from finops.domain.pricing.rates import PriceEntry, entry_from_mapping
 from finops.domain.providers import origin_provider
 from finops.errors import UsageError
+from finops.storage.db import one_snapshot
 from finops.storage.retention import final_before_us
 from finops.storage.tables import outcome_links, outcomes, price_versions, usage_records
 from finops.usecases.ledger import Ledger
@@ -165,6 +166,10 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
     seconds = 3600 if grain == "hour" else _bucket_seconds(tz, start, end)
     u = usage_records.c
     with ledger.read_engine.connect() as conn:
+        # One snapshot: a retention or a reprice committing while the month is read (PostgreSQL
+        # gives each statement its own otherwise) would delete rows after the check below, or
+        # give rows a price version the export did not read.
+        one_snapshot(conn)
         _refuse_closed(conn, export.month, lo)
         in_month = and_(u.ts_us >= lo, u.ts_us < hi)
         priced_versions = select(u.price_version).where(in_month, u.price_version.is_not(None)).distinct()
@@ -203,9 +208,6 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
                 acc[1 + i] += value
             acc[8] += cost
             succeeded[key] |= successes.get(tuple(row[:8]), set())
-        # Again after the rows: a retention committing between the check above and the read of
-        # the rows (PostgreSQL: each statement its own snapshot) deleted some of them unseen.
-        _refuse_closed(conn, export.month, lo)
     for key in sorted(groups, key=lambda k: (k[0], k[2], k[3], k[6], k[4], k[5], k[7], k[8])):
         p_start, p_end, provider, model, service_tier, ctx, flow, tags, version = key
         acc = groups[key]
