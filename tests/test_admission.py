@@ -36,6 +36,7 @@ from tests.conftest import make_ledger
 from tests.daemon_proc import DaemonProcess
 
 CENT = Decimal("0.01")
+CENT_NANOS = 10_000_000
 MODEL = "gpt-4o-2024-08-06"  # $10 per million output tokens: 1,000 output tokens cost exactly $0.01
 
 
@@ -388,3 +389,25 @@ def test_the_flow_page_racing_a_settle_never_shows_the_money_in_neither_place(
     for k in range(1, counted + 1):
         before, during, _ = shown(k)
         assert during >= before, f"a settle after statement {k} of the flow page hid {before - during} nanos"
+
+
+def test_a_replica_whose_clock_runs_ahead_never_frees_a_hold_before_its_expiry(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Holds lapse at their expiry, never before (docs/design.md section 8). Each replica marks
+    the holds it sees expired as lapsed; a replica whose clock runs two minutes ahead marks a hold
+    that, by the clock of the replica deciding the next reserve, still has a minute to run. That
+    hold must still count there: the money is held until its expiry, whoever's clock is ahead."""
+    found = budgets(tmp_path, "0.01")
+    now = datetime.now(UTC)
+    hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT, ttl_s=60), source="a", now=now)
+    assert hold.allow
+    ahead = lapse_holds(ledger, now=now + timedelta(minutes=2))  # another replica's clock, ahead
+    assert ahead["lapsed"] == 1 and ahead["open"] == 0
+    second = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="b", now=now)
+    assert second.decision == "deny" and second.held == {"admit": CENT_NANOS}
+    with ledger.engine.connect() as conn:
+        check = check_flow(conn, found, flow="admit", tags={}, now=now, estimate_usd=CENT)
+    assert check.decision == "deny" and check.held == {"admit": CENT_NANOS}
+    later = now + timedelta(seconds=61)  # past its expiry by anyone's clock: it no longer counts
+    assert reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="c", now=later).allow
