@@ -411,3 +411,68 @@ def test_a_replica_whose_clock_runs_ahead_never_frees_a_hold_before_its_expiry(
     assert check.decision == "deny" and check.held == {"admit": CENT_NANOS}
     later = now + timedelta(seconds=61)  # past its expiry by anyone's clock: it no longer counts
     assert reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="c", now=later).allow
+
+
+def test_a_release_racing_a_settle_says_what_became_of_the_hold(ledger: Ledger, tmp_path: Path) -> None:
+    """A release and the call's usage (which settles the hold) may race, from two threads of a
+    client or two replicas. Whichever commits first wins, and the release must say which: a hold
+    reported "released" while its money was in fact settled as spend tells the caller a cost
+    it was charged was given back. The settle is run after each statement of the release (on
+    SQLite, whose release holds the one write lock from its first statement, the settle would
+    wait for it: the race cannot happen there)."""
+    found = budgets(tmp_path, "1.00")
+    sqlite = ledger.engine.dialect.name == "sqlite"
+
+    def released(settle_after: int | None) -> tuple[str, str, int]:
+        """What the release said, the hold's status after both, and the release's statements."""
+        hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
+        rid = hold.reservation_id or ""
+        statements, settled = 0, False
+
+        settle = threading.Thread(
+            target=ingest_objects, args=(ledger, [call_usage(rid)]), kwargs={"source": "app"}
+        )
+
+        def after(conn: Any, *_: Any) -> None:
+            nonlocal statements, settled
+            statements += 1
+            if statements == settle_after and not settled and not sqlite:
+                settled = True
+                settle.start()  # it commits, or waits for a lock the release holds: either way on
+                _wait_done_or_blocked(ledger, settle)
+
+        event.listen(ledger.engine, "after_cursor_execute", after)
+        try:
+            said = release(ledger, rid)
+        finally:
+            event.remove(ledger.engine, "after_cursor_execute", after)
+        if settled:
+            settle.join()
+        with ledger.engine.connect() as conn:
+            status = conn.scalar(select(reservations.c.status).where(reservations.c.id == rid))
+        return said, str(status), statements
+
+    said, status, counted = released(None)
+    assert said == status == "released" and counted >= 2
+    for k in range(1, counted + 1):
+        said, status, _ = released(k)
+        assert said == status, (
+            f"a settle after statement {k} of the release: said {said}, the hold is {status}"
+        )
+
+
+def _wait_done_or_blocked(ledger: Ledger, worker: threading.Thread) -> None:
+    """Until ``worker`` has finished or waits for a lock in PostgreSQL (held by the caller)."""
+    with ledger.engine.connect() as conn:
+        for _ in range(10_000):
+            worker.join(0.005)
+            if not worker.is_alive():
+                return
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar()
+            conn.rollback()
+            if waiting:
+                return
+    raise AssertionError("the settle neither finished nor waited for a lock")

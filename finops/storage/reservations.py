@@ -199,7 +199,9 @@ def close_reservation(conn: Connection, reservation_id: str, *, status: str, now
     """Release (or otherwise close) an open reservation; returns its status before, ``None`` if
     there is none. Only an open one changes: a reservation is closed once."""
     r = reservations.c
-    before = conn.execute(select(r.status).where(r.id == reservation_id)).scalar()
+    # Locked (PostgreSQL): a settle committing between this read and the update would otherwise
+    # leave the update changing nothing while the answer says the hold was open (so "released").
+    before = conn.execute(select(r.status).where(r.id == reservation_id).with_for_update()).scalar()
     if before == "open":
         conn.execute(
             update(reservations)
