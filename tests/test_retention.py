@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import IngestService
@@ -22,7 +23,7 @@ from finops.storage.retention import apply_retention, final_before_us
 from finops.storage.tables import usage_records
 from finops.usecases.export_focus import focus_export
 from finops.usecases.ledger import Ledger
-from finops.usecases.retention import run_retention
+from finops.usecases.retention import prepare_partitions, run_retention
 from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import fresh_postgres_database, make_ledger, usage
 
@@ -213,7 +214,10 @@ def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_pa
             nonlocal statements
             statements += 1
             if statements == retain_after:
-                assert run_retention(ledger, now=NOW).usage_deleted == 5
+                try:
+                    assert run_retention(ledger, now=NOW).usage_deleted == 5
+                except OperationalError as exc:  # PostgreSQL: the export reads the month's partition,
+                    assert "lock timeout" in str(exc)  # which retention then waits for and gives up on
 
         event.listen(ledger.read_engine, "after_cursor_execute", after)
         try:
@@ -232,6 +236,7 @@ def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_pa
         with _fresh_ledger(db_url, tmp_path / f"k{k}.db") as ledger:
             service = IngestService(ledger, BudgetWatch(ledger, tmp_path))
             assert service.usage([*OLD, *NEW], source="app").stored == 8
+            prepare_partitions(ledger, now=NOW)  # PostgreSQL: July in a partition of its own, dropped whole
             during, _ = export(ledger, k)
-            assert _raw(ledger) == 3  # retention ran and deleted the old raw records
+            assert _raw(ledger) in (3, 8)  # retention ran and deleted the old raw records, or gave up
             assert during in (None, expected), f"retention after statement {k} of the export: {during} billed"

@@ -166,9 +166,8 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
     seconds = 3600 if grain == "hour" else _bucket_seconds(tz, start, end)
     u = usage_records.c
     with ledger.read_engine.connect() as conn:
-        # One snapshot: a retention or a reprice committing while the month is read (PostgreSQL
-        # gives each statement its own otherwise) would delete rows after the check below, or
-        # give rows a price version the export did not read.
+        # One snapshot: a reprice committing while the month is read (PostgreSQL gives each
+        # statement its own otherwise) would give rows a price version the export did not read.
         one_snapshot(conn)
         _refuse_closed(conn, export.month, lo)
         in_month = and_(u.ts_us >= lo, u.ts_us < hi)
@@ -208,6 +207,11 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
                 acc[1 + i] += value
             acc[8] += cost
             succeeded[key] |= successes.get(tuple(row[:8]), set())
+    # Again, outside the snapshot: retention may have dropped the month's partition meanwhile
+    # (PostgreSQL: a dropped table is gone even for a snapshot older than the drop), and the
+    # rows read from it are then missing although the snapshot's watermark says they are there.
+    with ledger.read_engine.connect() as conn:
+        _refuse_closed(conn, export.month, lo)
     for key in sorted(groups, key=lambda k: (k[0], k[2], k[3], k[6], k[4], k[5], k[7], k[8])):
         p_start, p_end, provider, model, service_tier, ctx, flow, tags, version = key
         acc = groups[key]
