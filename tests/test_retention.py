@@ -8,6 +8,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +22,7 @@ from finops.storage.db import write_transaction
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.retention import apply_retention, final_before_us
 from finops.storage.tables import usage_records
+from finops.usecases.audit.monthly import build_monthly_report
 from finops.usecases.export_focus import focus_export
 from finops.usecases.ledger import Ledger
 from finops.usecases.retention import prepare_partitions, run_retention
@@ -240,3 +242,51 @@ def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_pa
             during, _ = export(ledger, k)
             assert _raw(ledger) in (3, 8)  # retention ran and deleted the old raw records, or gave up
             assert during in (None, expected), f"retention after statement {k} of the export: {during} billed"
+
+
+def test_a_monthly_report_racing_retention_never_loses_the_month(db_url: str, tmp_path: Path) -> None:
+    """The monthly report reads in one snapshot. In a zone whose days start mid-hour its days come
+    from raw records after the retention watermark; on PostgreSQL retention drops a closed month's
+    partition whole, and a dropped table is gone even for a snapshot older than the drop. Whichever
+    statement of the report retention lands after, the report must count the month whole."""
+
+    def report(ledger: Ledger, retain_after: int | None) -> tuple[tuple[int, ...], int, bool]:
+        """The report's totals, its statements, and whether retention gave up on its lock."""
+        statements, gave_up = 0, False
+
+        sqlite = ledger.engine.dialect.name == "sqlite"
+
+        def after(conn: Any, *_: object) -> None:
+            nonlocal statements, gave_up
+            statements += 1
+            # (SQLite: not inside the report's relink, which holds the one write lock)
+            if statements == retain_after and not (
+                sqlite and conn.get_execution_options().get("finops_write")
+            ):
+                try:
+                    run_retention(ledger, now=NOW)
+                except OperationalError as exc:  # it waits for the report's read of the partition
+                    assert "lock timeout" in str(exc)
+                    gave_up = True
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            built = build_monthly_report(ledger, month="2026-07", tz=ZoneInfo("Asia/Kolkata"), now=NOW)
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        days = sum(cost for _, cost in built.daily)
+        return (built.total_nanos, days, sum(line.cost_nanos for line in built.by_flow)), statements, gave_up
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted, _ = report(ledger, None)
+    assert expected[0] > 0 and len(set(expected)) == 1 and counted >= 2
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"r{k}.db") as ledger:
+            service = IngestService(ledger, BudgetWatch(ledger, tmp_path))
+            assert service.usage([*OLD, *NEW], source="app").stored == 8
+            prepare_partitions(ledger, now=NOW)  # PostgreSQL: July in a partition of its own, dropped whole
+            during, _, gave_up = report(ledger, k)
+        assert during == expected, f"retention after statement {k} of the report: {during}"
+        if gave_up:  # the report's snapshot holds the month's partition from here to its end
+            break
