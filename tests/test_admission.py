@@ -29,12 +29,14 @@ from finops.storage.db import create_engine_for
 from finops.storage.tables import reservations, usage_records
 from finops.usecases.admission import ReserveRequest, lapse_holds, release, reserve
 from finops.usecases.budgets import check_flow
+from finops.usecases.dashboard.flow import flow_page
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
 from tests.daemon_proc import DaemonProcess
 
 CENT = Decimal("0.01")
+CENT_NANOS = 10_000_000
 MODEL = "gpt-4o-2024-08-06"  # $10 per million output tokens: 1,000 output tokens cost exactly $0.01
 
 
@@ -344,3 +346,133 @@ def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
     for k in range(1, counted + 1):
         before, during = spend_plus_held(k)
         assert during >= before, f"a settle after statement {k} of the check hid {before - during} nanos"
+
+
+def test_the_flow_page_racing_a_settle_never_shows_the_money_in_neither_place(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The dashboard's flow page shows each budget's spend and what calls in flight hold, read in
+    separate statements. A settle moves a call's money from the holds to the spend in one commit:
+    whichever statement of the page it lands after, the page must show the money at least once
+    (twice is the safe side), never in neither: a budget would look further from its cap than it
+    is. The settle is run from inside the page, after its k-th statement."""
+    found = budgets(tmp_path, "1.00")
+    now = datetime.now(UTC)
+
+    def shown(settle_after: int | None) -> tuple[int, int, int]:
+        """Spend + held before, and during the page; and how many statements the page ran."""
+        hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
+        page = flow_page(ledger, found, "admit", now)
+        assert page is not None
+        before = page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos
+        statements, settled = 0, False
+
+        def after(*_: Any) -> None:
+            nonlocal statements, settled
+            statements += 1
+            if statements == settle_after and not settled:
+                settled = True
+                ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            page = flow_page(ledger, found, "admit", now)
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        if not settled:
+            ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+        assert page is not None
+        return before, page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos, statements
+
+    before, again, counted = shown(None)
+    assert again == before and counted >= 2  # nothing in between: the same total
+    for k in range(1, counted + 1):
+        before, during, _ = shown(k)
+        assert during >= before, f"a settle after statement {k} of the flow page hid {before - during} nanos"
+
+
+def test_a_replica_whose_clock_runs_ahead_never_frees_a_hold_before_its_expiry(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Holds lapse at their expiry, never before (docs/design.md section 8). Each replica marks
+    the holds it sees expired as lapsed; a replica whose clock runs two minutes ahead marks a hold
+    that, by the clock of the replica deciding the next reserve, still has a minute to run. That
+    hold must still count there: the money is held until its expiry, whoever's clock is ahead."""
+    found = budgets(tmp_path, "0.01")
+    now = datetime.now(UTC)
+    hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT, ttl_s=60), source="a", now=now)
+    assert hold.allow
+    ahead = lapse_holds(ledger, now=now + timedelta(minutes=2))  # another replica's clock, ahead
+    assert ahead["lapsed"] == 1 and ahead["open"] == 0
+    second = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="b", now=now)
+    assert second.decision == "deny" and second.held == {"admit": CENT_NANOS}
+    with ledger.engine.connect() as conn:
+        check = check_flow(conn, found, flow="admit", tags={}, now=now, estimate_usd=CENT)
+    assert check.decision == "deny" and check.held == {"admit": CENT_NANOS}
+    later = now + timedelta(seconds=61)  # past its expiry by anyone's clock: it no longer counts
+    assert reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="c", now=later).allow
+
+
+def test_a_release_racing_a_settle_says_what_became_of_the_hold(ledger: Ledger, tmp_path: Path) -> None:
+    """A release and the call's usage (which settles the hold) may race, from two threads of a
+    client or two replicas. Whichever commits first wins, and the release must say which: a hold
+    reported "released" while its money was in fact settled as spend tells the caller a cost
+    it was charged was given back. The settle is run after each statement of the release (on
+    SQLite, whose release holds the one write lock from its first statement, the settle would
+    wait for it: the race cannot happen there)."""
+    found = budgets(tmp_path, "1.00")
+    sqlite = ledger.engine.dialect.name == "sqlite"
+
+    def released(settle_after: int | None) -> tuple[str, str, int]:
+        """What the release said, the hold's status after both, and the release's statements."""
+        hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
+        rid = hold.reservation_id or ""
+        statements, settled = 0, False
+
+        settle = threading.Thread(
+            target=ingest_objects, args=(ledger, [call_usage(rid)]), kwargs={"source": "app"}
+        )
+
+        def after(conn: Any, *_: Any) -> None:
+            nonlocal statements, settled
+            statements += 1
+            if statements == settle_after and not settled and not sqlite:
+                settled = True
+                settle.start()  # it commits, or waits for a lock the release holds: either way on
+                _wait_done_or_blocked(ledger, settle)
+
+        event.listen(ledger.engine, "after_cursor_execute", after)
+        try:
+            said = release(ledger, rid)
+        finally:
+            event.remove(ledger.engine, "after_cursor_execute", after)
+        if settled:
+            settle.join()
+        with ledger.engine.connect() as conn:
+            status = conn.scalar(select(reservations.c.status).where(reservations.c.id == rid))
+        return said, str(status), statements
+
+    said, status, counted = released(None)
+    assert said == status == "released" and counted >= 2
+    for k in range(1, counted + 1):
+        said, status, _ = released(k)
+        assert said == status, (
+            f"a settle after statement {k} of the release: said {said}, the hold is {status}"
+        )
+
+
+def _wait_done_or_blocked(ledger: Ledger, worker: threading.Thread) -> None:
+    """Until ``worker`` has finished or waits for a lock in PostgreSQL (held by the caller)."""
+    with ledger.engine.connect() as conn:
+        for _ in range(10_000):
+            worker.join(0.005)
+            if not worker.is_alive():
+                return
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar()
+            conn.rollback()
+            if waiting:
+                return
+    raise AssertionError("the settle neither finished nor waited for a lock")

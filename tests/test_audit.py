@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from finops.cli.main import app
 from finops.storage.tables import dead_letters, outcomes, prompts
 from finops.usecases.audit.monthly import build_monthly_report
+from finops.usecases.audit.report_model import MonthlyReport
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from finops.usecases.outcomes import ingest_outcome_paths
@@ -269,3 +272,50 @@ def test_without_any_tiktoken_encoding_ingest_runs_and_says_counts_are_estimates
     )
     assert done.returncode == 0, done.stderr
     assert "stored 1," in done.stdout and "estimates" in done.stdout and "TIKTOKEN_CACHE_DIR" in done.stdout
+
+
+def test_a_monthly_report_racing_an_ingest_adds_up(ledger: Ledger) -> None:
+    """The monthly report reads its total, its flows, models, providers and days in separate
+    statements. Usage arriving for the month while it is built (a late batch) must be in all of
+    them or in none: a report whose flows add up to another total than its models, or than its
+    days, is one a reader cannot trust. The late call is stored after the report's k-th statement."""
+    october = [
+        call(f"o-{i}", f"2026-10-{10 + i}", "p", ("support", "search")[i % 2], inp=1000) for i in range(4)
+    ]
+    assert ingest_objects(ledger, october, source="app").stored == 4
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    sqlite = ledger.engine.dialect.name == "sqlite"  # a write transaction holds its one write lock
+
+    def sums(report: MonthlyReport) -> tuple[int, ...]:
+        return (
+            report.total_nanos,
+            sum(line.cost_nanos for line in report.by_flow),
+            sum(line.cost_nanos for line in report.by_model),
+            sum(line.cost_nanos for line in report.by_provider),
+            sum(cost for _, cost in report.daily),
+        )
+
+    def built(late_after: int | None, late_id: str) -> tuple[MonthlyReport, int]:
+        statements, stored = 0, False
+
+        def after(conn: Any, *_: object) -> None:
+            nonlocal statements, stored
+            statements += 1
+            writing = conn.get_execution_options().get("finops_write")  # the relink first
+            if statements == late_after and not stored and not (sqlite and writing):  # its lock
+                stored = True
+                late = call(late_id, "2026-10-20", "p", "billing", inp=1000, model="gpt-4o")
+                assert ingest_objects(ledger, [late], source="app").stored == 1
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            report = build_monthly_report(ledger, month="2026-10", tz=ZoneInfo("UTC"), now=now)
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        return report, statements
+
+    report, counted = built(None, "unused")
+    assert len(set(sums(report))) == 1 and counted >= 5
+    for k in range(1, counted + 1):
+        report, _ = built(k, f"late-{k}")
+        assert len(set(sums(report))) == 1, f"a late call after statement {k}: {sums(report)}"

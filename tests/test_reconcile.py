@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from finops.cli.main import app
@@ -30,7 +32,7 @@ from finops.storage.provider_reports import replace_costs, replace_usage, write_
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import alert_drift, reconcile_month
-from tests.conftest import make_ledger
+from tests.conftest import fresh_postgres_database, make_ledger
 from tests.provider_fakes import OPENAI_KEY, FakeProvider, openai_fake
 
 __all__ = ["openai_fake"]  # fixture used by name
@@ -114,10 +116,21 @@ def _us(day: int) -> int:
 
 
 def _report(
-    ledger: Ledger, provider: str, day: int, cost_nanos: int, input_tokens: int, output_tokens: int
+    ledger: Ledger,
+    provider: str,
+    day: int,
+    cost_nanos: int,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    final_until: int | None = None,
 ) -> None:
+    """A provider day's report; ``final_until``: and the poller's cursor moved to that day, in the
+    same transaction (as a poll stores a page)."""
     bucket = Bucket(_us(day), _us(day + 1))
     with write_transaction(ledger.engine) as conn:
+        if final_until is not None:
+            write_cursor(conn, f"{provider}.costs", {"next_start_us": _us(final_until)}, now_us=_us(20))
         replace_costs(
             conn,
             provider=provider,
@@ -235,6 +248,61 @@ def test_drift_alerts_once_per_final_day_past_both_thresholds(db_url: str) -> No
     )
     assert payload["blocks"][0]["type"] == "header" and "missing usage" in json.dumps(payload["blocks"])
     ledger.close()
+
+
+def test_a_drift_alert_racing_a_poll_never_alerts_a_revision_the_poll_replaced(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Nov 7 is not final yet and its report says finops metered $1.75 too much. A poll then
+    stores the day's final revision (it agrees) and moves the cursor past it, in one commit.
+    Whichever statement of the drift check the poll lands after, the check must alert the day
+    from its final revision (no drift: nothing) or leave it for later, never alert the replaced
+    revision as final: that alert is false, and its dedupe key keeps it from ever being corrected.
+    The poll runs after the check's k-th statement (on SQLite, not inside its write transaction,
+    which holds the one write lock the poll would wait for)."""
+    now = datetime(2026, 11, 9, 6, 0, tzinfo=UTC)
+
+    def alerted(poll_after: int | None, name: str) -> tuple[list[int], int, bool]:
+        """The days alerted, the statements the check ran, and whether the poll ran inside it."""
+        with (
+            nullcontext(f"sqlite:///{tmp_path / name}")
+            if db_url.startswith("sqlite")
+            else (fresh_postgres_database()) as url
+        ):
+            ledger = make_ledger(url)
+            try:
+                _month(ledger)
+                _final_until(ledger, "openai", 7)
+                statements, polled = 0, False
+                sqlite = ledger.engine.dialect.name == "sqlite"
+
+                def after(conn: Any, *_: Any) -> None:
+                    nonlocal statements, polled
+                    statements += 1
+                    if statements == poll_after and not polled:
+                        polled = True
+                        if not (sqlite and conn.get_execution_options().get("finops_write")):
+                            _report(ledger, "openai", 7, 3_500_000_000, 1_000_000, 100_000, final_until=9)
+                        else:
+                            polled = False
+
+                event.listen(ledger.engine, "after_cursor_execute", after)
+                try:
+                    queued = alert_drift(ledger, "2026-11", now=now)
+                finally:
+                    event.remove(ledger.engine, "after_cursor_execute", after)
+                return [d.day.day for d in queued if d.provider == "openai"], statements, polled
+            finally:
+                ledger.close()
+
+    days, counted, _ = alerted(None, "first.db")
+    assert days == [4, 6] and counted >= 2
+    exercised = 0
+    for k in range(1, counted + 1):
+        days, _, polled = alerted(k, f"k{k}.db")
+        exercised += polled
+        assert days == [4, 6], f"a poll after statement {k} of the drift check: days {days} alerted"
+    assert exercised >= 2
 
 
 # ---------------------------------------------------------------- the commands

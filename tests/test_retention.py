@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from finops.daemon.budget_watch import BudgetWatch
 from finops.daemon.service import IngestService
+from finops.errors import UsageError
 from finops.storage.db import write_transaction
 from finops.storage.ledger import rebuild_rollups
 from finops.storage.retention import apply_retention, final_before_us
 from finops.storage.tables import usage_records
+from finops.usecases.audit.monthly import build_monthly_report
+from finops.usecases.export_focus import focus_export
 from finops.usecases.ledger import Ledger
-from finops.usecases.retention import run_retention
+from finops.usecases.retention import prepare_partitions, run_retention
 from finops.usecases.spend import SpendQuery, run_spend
-from tests.conftest import make_ledger, usage
+from tests.conftest import fresh_postgres_database, make_ledger, usage
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 OLD = [usage(i, ts=f"2026-07-{10 + i:02d}T18:45:00Z") for i in range(5)]  # 00:15 the next day in Kolkata
@@ -139,3 +145,148 @@ def test_closed_reservations_go_with_the_raw_records_and_open_holds_stay(db_url:
     assert result.reservations_deleted == 1 and old[0].reservation_id not in left
     assert left == {old[1].reservation_id: "open", fresh.reservation_id: "open"}  # never an open one
     assert links == set(left)
+
+
+@contextmanager
+def _fresh_ledger(db_url: str, path: Path) -> Iterator[Ledger]:
+    """A new, empty ledger of the same kind as ``db_url`` (retention as in ``service``)."""
+    with (
+        nullcontext(f"sqlite:///{path}") if db_url.startswith("sqlite") else fresh_postgres_database() as url
+    ):
+        led = make_ledger(url, retention_days=40)
+        try:
+            yield led
+        finally:
+            led.close()
+
+
+def test_a_report_racing_retention_never_loses_the_closed_days(db_url: str, tmp_path: Path) -> None:
+    """A local-day report in a half-hour zone reads the watermark, then the hourly rollups before
+    it and the raw records after it. Retention moves the watermark and deletes the raw records it
+    closes in one commit: whichever statement of the report it lands after, the report must count
+    each record once (from the raw rows or from the rollups), never in neither place. Retention is
+    run from inside the report, after its k-th statement, on a new ledger each time."""
+    query = SpendQuery(
+        group_by=("day",), start=datetime(2026, 6, 1, tzinfo=UTC), end=NOW, tz=ZoneInfo("Asia/Kolkata")
+    )
+
+    def report(ledger: Ledger, retain_after: int | None) -> tuple[int, int]:
+        """The report's total and how many statements it ran."""
+        statements = 0
+
+        def after(*_: object) -> None:
+            nonlocal statements
+            statements += 1
+            if statements == retain_after:
+                assert run_retention(ledger, now=NOW).usage_deleted == 5
+
+        with ledger.engine.connect() as conn:
+            event.listen(conn, "after_cursor_execute", after)
+            result = run_spend(conn, query)
+            event.remove(conn, "after_cursor_execute", after)
+        return result.total["cost_nanos"], statements
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted = report(ledger, None)
+    assert expected > 0 and counted >= 1
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"k{k}.db") as ledger:
+            assert (
+                IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app").stored
+                == 8
+            )
+            during, _ = report(ledger, k)
+            assert _raw(ledger) == 3  # retention ran and deleted the old raw records
+            assert during == expected, (
+                f"retention after statement {k} of the report hid {expected - during} nanos"
+            )
+
+
+def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_path: Path) -> None:
+    """The FOCUS export refuses a month retention has deleted raw records of (it needs each call).
+    It reads the watermark and the month's raw records in separate statements: retention landing
+    after any of its statements must leave the export whole or refused, never short."""
+
+    def export(ledger: Ledger, retain_after: int | None) -> tuple[int | None, int]:
+        """The export's billed total (``None``: refused) and how many statements it ran."""
+        statements = 0
+
+        def after(*_: object) -> None:
+            nonlocal statements
+            statements += 1
+            if statements == retain_after:
+                try:
+                    assert run_retention(ledger, now=NOW).usage_deleted == 5
+                except OperationalError as exc:  # PostgreSQL: the export reads the month's partition,
+                    assert "lock timeout" in str(exc)  # which retention then waits for and gives up on
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            return focus_export(ledger, "2026-07", tz=ZoneInfo("UTC")).billed_nanos, statements
+        except UsageError as exc:
+            assert "deleted by retention" in str(exc)
+            return None, statements
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted = export(ledger, None)
+    assert expected is not None and expected > 0 and counted >= 2
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"k{k}.db") as ledger:
+            service = IngestService(ledger, BudgetWatch(ledger, tmp_path))
+            assert service.usage([*OLD, *NEW], source="app").stored == 8
+            prepare_partitions(ledger, now=NOW)  # PostgreSQL: July in a partition of its own, dropped whole
+            during, _ = export(ledger, k)
+            assert _raw(ledger) in (3, 8)  # retention ran and deleted the old raw records, or gave up
+            assert during in (None, expected), f"retention after statement {k} of the export: {during} billed"
+
+
+def test_a_monthly_report_racing_retention_never_loses_the_month(db_url: str, tmp_path: Path) -> None:
+    """The monthly report reads in one snapshot. In a zone whose days start mid-hour its days come
+    from raw records after the retention watermark; on PostgreSQL retention drops a closed month's
+    partition whole, and a dropped table is gone even for a snapshot older than the drop. Whichever
+    statement of the report retention lands after, the report must count the month whole."""
+
+    def report(ledger: Ledger, retain_after: int | None) -> tuple[tuple[int, ...], int, bool]:
+        """The report's totals, its statements, and whether retention gave up on its lock."""
+        statements, gave_up = 0, False
+
+        sqlite = ledger.engine.dialect.name == "sqlite"
+
+        def after(conn: Any, *_: object) -> None:
+            nonlocal statements, gave_up
+            statements += 1
+            # (SQLite: not inside the report's relink, which holds the one write lock)
+            if statements == retain_after and not (
+                sqlite and conn.get_execution_options().get("finops_write")
+            ):
+                try:
+                    run_retention(ledger, now=NOW)
+                except OperationalError as exc:  # it waits for the report's read of the partition
+                    assert "lock timeout" in str(exc)
+                    gave_up = True
+
+        event.listen(ledger.read_engine, "after_cursor_execute", after)
+        try:
+            built = build_monthly_report(ledger, month="2026-07", tz=ZoneInfo("Asia/Kolkata"), now=NOW)
+        finally:
+            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        days = sum(cost for _, cost in built.daily)
+        return (built.total_nanos, days, sum(line.cost_nanos for line in built.by_flow)), statements, gave_up
+
+    with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
+        IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
+        expected, counted, _ = report(ledger, None)
+    assert expected[0] > 0 and len(set(expected)) == 1 and counted >= 2
+    for k in range(1, counted + 1):
+        with _fresh_ledger(db_url, tmp_path / f"r{k}.db") as ledger:
+            service = IngestService(ledger, BudgetWatch(ledger, tmp_path))
+            assert service.usage([*OLD, *NEW], source="app").stored == 8
+            prepare_partitions(ledger, now=NOW)  # PostgreSQL: July in a partition of its own, dropped whole
+            during, _, gave_up = report(ledger, k)
+        assert during == expected, f"retention after statement {k} of the report: {during}"
+        if gave_up:  # the report's snapshot holds the month's partition from here to its end
+            break

@@ -38,6 +38,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "one_snapshot",
     "open_ledger",
     "upgrade",
     "write_transaction",
@@ -68,6 +69,20 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     finally:
         if held and lock is not None:
             lock.release()
+
+
+def one_snapshot(conn: Connection) -> Connection:
+    """``conn``, set so that its next transaction reads the database as of one moment: on
+    PostgreSQL REPEATABLE READ (psycopg begins it with ``BEGIN ISOLATION LEVEL``: nothing is set
+    for the session, so a pooler in transaction mode is fine), where read committed gives each
+    statement its own snapshot and a document read in several (a report) could add up to no state
+    the ledger was ever in. SQLite's reads in one transaction share one snapshot already. Call it
+    before the connection's first statement."""
+    if conn.dialect.name == "postgresql":
+        if conn.in_transaction():
+            raise RuntimeError("one_snapshot() must come before the connection's first statement")
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
 
 
 def create_engine_for(url: str) -> Engine:

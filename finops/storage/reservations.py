@@ -77,7 +77,9 @@ _HELD = (
     .join(reservations, _r.id == _rb.reservation_id)
     .where(
         _rb.budget_key.in_(bindparam("keys", expanding=True)),
-        _r.status == "open",
+        # "lapsed" too: a replica whose clock runs ahead marks a hold lapsed before its expiry
+        # by this one's clock; it counts here until then (holds lapse at expiry, never before).
+        _r.status.in_(("open", "lapsed")),
         _r.expires_us > bindparam("now_us"),
     )
     .group_by(_rb.budget_key)
@@ -104,7 +106,8 @@ def _insert_many(conn: Connection) -> Any:
 
 
 def held_by_budget(conn: Connection, keys: Sequence[str], *, now_us: int) -> dict[str, int]:
-    """The money held by open, unexpired reservations, per budget key (0 where none)."""
+    """The money held by unexpired reservations that are open (or were marked lapsed early by a
+    replica whose clock runs ahead), per budget key (0 where none)."""
     held = dict.fromkeys(keys, 0)
     if not keys:
         return held
@@ -196,7 +199,9 @@ def close_reservation(conn: Connection, reservation_id: str, *, status: str, now
     """Release (or otherwise close) an open reservation; returns its status before, ``None`` if
     there is none. Only an open one changes: a reservation is closed once."""
     r = reservations.c
-    before = conn.execute(select(r.status).where(r.id == reservation_id)).scalar()
+    # Locked (PostgreSQL): a settle committing between this read and the update would otherwise
+    # leave the update changing nothing while the answer says the hold was open (so "released").
+    before = conn.execute(select(r.status).where(r.id == reservation_id).with_for_update()).scalar()
     if before == "open":
         conn.execute(
             update(reservations)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
+from sqlalchemy import BigInteger, Connection, and_, cast, delete, exists, func, select, text, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from finops.storage.partitions import drop_partitions_before, is_partitioned, month_floor_us, next_month_us
 from finops.storage.sql import dialect_insert
@@ -25,7 +26,14 @@ from finops.storage.tables import (
     usage_records,
 )
 
-__all__ = ["FINAL_KEY", "RetentionResult", "apply_retention", "final_before_us", "hold_retention_lock"]
+__all__ = [
+    "FINAL_KEY",
+    "RetentionResult",
+    "apply_retention",
+    "final_before_sql",
+    "final_before_us",
+    "hold_retention_lock",
+]
 
 FINAL_KEY = "usage_final_before_us"
 #: PostgreSQL advisory lock: writers hold it shared, retention exclusive (SQLite: BEGIN IMMEDIATE
@@ -45,6 +53,13 @@ def final_before_us(conn: Connection) -> int:
     """Usage with ``ts_us`` before this is final (0: nothing is)."""
     value = conn.scalar(select(meta.c.value).where(meta.c.key == FINAL_KEY))
     return int(value) if value is not None else 0
+
+
+def final_before_sql() -> ColumnElement[int]:
+    """:func:`final_before_us` as an expression, for a query that must read the watermark in the
+    same snapshot as the rows it splits (retention moves it and deletes raw rows in one commit)."""
+    value = select(cast(meta.c.value, BigInteger)).where(meta.c.key == FINAL_KEY).scalar_subquery()
+    return func.coalesce(value, 0)
 
 
 @dataclass(frozen=True)

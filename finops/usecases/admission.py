@@ -341,8 +341,7 @@ def release(ledger: Ledger, reservation_id: str) -> str:
         found = reservation(conn, reservation_id)
         if found is None:
             raise UsageError(f"no reservation {reservation_id!r}")
-        if found.status == "open" and found.expires_us <= now_us:
-            close_reservation(conn, reservation_id, status="lapsed", now_us=now_us)
-            return "lapsed"
-        before = close_reservation(conn, reservation_id, status="released", now_us=now_us)
-    return "released" if before == "open" else str(before)
+        closing = "lapsed" if found.status == "open" and found.expires_us <= now_us else "released"
+        # close_reservation reads the status again, locked: a settle may have committed since.
+        before = close_reservation(conn, reservation_id, status=closing, now_us=now_us)
+    return closing if before == "open" else str(before)

@@ -28,6 +28,7 @@ from finops.domain.periods import month_range
 from finops.domain.pricing.rates import PriceEntry, entry_from_mapping
 from finops.domain.providers import origin_provider
 from finops.errors import UsageError
+from finops.storage.db import one_snapshot
 from finops.storage.retention import final_before_us
 from finops.storage.tables import outcome_links, outcomes, price_versions, usage_records
 from finops.usecases.ledger import Ledger
@@ -139,6 +140,17 @@ def _successes(conn: Connection, keys: tuple[Any, ...], lo: int, hi: int) -> dic
     return found
 
 
+def _refuse_closed(conn: Connection, month: str, lo: int) -> None:
+    """Raise UsageError when retention has deleted raw usage from ``lo`` on (the month's start)."""
+    final = final_before_us(conn)
+    if final > lo:
+        kept = datetime.fromtimestamp(final / 1e6, UTC).date().isoformat()
+        raise UsageError(
+            f"the raw usage of {month} before {kept} was deleted by retention "
+            "(FINOPS_RETENTION_DAYS); the FOCUS export needs each call: export a month from then on"
+        )
+
+
 def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "day") -> FocusExport:
     """The month's FOCUS rows; raises UsageError for a month it cannot export exactly."""
     try:
@@ -154,13 +166,10 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
     seconds = 3600 if grain == "hour" else _bucket_seconds(tz, start, end)
     u = usage_records.c
     with ledger.read_engine.connect() as conn:
-        final = final_before_us(conn)
-        if final > lo:
-            kept = datetime.fromtimestamp(final / 1e6, UTC).date().isoformat()
-            raise UsageError(
-                f"the raw usage of {export.month} before {kept} was deleted by retention "
-                "(FINOPS_RETENTION_DAYS); the FOCUS export needs each call: export a month from then on"
-            )
+        # One snapshot: a reprice committing while the month is read (PostgreSQL gives each
+        # statement its own otherwise) would give rows a price version the export did not read.
+        one_snapshot(conn)
+        _refuse_closed(conn, export.month, lo)
         in_month = and_(u.ts_us >= lo, u.ts_us < hi)
         priced_versions = select(u.price_version).where(in_month, u.price_version.is_not(None)).distinct()
         names = [v for (v,) in conn.execute(priced_versions)]
@@ -198,6 +207,11 @@ def focus_export(ledger: Ledger, month: str, *, tz: ZoneInfo, grain: Grain = "da
                 acc[1 + i] += value
             acc[8] += cost
             succeeded[key] |= successes.get(tuple(row[:8]), set())
+    # Again, outside the snapshot: retention may have dropped the month's partition meanwhile
+    # (PostgreSQL: a dropped table is gone even for a snapshot older than the drop), and the
+    # rows read from it are then missing although the snapshot's watermark says they are there.
+    with ledger.read_engine.connect() as conn:
+        _refuse_closed(conn, export.month, lo)
     for key in sorted(groups, key=lambda k: (k[0], k[2], k[3], k[6], k[4], k[5], k[7], k[8])):
         p_start, p_end, provider, model, service_tier, ctx, flow, tags, version = key
         acc = groups[key]

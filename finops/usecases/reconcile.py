@@ -25,7 +25,7 @@ from finops.notify.blockkit import context, fit, header, section
 from finops.storage.alerts import enqueue
 from finops.storage.db import write_transaction
 from finops.storage.provider_reports import read_cursor
-from finops.storage.tables import provider_costs, provider_usage, rollups_daily
+from finops.storage.tables import poller_cursors, provider_costs, provider_usage, rollups_daily
 from finops.usecases.ledger import Ledger
 
 __all__ = ["ReconcileReport", "Totals", "alert_drift", "drift_message", "reconcile_month"]
@@ -176,6 +176,12 @@ def _final_until(conn: Connection, provider: str) -> int:
     return 0 if saved is None else int(saved["next_start_us"]) // 1_000_000
 
 
+def _final_cursors(conn: Connection) -> dict[str, int]:
+    """:func:`_final_until` of every provider with a cost poller's cursor."""
+    names = list(conn.scalars(select(poller_cursors.c.name).where(poller_cursors.c.name.like("%.costs"))))
+    return {p: _final_until(conn, p) for p in (n.removesuffix(".costs") for n in names)}
+
+
 def alert_drift(ledger: Ledger, month: str | None = None, *, now: datetime) -> list[Drift]:
     """Queue one Slack alert per provider day past both thresholds; returns the days newly queued.
 
@@ -190,14 +196,19 @@ def alert_drift(ledger: Ledger, month: str | None = None, *, now: datetime) -> l
     now_us = int(now.timestamp() * 1_000_000)
     queued: list[Drift] = []
     for label in [month] if month else _months(now):
+        with ledger.engine.connect() as conn:
+            # The cursors before the reports: a poll stores a day's final revision in the commit
+            # that moves the cursor past it, so reports read after a cursor are at least as new.
+            # Read after, a poll in between made a day final that the report shows an earlier
+            # revision of: a false alert, and its dedupe key keeps the true one from being sent.
+            final = _final_cursors(conn)
         report = reconcile_month(ledger, label)
         with write_transaction(ledger.engine) as conn:
-            final = {p: _final_until(conn, p) for p in {r.provider for r in report.rows}}
             for drift in report.rows:
                 day_start = int(
                     datetime(drift.day.year, drift.day.month, drift.day.day, tzinfo=UTC).timestamp()
                 )
-                if day_start + 86_400 > final[drift.provider]:
+                if day_start + 86_400 > final.get(drift.provider, 0):
                     continue  # the provider may still revise it
                 if not past_threshold(
                     drift, threshold_pct=settings.reconcile_threshold_pct, min_nanos=min_nanos

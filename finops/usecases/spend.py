@@ -3,7 +3,8 @@
 Whole UTC days are read from ``rollups_daily``, the partial days at either end
 from ``rollups_hourly`` and the partial hours from the raw records, so an answer
 is exact for any start and end while scanning at most two hours of raw rows and
-two days of hourly rows. Days and months are
+two days of hourly rows, all in one statement (one snapshot: a reprice or a retention committing
+meanwhile is seen whole or not at all). Days and months are
 local to the query's time zone; for a zone whose offset is not a whole hour
 (Asia/Kolkata) day grouping reads raw records, since hour buckets straddle its midnight.
 """
@@ -17,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import Connection, Select, Table, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from finops.storage.retention import final_before_us
+from finops.storage.retention import final_before_sql
 from finops.storage.sql import like_pattern
 from finops.storage.tables import ROLLUP_SUMS, rollups_daily, rollups_hourly, usage_records
 
@@ -101,13 +102,12 @@ def _filters(table: Table, query: SpendQuery) -> list[ColumnElement[bool]]:
 
 
 def _aggregate(
-    conn: Connection,
     table: Table,
     dims: Sequence[str],
     conds: Sequence[ColumnElement[bool]],
     *,
     quarter_hours: bool = False,
-) -> list[tuple[Any, ...]]:
+) -> Select[Any]:
     """Sums grouped by ``dims``; with ``quarter_hours`` the "hour" key is the record's
     15-minute bucket, which every time zone's midnight falls on (Asia/Kathmandu is +05:45)."""
     raw = table is usage_records
@@ -126,8 +126,16 @@ def _aggregate(
     group: list[Any] = [table.c["day" if d == "hour" and table is rollups_daily else d] for d in dims]
     if quarter_hours and "hour" in dims:
         group[dims.index("hour")] = (table.c.ts_us // 900_000_000 * 900).label("hour")
-    stmt = select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
-    return list(conn.execute(stmt))
+    return select(*group, *measures).where(and_(literal(True), *conds)).group_by(*group)
+
+
+def _read(conn: Connection, parts: Sequence[Select[Any]]) -> list[tuple[Any, ...]]:
+    """The parts' rows, in one statement: on PostgreSQL (read committed) each statement sees the
+    database as of its own start, so parts read one by one could see a record in neither (a
+    reprice moving its cost between rollups, retention deleting raw rows the rollups stand for)."""
+    if not parts:
+        return []
+    return list(conn.execute(parts[0] if len(parts) == 1 else union_all(*parts)))
 
 
 def _hour_floor(t: datetime) -> int:
@@ -187,7 +195,7 @@ def _range(table: Table, column: str, lo: int | None, hi: int | None) -> list[Co
 
 def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[Any, ...]]:
     """Sums for [start, end): raw records for partial hours, hourly rollups for partial days,
-    daily rollups for whole UTC days in between (when the grouping allows)."""
+    daily rollups for whole UTC days in between (when the grouping allows), read in one statement."""
     base = _filters(usage_records, query)
     start_us = int(query.start.timestamp() * 1_000_000) if query.start else None
     end_us = int(query.end.timestamp() * 1_000_000) if query.end else None
@@ -195,59 +203,53 @@ def _fetch(conn: Connection, query: SpendQuery, dims: list[str]) -> list[tuple[A
     if by_time and not _whole_hour_zone(query.tz, query.start, query.end):
         # Local days that do not start on a UTC hour need the raw records; before the retention
         # watermark only hourly rollups are left, and each hour counts for the day it starts in.
-        final_us = final_before_us(conn)
-        rows_: list[tuple[Any, ...]] = []
-        if final_us and (start_us is None or start_us < final_us):
-            lo = _hour_floor(query.start) if query.start else None
-            hi = min(final_us // 1_000_000, _hour_ceil(query.end)) if query.end else final_us // 1_000_000
-            hourly_ = [*_filters(rollups_hourly, query), *_range(rollups_hourly, "hour", lo, hi)]
-            rows_.extend(_aggregate(conn, rollups_hourly, dims, hourly_))
-            start_us = max(start_us or 0, final_us)
-        if end_us is None or start_us is None or start_us < end_us:
-            conds = [*base, *_range(usage_records, "ts_us", start_us, end_us)]
-            rows_.extend(_aggregate(conn, usage_records, dims, conds, quarter_hours=True))
-        return rows_
+        # The watermark is read by the same statement as the rows (retention moves it and deletes
+        # the raw rows before it in one commit).
+        final = final_before_sql()
+        lo = _hour_floor(query.start) if query.start else None
+        hi = _hour_ceil(query.end) if query.end else None
+        hourly_ = [*_filters(rollups_hourly, query), *_range(rollups_hourly, "hour", lo, hi)]
+        raw_ = [*base, *_range(usage_records, "ts_us", start_us, end_us), usage_records.c.ts_us >= final]
+        return _read(
+            conn,
+            [
+                _aggregate(rollups_hourly, dims, [*hourly_, rollups_hourly.c.hour < final // 1_000_000]),
+                _aggregate(usage_records, dims, raw_, quarter_hours=True),
+            ],
+        )
     h_lo = _hour_ceil(query.start) if query.start else None
     h_hi = _hour_floor(query.end) if query.end else None
     if h_lo is not None and h_hi is not None and h_lo > h_hi:  # the whole range is inside one hour
-        return _aggregate(
-            conn, usage_records, dims, [*base, *_range(usage_records, "ts_us", start_us, end_us)]
+        return _read(
+            conn,
+            [_aggregate(usage_records, dims, [*base, *_range(usage_records, "ts_us", start_us, end_us)])],
         )
-    rows: list[tuple[Any, ...]] = []
+    parts: list[Select[Any]] = []
     if start_us is not None and h_lo is not None and start_us < h_lo * 1_000_000:
-        rows.extend(
+        parts.append(
             _aggregate(
-                conn,
-                usage_records,
-                dims,
-                [*base, *_range(usage_records, "ts_us", start_us, h_lo * 1_000_000)],
+                usage_records, dims, [*base, *_range(usage_records, "ts_us", start_us, h_lo * 1_000_000)]
             )
         )
     if end_us is not None and h_hi is not None and h_hi * 1_000_000 < end_us:
-        rows.extend(
+        parts.append(
             _aggregate(
-                conn, usage_records, dims, [*base, *_range(usage_records, "ts_us", h_hi * 1_000_000, end_us)]
+                usage_records, dims, [*base, *_range(usage_records, "ts_us", h_hi * 1_000_000, end_us)]
             )
         )
     hourly = _filters(rollups_hourly, query)
     d_lo = None if h_lo is None else -(-h_lo // 86400) * 86400
     d_hi = None if h_hi is None else h_hi // 86400 * 86400
     if not _utc_days_suffice(query) or (d_lo is not None and d_hi is not None and d_lo >= d_hi):
-        rows.extend(
-            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, h_hi)])
-        )
-        return rows
+        parts.append(_aggregate(rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, h_hi)]))
+        return _read(conn, parts)
     if h_lo is not None and d_lo is not None and h_lo < d_lo:
-        rows.extend(
-            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, d_lo)])
-        )
+        parts.append(_aggregate(rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", h_lo, d_lo)]))
     if h_hi is not None and d_hi is not None and d_hi < h_hi:
-        rows.extend(
-            _aggregate(conn, rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", d_hi, h_hi)])
-        )
+        parts.append(_aggregate(rollups_hourly, dims, [*hourly, *_range(rollups_hourly, "hour", d_hi, h_hi)]))
     daily = _filters(rollups_daily, query)
-    rows.extend(_aggregate(conn, rollups_daily, dims, [*daily, *_range(rollups_daily, "day", d_lo, d_hi)]))
-    return rows
+    parts.append(_aggregate(rollups_daily, dims, [*daily, *_range(rollups_daily, "day", d_lo, d_hi)]))
+    return _read(conn, parts)
 
 
 def _time_key(hour: int, dim: str, tz: ZoneInfo) -> str:

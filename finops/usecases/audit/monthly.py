@@ -17,7 +17,7 @@ from finops.domain.money import format_usd
 from finops.domain.periods import day_range, month_range
 from finops.domain.words import plural
 from finops.errors import FinopsError
-from finops.storage.db import write_transaction
+from finops.storage.db import one_snapshot, write_transaction
 from finops.storage.outcomes import relink_unlinked
 from finops.storage.tables import budget_breaches, prompts, rollups_daily
 from finops.usecases.audit.outcomes import flow_outcomes
@@ -300,7 +300,9 @@ def build_monthly_report(
     budgets, budget_note = _budgets(ledger)
     with write_transaction(ledger.engine) as conn:  # usage may have arrived after its outcomes
         relink_unlinked(conn, since_us=int(p_start.timestamp() * 1e6), until_us=int(end.timestamp() * 1e6))
+    # One snapshot for every section: a late batch stored meanwhile is in all of them or in none.
     with ledger.read_engine.connect() as conn:  # a replica may not show that relink yet: it follows
+        one_snapshot(conn)
         cur = {k: _spend(conn, k, start, end, tz) for k in ("flow", "model", "provider")}
         old = {k: _spend(conn, k, p_start, p_end, tz) for k in ("flow", "model", "provider")}
         total = cur["flow"].total

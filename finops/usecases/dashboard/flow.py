@@ -529,8 +529,10 @@ def flow_page(ledger: Ledger, budgets: Sequence[Budget], flow: str, now: datetim
     with ledger.read_engine.connect() as conn:
         if not flow_in_ledger(conn, flow) and not any(names_flow(b, flow) for b in mine):
             return None
-        states = [budget_state(conn, b, now) for b in mine]
+        # The holds before the spend (as check_flow and decide): a settle committing between the
+        # two reads is then shown twice, never in neither (a budget looking further from its cap).
         held = held_by_budget(conn, [b.key for b in mine], now_us=int(now.timestamp() * 1_000_000))
+        states = [budget_state(conn, b, now) for b in mine]
         fbs = tuple(
             FlowBudget(
                 s,
