@@ -476,3 +476,25 @@ def _wait_done_or_blocked(ledger: Ledger, worker: threading.Thread) -> None:
             if waiting:
                 return
     raise AssertionError("the settle neither finished nor waited for a lock")
+
+
+def test_usage_of_a_model_without_a_price_leaves_its_hold_counting_until_it_lapses(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A call held at an explicit estimate whose usage names a model with no price: its cost is
+    unknown, and settling would count it $0 against a blocking cap. The hold keeps counting its
+    estimate until it lapses; the record is stored, flagged unpriced, as any other."""
+    found = budgets(tmp_path, "0.01")
+    now = datetime.now(UTC)
+    hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT, ttl_s=60), source="app", now=now)
+    assert hold.allow
+    usage = call_usage(hold.reservation_id) | {"model": "gpt-nobody-priced-this"}
+    summary = ingest_objects(ledger, [usage], source="app")
+    assert (summary.stored, summary.unpriced) == (1, 1)
+    again = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app", now=now)
+    assert again.decision == "deny" and again.held == {"admit": CENT_NANOS}
+    with ledger.engine.connect() as conn:
+        status = conn.scalar(select(reservations.c.status).where(reservations.c.id == hold.reservation_id))
+    assert status == "open"
+    later = now + timedelta(seconds=61)  # it lapses as any hold does
+    assert reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app", now=later).allow

@@ -345,10 +345,12 @@ def _write_batches(
     )
     reservations = {record_id: rid for b in batches for record_id, rid in b.reservations.items()}
     if reservations:  # the actual cost replaces the hold, in the transaction that stores it
+        # Not an unpriced record's: its cost is unknown, and settling would count the call $0
+        # against a blocking cap; its hold keeps counting the estimate until it lapses.
         settled = {
-            rid: (record_id, outcome.inserted[record_id])
+            rid: (record_id, cost)
             for record_id, rid in reservations.items()
-            if record_id in outcome.inserted
+            if (cost := outcome.inserted.get(record_id)) is not None
         }
         settle_reservations(conn, settled, now_us=now_us)
     prompt_rows = {row["prompt_id"]: row for w in writes for row in w.prompt_rows}
