@@ -146,7 +146,8 @@ class Hold:
 
     def settle(self, usage: Mapping[str, Any]) -> dict[str, Any]:
         """Store the call's usage record with this hold's ``reservation_id``: its actual cost
-        replaces the hold. ``flow`` and ``tags`` default to the reservation's. Returns the
+        replaces the hold. ``flow`` and ``tags`` default to the reservation's (another flow is a
+        ``ValueError``: it would not settle the hold). Returns the
         daemon's batch answer; a rejected record raises and leaves the hold open."""
         if self.state != "open":
             raise FinopsClientError(f"reservation {self.reservation_id} is already {self.state}")
@@ -154,7 +155,11 @@ class Hold:
         if record.get("reservation_id", self.reservation_id) != self.reservation_id:
             raise ValueError("the usage record names another reservation_id than this hold's")
         record["reservation_id"] = self.reservation_id
-        record.setdefault("flow", self.flow)
+        if record.setdefault("flow", self.flow) != self.flow:
+            raise ValueError(
+                f"the usage record's flow {record['flow']!r} is not this hold's ({self.flow!r}): "
+                "a hold is settled by usage of its own flow"
+            )
         if self.tags:
             record.setdefault("tags", dict(self.tags))
         answer = self.client.record_usage([record])

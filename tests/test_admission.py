@@ -498,3 +498,21 @@ def test_usage_of_a_model_without_a_price_leaves_its_hold_counting_until_it_laps
     assert status == "open"
     later = now + timedelta(seconds=61)  # it lapses as any hold does
     assert reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app", now=later).allow
+
+
+def test_usage_of_another_flow_does_not_settle_the_hold(ledger: Ledger, tmp_path: Path) -> None:
+    """A hold counts against the budgets of its own flow. A record of another flow naming it (a
+    client's bug) counts against that flow's budgets: settling the hold with it would take the
+    call's money off this flow's cap. The hold stays until it lapses; the record is stored."""
+    found = budgets(tmp_path, "0.01")
+    now = datetime.now(UTC)
+    hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT, ttl_s=60), source="app", now=now)
+    summary = ingest_objects(ledger, [call_usage(hold.reservation_id) | {"flow": "elsewhere"}], source="app")
+    assert summary.stored == 1
+    again = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app", now=now)
+    assert again.decision == "deny" and again.held == {"admit": CENT_NANOS}
+    # the same flow settles it, as always
+    ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+    with ledger.engine.connect() as conn:
+        status = conn.scalar(select(reservations.c.status).where(reservations.c.id == hold.reservation_id))
+    assert status == "settled"

@@ -87,7 +87,13 @@ _HELD = (
 _BUDGETS_OF = select(_rb.budget_key).where(_rb.reservation_id.in_(bindparam("ids", expanding=True)))
 _SETTLE = (
     update(reservations)
-    .where(_r.id == bindparam("b_id"), or_(_r.status == "open", _r.status == "lapsed"))  # executemany: no IN
+    .where(
+        _r.id == bindparam("b_id"),
+        or_(_r.status == "open", _r.status == "lapsed"),  # executemany: no IN
+        # A record of another flow counts against that flow's budgets, not the ones this hold
+        # was taken against: settling would take the money off those; the hold lapses instead.
+        _r.flow == bindparam("b_flow"),
+    )
     .values(
         status="settled",
         closed_us=bindparam("b_now"),
@@ -211,19 +217,18 @@ def close_reservation(conn: Connection, reservation_id: str, *, status: str, now
     return str(before) if before is not None else None
 
 
-def settle_reservations(
-    conn: Connection, settled: Mapping[str, tuple[str, int | None]], *, now_us: int
-) -> int:
-    """Swap holds for actual costs: ``{reservation_id: (record_id, cost_nanos)}`` of usage stored
-    in this transaction. An unknown, released or already settled reservation is left alone (the
-    usage is stored and priced all the same). Returns how many were settled."""
+def settle_reservations(conn: Connection, settled: Mapping[str, tuple[str, int, str]], *, now_us: int) -> int:
+    """Swap holds for actual costs: ``{reservation_id: (record_id, cost_nanos, flow)}`` of usage
+    stored in this transaction. An unknown, released or already settled reservation, or one held
+    for another flow, is left alone (the usage is stored and priced all the same). Returns how
+    many were settled."""
     if not settled:
         return 0
     if conn.dialect.name != "sqlite":  # SQLite: the write lock serialises already (lock_budgets)
         lock_budgets(conn, budgets_of(conn, settled))
     params = [
-        {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id}
-        for rid, (record_id, cost) in sorted(settled.items())
+        {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id, "b_flow": flow}
+        for rid, (record_id, cost, flow) in sorted(settled.items())
     ]
     return int(conn.execute(_SETTLE, params).rowcount)
 

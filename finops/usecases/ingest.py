@@ -44,6 +44,7 @@ from finops.storage.ledger import (
     write_rows_isolating,
 )
 from finops.storage.reservations import settle_reservations
+from finops.storage.tables import USAGE_COLUMNS
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
 from finops.usecases.process_pool import process_pool
@@ -329,6 +330,9 @@ def write_staged(conn: Connection, writes: Sequence[StagedWrite], *, now_us: int
     return results
 
 
+_RECORD_ID, _FLOW = USAGE_COLUMNS.index("record_id"), USAGE_COLUMNS.index("flow")
+
+
 def _write_batches(
     conn: Connection, source: str, writes: Sequence[StagedWrite], now_us: int
 ) -> list[Written]:
@@ -346,9 +350,11 @@ def _write_batches(
     reservations = {record_id: rid for b in batches for record_id, rid in b.reservations.items()}
     if reservations:  # the actual cost replaces the hold, in the transaction that stores it
         # Not an unpriced record's: its cost is unknown, and settling would count the call $0
-        # against a blocking cap; its hold keeps counting the estimate until it lapses.
+        # against a blocking cap; its hold keeps counting the estimate until it lapses. Only a
+        # record of the hold's own flow settles it (storage/reservations.py).
+        flows = {row[_RECORD_ID]: row[_FLOW] for row in rows if row[_RECORD_ID] in reservations}
         settled = {
-            rid: (record_id, cost)
+            rid: (record_id, cost, flows[record_id])
             for record_id, rid in reservations.items()
             if (cost := outcome.inserted.get(record_id)) is not None
         }
