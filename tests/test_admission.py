@@ -516,3 +516,33 @@ def test_usage_of_another_flow_does_not_settle_the_hold(ledger: Ledger, tmp_path
     with ledger.engine.connect() as conn:
         status = conn.scalar(select(reservations.c.status).where(reservations.c.id == hold.reservation_id))
     assert status == "settled"
+
+
+def test_a_retried_request_whose_hold_is_gone_is_told_so_not_allowed_again(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A retry of a reserve gets the first answer again, but an allow whose hold has expired
+    unsettled or was released would send the caller into a call with nothing held: that retry is
+    a deny that says to reserve anew. A settled hold's allow is replayed as it was."""
+    found = budgets(tmp_path, "1.00")
+    now = datetime.now(UTC)
+
+    def ask(request_id: str, at: datetime) -> Any:
+        req = ReserveRequest("admit", estimate_usd=CENT, request_id=request_id, ttl_s=60)
+        return reserve(ledger, found, req, source="app", now=at)
+
+    first = ask("expiring", now)
+    assert ask("expiring", now + timedelta(seconds=30)).reservation_id == first.reservation_id
+    late = ask("expiring", now + timedelta(seconds=61))
+    assert late.replayed and late.decision == "deny" and late.reservation_id is None
+    assert "expired at" in late.reason and "reserve again with a new request_id" in late.reason
+
+    released = ask("released", now)
+    assert release(ledger, released.reservation_id or "") == "released"
+    again = ask("released", now)
+    assert again.decision == "deny" and "was released" in again.reason
+
+    settled = ask("settled", now)
+    ingest_objects(ledger, [call_usage(settled.reservation_id)], source="app")
+    replay = ask("settled", now + timedelta(seconds=61))
+    assert replay.replayed and replay.allow and replay.reservation_id == settled.reservation_id

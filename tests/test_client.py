@@ -286,8 +286,10 @@ def scripted() -> Iterator[Scripted]:
         server.server_close()
 
 
-#: How much later than asked a retry may arrive (a busy machine schedules threads late).
-SLACK_S = 0.35
+#: How much later than asked a retry may arrive (a busy machine schedules threads late: 0.35 s
+#: was passed with the whole suite on 2 cores). Each test's wrong wait (a fallback, a Retry-After
+#: that must not be read) is still further off than this.
+SLACK_S = 0.6
 
 
 def gaps(arrivals: list[tuple[float, Any]]) -> list[float]:
@@ -320,7 +322,7 @@ def test_retry_after_as_an_http_date(scripted: Scripted) -> None:
         assert c.check("f-ra").allow is True
     assert len(arrivals) == 3
     answered_at = time.time() - (time.monotonic() - arrivals[2][0])  # the last arrival, wall clock
-    assert gaps(arrivals)[0] < 0.5  # a date in the past: again at once
+    assert gaps(arrivals)[0] < 1.0  # a date in the past: again at once (not retry_wait_s, 2 s)
     assert target.timestamp() - 0.05 <= answered_at < target.timestamp() + SLACK_S, (target, answered_at)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -178,13 +178,32 @@ def prepare(ledger: Ledger, req: ReserveRequest, *, source: str, now: datetime) 
     return Ask(req, source, estimate_cost(ledger, req, now=now))
 
 
-def replayed(ledger: Ledger, req: ReserveRequest, *, source: str) -> ReserveResult | None:
-    """The answer given before to this request_id, read without the write lock (a retry)."""
+def replayed(
+    ledger: Ledger, req: ReserveRequest, *, source: str, now: datetime | None = None
+) -> ReserveResult | None:
+    """The answer given before to this request_id, read without the write lock (a retry).
+
+    An allow whose hold is gone (released, or past its expiry, unsettled) is not given again:
+    the caller would make the call with nothing held. It is a deny that says to reserve anew."""
     if req.request_id is None:
         return None
     with ledger.engine.connect() as conn:
         earlier = reservation_for_request(conn, source, req.request_id)
-    return None if earlier is None else _replay(earlier.answer)
+    if earlier is None:
+        return None
+    answer = _replay(earlier.answer)
+    now_us = int((now or datetime.now(UTC)).timestamp() * 1_000_000)
+    if answer.allow and earlier.status != "settled":
+        gone = "was released" if earlier.status == "released" else None
+        if gone is None and earlier.expires_us <= now_us:
+            gone = f"expired at {answer.expires_at.isoformat() if answer.expires_at else 'its TTL'}"
+        if gone is not None:
+            reason = (
+                f"request_id {req.request_id!r} was allowed before, but its hold {gone}: "
+                "nothing is held for this call; reserve again with a new request_id"
+            )
+            return replace(answer, decision="deny", reason=reason, reservation_id=None, expires_at=None)
+    return answer
 
 
 def reserve(
@@ -197,7 +216,7 @@ def reserve(
 ) -> ReserveResult:
     """Hold money for one call, or deny; atomic across replicas (see the module docstring)."""
     now = now or datetime.now(UTC)
-    if (earlier := replayed(ledger, req, source=source)) is not None:
+    if (earlier := replayed(ledger, req, source=source, now=now)) is not None:
         return earlier
     ask = prepare(ledger, req, source=source, now=now)
     with write_transaction(ledger.engine) as conn:
