@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from finops.config.budget_files import load_budget_dir
 from finops.domain.budgets import Budget
@@ -34,6 +34,7 @@ from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
 from tests.daemon_proc import DaemonProcess
+from tests.racing import after_statement
 
 CENT = Decimal("0.01")
 CENT_NANOS = 10_000_000
@@ -315,33 +316,21 @@ def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
         with ledger.engine.connect() as conn:
             before = check_flow(conn, found, flow="admit", tags={}, now=now)
         seen = before.states[0].spend_nanos + before.held["admit"]
-        statements = 0
 
-        def after(*_: Any) -> None:
-            nonlocal statements
-            statements += 1
-            if statements == settle_after:
-                ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
-
-        with ledger.engine.connect() as conn:
-            event.listen(conn, "after_cursor_execute", after)
-            check = check_flow(conn, found, flow="admit", tags={}, now=now)
-            event.remove(conn, "after_cursor_execute", after)
-        if settle_after is None:
+        def settle() -> None:
             ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+
+        with ledger.engine.connect() as conn, after_statement(conn, settle_after, settle) as race:
+            check = check_flow(conn, found, flow="admit", tags={}, now=now)
+        if not race.ran:
+            settle()
         return seen, check.states[0].spend_nanos + check.held["admit"]
 
     seen, again = spend_plus_held(None)
     assert again == seen  # nothing in between: the same total
-    with ledger.engine.connect() as conn:
-        counted = 0
-
-        def count(*_: Any) -> None:
-            nonlocal counted
-            counted += 1
-
-        event.listen(conn, "after_cursor_execute", count)
+    with ledger.engine.connect() as conn, after_statement(conn, None, lambda: None) as counting:
         check_flow(conn, found, flow="admit", tags={}, now=now)
+    counted = counting.statements
     assert counted >= 2  # the holds and the spend are separate reads
     for k in range(1, counted + 1):
         before, during = spend_plus_held(k)
@@ -365,24 +354,16 @@ def test_the_flow_page_racing_a_settle_never_shows_the_money_in_neither_place(
         page = flow_page(ledger, found, "admit", now)
         assert page is not None
         before = page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos
-        statements, settled = 0, False
 
-        def after(*_: Any) -> None:
-            nonlocal statements, settled
-            statements += 1
-            if statements == settle_after and not settled:
-                settled = True
-                ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
-
-        event.listen(ledger.read_engine, "after_cursor_execute", after)
-        try:
-            page = flow_page(ledger, found, "admit", now)
-        finally:
-            event.remove(ledger.read_engine, "after_cursor_execute", after)
-        if not settled:
+        def settle() -> None:
             ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
+
+        with after_statement(ledger.read_engine, settle_after, settle) as race:
+            page = flow_page(ledger, found, "admit", now)
+        if not race.ran:
+            settle()
         assert page is not None
-        return before, page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos, statements
+        return before, page.budgets[0].state.spend_nanos + page.budgets[0].held_nanos, race.statements
 
     before, again, counted = shown(None)
     assert again == before and counted >= 2  # nothing in between: the same total
@@ -427,30 +408,21 @@ def test_a_release_racing_a_settle_says_what_became_of_the_hold(ledger: Ledger, 
         """What the release said, the hold's status after both, and the release's statements."""
         hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
         rid = hold.reservation_id or ""
-        statements, settled = 0, False
-
         settle = threading.Thread(
             target=ingest_objects, args=(ledger, [call_usage(rid)]), kwargs={"source": "app"}
         )
 
-        def after(conn: Any, *_: Any) -> None:
-            nonlocal statements, settled
-            statements += 1
-            if statements == settle_after and not settled and not sqlite:
-                settled = True
-                settle.start()  # it commits, or waits for a lock the release holds: either way on
-                _wait_done_or_blocked(ledger, settle)
+        def start_settle() -> None:
+            settle.start()  # it commits, or waits for a lock the release holds: either way on
+            _wait_done_or_blocked(ledger, settle)
 
-        event.listen(ledger.engine, "after_cursor_execute", after)
-        try:
+        with after_statement(ledger.engine, settle_after, start_settle, skip=lambda _: sqlite) as race:
             said = release(ledger, rid)
-        finally:
-            event.remove(ledger.engine, "after_cursor_execute", after)
-        if settled:
+        if race.ran:
             settle.join()
         with ledger.engine.connect() as conn:
             status = conn.scalar(select(reservations.c.status).where(reservations.c.id == rid))
-        return said, str(status), statements
+        return said, str(status), race.statements
 
     said, status, counted = released(None)
     assert said == status == "released" and counted >= 2

@@ -6,11 +6,10 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from finops.cli.main import app
@@ -21,6 +20,7 @@ from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from finops.usecases.outcomes import ingest_outcome_paths
 from tests.conftest import needs_tiktoken, write_jsonl
+from tests.racing import after_statement, in_sqlite_write
 from tests.slack_fake import TOKEN, FakeSlack
 from tests.slack_fake import slack as slack_fixture  # noqa: F401 - the `slack` fixture
 
@@ -284,7 +284,6 @@ def test_a_monthly_report_racing_an_ingest_adds_up(ledger: Ledger) -> None:
     ]
     assert ingest_objects(ledger, october, source="app").stored == 4
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    sqlite = ledger.engine.dialect.name == "sqlite"  # a write transaction holds its one write lock
 
     def sums(report: MonthlyReport) -> tuple[int, ...]:
         return (
@@ -296,23 +295,14 @@ def test_a_monthly_report_racing_an_ingest_adds_up(ledger: Ledger) -> None:
         )
 
     def built(late_after: int | None, late_id: str) -> tuple[MonthlyReport, int]:
-        statements, stored = 0, False
+        def store_late() -> None:
+            late = call(late_id, "2026-10-20", "p", "billing", inp=1000, model="gpt-4o")
+            assert ingest_objects(ledger, [late], source="app").stored == 1
 
-        def after(conn: Any, *_: object) -> None:
-            nonlocal statements, stored
-            statements += 1
-            writing = conn.get_execution_options().get("finops_write")  # the relink first
-            if statements == late_after and not stored and not (sqlite and writing):  # its lock
-                stored = True
-                late = call(late_id, "2026-10-20", "p", "billing", inp=1000, model="gpt-4o")
-                assert ingest_objects(ledger, [late], source="app").stored == 1
-
-        event.listen(ledger.read_engine, "after_cursor_execute", after)
-        try:
+        # not from inside the report's relink (SQLite: it holds the write lock)
+        with after_statement(ledger.read_engine, late_after, store_late, skip=in_sqlite_write) as race:
             report = build_monthly_report(ledger, month="2026-10", tz=ZoneInfo("UTC"), now=now)
-        finally:
-            event.remove(ledger.read_engine, "after_cursor_execute", after)
-        return report, statements
+        return report, race.statements
 
     report, counted = built(None, "unused")
     assert len(set(sums(report))) == 1 and counted >= 5

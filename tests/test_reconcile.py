@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from typer.testing import CliRunner
 
 from finops.cli.main import app
@@ -34,6 +33,7 @@ from finops.usecases.ledger import Ledger
 from finops.usecases.reconcile import alert_drift, reconcile_month
 from tests.conftest import fresh_postgres_database, make_ledger
 from tests.provider_fakes import OPENAI_KEY, FakeProvider, openai_fake
+from tests.racing import after_statement, in_sqlite_write
 
 __all__ = ["openai_fake"]  # fixture used by name
 
@@ -273,25 +273,13 @@ def test_a_drift_alert_racing_a_poll_never_alerts_a_revision_the_poll_replaced(
             try:
                 _month(ledger)
                 _final_until(ledger, "openai", 7)
-                statements, polled = 0, False
-                sqlite = ledger.engine.dialect.name == "sqlite"
 
-                def after(conn: Any, *_: Any) -> None:
-                    nonlocal statements, polled
-                    statements += 1
-                    if statements == poll_after and not polled:
-                        polled = True
-                        if not (sqlite and conn.get_execution_options().get("finops_write")):
-                            _report(ledger, "openai", 7, 3_500_000_000, 1_000_000, 100_000, final_until=9)
-                        else:
-                            polled = False
+                def poll() -> None:
+                    _report(ledger, "openai", 7, 3_500_000_000, 1_000_000, 100_000, final_until=9)
 
-                event.listen(ledger.engine, "after_cursor_execute", after)
-                try:
+                with after_statement(ledger.engine, poll_after, poll, skip=in_sqlite_write) as race:
                     queued = alert_drift(ledger, "2026-11", now=now)
-                finally:
-                    event.remove(ledger.engine, "after_cursor_execute", after)
-                return [d.day.day for d in queued if d.provider == "openai"], statements, polled
+                return [d.day.day for d in queued if d.provider == "openai"], race.statements, race.ran
             finally:
                 ledger.close()
 

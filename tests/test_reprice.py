@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, func, select
 
 from finops.config.budget_files import load_budget_dir
 from finops.domain.pricing import entry_from_mapping
@@ -19,6 +19,7 @@ from finops.usecases.ingest import ingest_paths
 from finops.usecases.ledger import Ledger
 from finops.usecases.reprice import reprice
 from tests.conftest import write_jsonl
+from tests.racing import after_statement
 
 
 def _totals(ledger: Ledger) -> tuple[int, int]:
@@ -152,28 +153,18 @@ def test_a_tagged_budget_check_racing_a_reprice_sees_the_books_before_or_after(
         ledger.reload_prices()
 
     correct(True)
-    counted = 0
-
-    def count(*_: object) -> None:
-        nonlocal counted
-        counted += 1
-
-    with ledger.engine.connect() as conn:
-        event.listen(conn, "after_cursor_execute", count)
+    with ledger.engine.connect() as conn, after_statement(conn, None, lambda: None) as counting:
         check_flow(conn, found, flow="admit", tags={"team": "a"}, now=now, estimate_usd=Decimal("0.01"))
+    counted = counting.statements
 
     def check_repriced_after(k: int) -> CheckResult:
         """The check, with the reprice run after its k-th statement."""
-        statements, repriced = 0, []
+        repriced: list[int] = []
 
-        def after(*_: object) -> None:
-            nonlocal statements
-            statements += 1
-            if statements == k:
-                repriced.append(reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC)).new_nanos)
+        def run_reprice() -> None:
+            repriced.append(reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC)).new_nanos)
 
-        with ledger.engine.connect() as conn:
-            event.listen(conn, "after_cursor_execute", after)
+        with ledger.engine.connect() as conn, after_statement(conn, k, run_reprice):
             result = check_flow(
                 conn, found, flow="admit", tags={"team": "a"}, now=now, estimate_usd=Decimal("0.01")
             )
@@ -218,21 +209,13 @@ def test_a_focus_export_racing_a_reprice_is_the_month_before_or_after_it(
 
     def exported(reprice_after: int | None) -> tuple[int, int]:
         """The export's billed total and how many statements it ran."""
-        statements, repriced = 0, False
 
-        def after(*_: object) -> None:
-            nonlocal statements, repriced
-            statements += 1
-            if statements == reprice_after and not repriced:
-                repriced = True
-                assert reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC)).changed == 2
+        def run_reprice() -> None:
+            assert reprice(ledger, since=datetime(2026, 11, 1, tzinfo=UTC)).changed == 2
 
-        event.listen(ledger.read_engine, "after_cursor_execute", after)
-        try:
+        with after_statement(ledger.read_engine, reprice_after, run_reprice) as race:
             billed = focus_export(ledger, "2026-11", tz=ZoneInfo("UTC")).billed_nanos
-        finally:
-            event.remove(ledger.read_engine, "after_cursor_execute", after)
-        return billed, statements
+        return billed, race.statements
 
     before, counted = exported(None)
     assert before == 1_500_000_000 and counted >= 2  # 2 × ($0.15 + $0.60)

@@ -8,11 +8,10 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from finops.daemon.budget_watch import BudgetWatch
@@ -28,6 +27,7 @@ from finops.usecases.ledger import Ledger
 from finops.usecases.retention import prepare_partitions, run_retention
 from finops.usecases.spend import SpendQuery, run_spend
 from tests.conftest import fresh_postgres_database, make_ledger, usage
+from tests.racing import after_statement, in_sqlite_write
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 OLD = [usage(i, ts=f"2026-07-{10 + i:02d}T18:45:00Z") for i in range(5)]  # 00:15 the next day in Kolkata
@@ -172,19 +172,13 @@ def test_a_report_racing_retention_never_loses_the_closed_days(db_url: str, tmp_
 
     def report(ledger: Ledger, retain_after: int | None) -> tuple[int, int]:
         """The report's total and how many statements it ran."""
-        statements = 0
 
-        def after(*_: object) -> None:
-            nonlocal statements
-            statements += 1
-            if statements == retain_after:
-                assert run_retention(ledger, now=NOW).usage_deleted == 5
+        def retain() -> None:
+            assert run_retention(ledger, now=NOW).usage_deleted == 5
 
-        with ledger.engine.connect() as conn:
-            event.listen(conn, "after_cursor_execute", after)
+        with ledger.engine.connect() as conn, after_statement(conn, retain_after, retain) as race:
             result = run_spend(conn, query)
-            event.remove(conn, "after_cursor_execute", after)
-        return result.total["cost_nanos"], statements
+        return result.total["cost_nanos"], race.statements
 
     with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
         IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
@@ -210,25 +204,19 @@ def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_pa
 
     def export(ledger: Ledger, retain_after: int | None) -> tuple[int | None, int]:
         """The export's billed total (``None``: refused) and how many statements it ran."""
-        statements = 0
 
-        def after(*_: object) -> None:
-            nonlocal statements
-            statements += 1
-            if statements == retain_after:
-                try:
-                    assert run_retention(ledger, now=NOW).usage_deleted == 5
-                except OperationalError as exc:  # PostgreSQL: the export reads the month's partition,
-                    assert "lock timeout" in str(exc)  # which retention then waits for and gives up on
+        def retain() -> None:
+            try:
+                assert run_retention(ledger, now=NOW).usage_deleted == 5
+            except OperationalError as exc:  # PostgreSQL: the export reads the month's partition,
+                assert "lock timeout" in str(exc)  # which retention then waits for and gives up on
 
-        event.listen(ledger.read_engine, "after_cursor_execute", after)
-        try:
-            return focus_export(ledger, "2026-07", tz=ZoneInfo("UTC")).billed_nanos, statements
-        except UsageError as exc:
-            assert "deleted by retention" in str(exc)
-            return None, statements
-        finally:
-            event.remove(ledger.read_engine, "after_cursor_execute", after)
+        with after_statement(ledger.read_engine, retain_after, retain) as race:
+            try:
+                return focus_export(ledger, "2026-07", tz=ZoneInfo("UTC")).billed_nanos, race.statements
+            except UsageError as exc:
+                assert "deleted by retention" in str(exc)
+                return None, race.statements
 
     with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
         IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
@@ -252,30 +240,22 @@ def test_a_monthly_report_racing_retention_never_loses_the_month(db_url: str, tm
 
     def report(ledger: Ledger, retain_after: int | None) -> tuple[tuple[int, ...], int, bool]:
         """The report's totals, its statements, and whether retention gave up on its lock."""
-        statements, gave_up = 0, False
+        gave_up = False
 
-        sqlite = ledger.engine.dialect.name == "sqlite"
+        def retain() -> None:
+            nonlocal gave_up
+            try:
+                run_retention(ledger, now=NOW)
+            except OperationalError as exc:  # it waits for the report's read of the partition
+                assert "lock timeout" in str(exc)
+                gave_up = True
 
-        def after(conn: Any, *_: object) -> None:
-            nonlocal statements, gave_up
-            statements += 1
-            # (SQLite: not inside the report's relink, which holds the one write lock)
-            if statements == retain_after and not (
-                sqlite and conn.get_execution_options().get("finops_write")
-            ):
-                try:
-                    run_retention(ledger, now=NOW)
-                except OperationalError as exc:  # it waits for the report's read of the partition
-                    assert "lock timeout" in str(exc)
-                    gave_up = True
-
-        event.listen(ledger.read_engine, "after_cursor_execute", after)
-        try:
+        # (SQLite: not inside the report's relink, which holds the one write lock)
+        with after_statement(ledger.read_engine, retain_after, retain, skip=in_sqlite_write) as race:
             built = build_monthly_report(ledger, month="2026-07", tz=ZoneInfo("Asia/Kolkata"), now=NOW)
-        finally:
-            event.remove(ledger.read_engine, "after_cursor_execute", after)
         days = sum(cost for _, cost in built.daily)
-        return (built.total_nanos, days, sum(line.cost_nanos for line in built.by_flow)), statements, gave_up
+        totals = (built.total_nanos, days, sum(line.cost_nanos for line in built.by_flow))
+        return totals, race.statements, gave_up
 
     with _fresh_ledger(db_url, tmp_path / "first.db") as ledger:
         IngestService(ledger, BudgetWatch(ledger, tmp_path)).usage([*OLD, *NEW], source="app")
