@@ -851,7 +851,12 @@ def rebuild_rollups(conn: Connection) -> int:
     Only from the retention watermark on: before it the raw records were deleted and the
     rollups are all that is left, so they are kept as they are. Replaces the rows inside the
     caller's transaction; returns the hourly row count.
+
+    Holds the retention lock alone (PostgreSQL) before it reads anything: every batch takes it
+    shared, so none commits between the rebuild's statements, where it would have failed the
+    rebuild on a rollup key it had just added, or deadlocked with it on the rows being replaced.
     """
+    hold_retention_lock(conn, shared=False)
     final_us = final_before_us(conn)
     from_hour = final_us // 1_000_000  # whole UTC days: also a day and an hour boundary
     u = usage_records.c
