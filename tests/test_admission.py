@@ -518,3 +518,56 @@ def test_a_retried_request_whose_hold_is_gone_is_told_so_not_allowed_again(
     ingest_objects(ledger, [call_usage(settled.reservation_id)], source="app")
     replay = ask("settled", now + timedelta(seconds=61))
     assert replay.replayed and replay.allow and replay.reservation_id == settled.reservation_id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("first_use", [True, False], ids=["budgets-first-used", "budgets-known"])
+def test_a_budget_lock_excludes_every_other_holder_and_never_deadlocks(
+    postgres_url: str, first_use: bool
+) -> None:
+    """lock_budgets is one statement: it inserts a budget's lock row on first use and locks it
+    otherwise. Either way a second transaction wanting an overlapping set waits until the first
+    ends, and two transactions taking overlapping sets (in any order of their arguments) finish."""
+    from finops.storage.reservations import lock_budgets
+
+    ledger = make_ledger(postgres_url)
+    try:
+        if not first_use:
+            with ledger.engine.begin() as conn:
+                lock_budgets(conn, ["a", "b", "c"])
+        done: list[str] = []
+
+        def second() -> None:
+            with ledger.engine.begin() as conn:
+                lock_budgets(conn, ["c", "b"])
+                done.append("second")
+
+        with ledger.engine.connect() as conn, conn.begin():
+            lock_budgets(conn, ["b", "a"])
+            worker = threading.Thread(target=second)
+            worker.start()
+            _wait_done_or_blocked(ledger, worker)
+            assert done == [] and worker.is_alive(), "the second took budget b while the first held it"
+            done.append("first")
+        worker.join(30)
+        assert done == ["first", "second"]
+
+        errors: list[BaseException] = []
+
+        def take(keys: list[str]) -> None:
+            try:
+                for _ in range(30):
+                    with ledger.engine.begin() as conn:
+                        lock_budgets(conn, keys)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        fresh = [f"k{i}" for i in range(6)] if first_use else ["a", "b", "c"]
+        racers = [threading.Thread(target=take, args=(fresh[::step],)) for step in (1, -1, 2, -2)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join(60)
+        assert errors == []
+    finally:
+        ledger.close()

@@ -57,16 +57,21 @@ def _row(r: Any) -> Reservation:
 
 def lock_budgets(conn: Connection, keys: Iterable[str]) -> None:
     """Hold the lock of each budget until the transaction ends (PostgreSQL: row locks, in key
-    order; SQLite: the transaction's write lock already serialises every writer)."""
+    order; SQLite: the transaction's write lock already serialises every writer).
+
+    One statement, one round trip (a reserve's latency is mostly round trips): a budget's row is
+    inserted on its first use, and locked by the no-op update otherwise, in key order either way,
+    so two transactions never wait on each other in a cycle. (Not a lock of the existing rows
+    followed by an insert of the missing ones: that takes locks out of key order.)"""
     ordered = sorted(set(keys))
     if not ordered or conn.dialect.name == "sqlite":
         return
+    stmt = dialect_insert(conn, budget_locks).values([{"budget_key": k} for k in ordered])
     conn.execute(
-        dialect_insert(conn, budget_locks).on_conflict_do_nothing(index_elements=["budget_key"]),
-        [{"budget_key": k} for k in ordered],
+        stmt.on_conflict_do_update(
+            index_elements=["budget_key"], set_={"budget_key": stmt.excluded.budget_key}
+        )
     )
-    k = budget_locks.c.budget_key
-    list(conn.execute(select(k).where(k.in_(ordered)).order_by(k).with_for_update()))
 
 
 _r, _rb = reservations.c, reservation_budgets.c
