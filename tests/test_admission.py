@@ -28,7 +28,7 @@ from finops.errors import UsageError
 from finops.storage.db import create_engine_for
 from finops.storage.tables import reservations, usage_records
 from finops.usecases.admission import ReserveRequest, lapse_holds, release, reserve
-from finops.usecases.budgets import check_flow
+from finops.usecases.budgets import CheckResult, check_flow, check_ledger
 from finops.usecases.dashboard.flow import flow_page
 from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
@@ -301,15 +301,26 @@ def test_a_replica_killed_mid_run_lapses_its_holds_and_the_cap_holds(
     assert spend_nanos(postgres_url) <= 1_000_000_000
 
 
+@pytest.mark.parametrize("via", ["check_flow", "check_ledger"])
 def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path, via: str
 ) -> None:
     """A settle moves a call's money from the holds to the spend in one commit; a check reads both
     in separate statements. Whichever of its statements the settle lands after, the check must see
     the money at least once (twice is the safe side), never in neither: that would be an allow a
-    cap does not have. The settle is run from inside the check, after its k-th statement."""
+    cap does not have. The settle is run from inside the check, after its k-th statement; through
+    ``check_ledger`` too (the daemon's /v1/check: PostgreSQL statements without a transaction)."""
     found = budgets(tmp_path, "1.00")
     now = datetime.now(UTC)
+
+    def checked(settle_after: int | None, settle: Any) -> tuple[CheckResult, int, bool]:
+        if via == "check_ledger":
+            with after_statement(ledger.engine, settle_after, settle) as race:
+                result = check_ledger(ledger, found, flow="admit", tags={}, now=now)
+        else:
+            with ledger.engine.connect() as conn, after_statement(conn, settle_after, settle) as race:
+                result = check_flow(conn, found, flow="admit", tags={}, now=now)
+        return result, race.statements, race.ran
 
     def spend_plus_held(settle_after: int | None) -> tuple[int, int]:
         hold = reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT), source="app")
@@ -320,17 +331,14 @@ def test_a_check_racing_a_settle_never_sees_the_money_in_neither_place(
         def settle() -> None:
             ingest_objects(ledger, [call_usage(hold.reservation_id)], source="app")
 
-        with ledger.engine.connect() as conn, after_statement(conn, settle_after, settle) as race:
-            check = check_flow(conn, found, flow="admit", tags={}, now=now)
-        if not race.ran:
+        check, _, ran = checked(settle_after, settle)
+        if not ran:
             settle()
         return seen, check.states[0].spend_nanos + check.held["admit"]
 
     seen, again = spend_plus_held(None)
     assert again == seen  # nothing in between: the same total
-    with ledger.engine.connect() as conn, after_statement(conn, None, lambda: None) as counting:
-        check_flow(conn, found, flow="admit", tags={}, now=now)
-    counted = counting.statements
+    _, counted, _ = checked(None, lambda: None)
     assert counted >= 2  # the holds and the spend are separate reads
     for k in range(1, counted + 1):
         before, during = spend_plus_held(k)

@@ -23,7 +23,7 @@ from finops.daemon.group_commit import GroupCommit
 from finops.daemon.parse_pool import BodyProblem, ParsePool
 from finops.storage.ledger import Rejection
 from finops.usecases.admission import ReserveRequest, ReserveResult, prepare, release, replayed
-from finops.usecases.budgets import CheckResult, check_flow, ledger_flows
+from finops.usecases.budgets import CheckResult, check_ledger, ledger_flows
 from finops.usecases.ingest import (
     IngestSummary,
     Prepared,
@@ -243,9 +243,9 @@ class IngestService:
     def check(
         self, flow: str, *, tags: Mapping[str, str], estimate_usd: Decimal, now: datetime
     ) -> CheckResult:
-        with self._database(writing=False), self.ledger.engine.connect() as conn:
-            return check_flow(
-                conn,
+        with self._database(writing=False):
+            return check_ledger(
+                self.ledger,
                 self.budgets.budgets,
                 flow=flow,
                 tags=tags,

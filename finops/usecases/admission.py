@@ -25,7 +25,7 @@ from finops.domain.budgets import Budget, BudgetState
 from finops.domain.money import usd_to_nanos
 from finops.domain.usage import RecordError, UsageRecord, parse_usage
 from finops.errors import UsageError
-from finops.storage.db import write_transaction
+from finops.storage.db import quick_reads, write_transaction
 from finops.storage.reservations import (
     close_reservation,
     held_by_budget,
@@ -187,7 +187,7 @@ def replayed(
     the caller would make the call with nothing held. It is a deny that says to reserve anew."""
     if req.request_id is None:
         return None
-    with ledger.engine.connect() as conn:
+    with quick_reads(ledger.engine) as conn:
         earlier = reservation_for_request(conn, source, req.request_id)
     if earlier is None:
         return None

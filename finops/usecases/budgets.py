@@ -23,7 +23,7 @@ from finops.domain.budgets import (
 )
 from finops.domain.money import format_usd, usd_to_nanos
 from finops.storage.budget_snapshots import load_cached, load_snapshots, save_cached, save_snapshots
-from finops.storage.db import write_transaction
+from finops.storage.db import quick_reads, write_transaction
 from finops.storage.reservations import held_by_budget
 from finops.storage.sql import like_pattern
 from finops.storage.tables import outcomes, rollups_daily, usage_records
@@ -37,6 +37,7 @@ __all__ = [
     "budget_state",
     "budgets_in_force",
     "check_flow",
+    "check_ledger",
     "drivers",
     "fanout_count",
     "flow_in_ledger",
@@ -185,6 +186,24 @@ def _tag_text(tags: Mapping[str, str]) -> str:
 def _covered_with_tags(budgets: Sequence[Budget], flow: str) -> list[Budget]:
     """Budgets whose flow pattern takes ``flow`` but that count only calls with certain tags."""
     return [b for b in budgets if b.match is not None and b.match.tags and glob_matches(b.match.flow, flow)]
+
+
+def check_ledger(
+    ledger: Ledger,
+    budgets: Sequence[Budget],
+    *,
+    flow: str,
+    tags: Mapping[str, str],
+    now: datetime,
+    estimate_usd: Decimal = Decimal(0),
+    flow_seen: Callable[[Connection, str], bool] = flow_in_ledger,
+) -> CheckResult:
+    """:func:`check_flow` on the ledger's primary, each read in its own statement without a
+    transaction around them (storage.db ``quick_reads``): two round trips fewer a check."""
+    with quick_reads(ledger.engine) as conn:
+        return check_flow(
+            conn, budgets, flow=flow, tags=tags, now=now, estimate_usd=estimate_usd, flow_seen=flow_seen
+        )
 
 
 def check_flow(
