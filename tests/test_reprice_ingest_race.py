@@ -75,7 +75,7 @@ def _waiting_or_done(ledger: Ledger, worker: threading.Thread) -> None:
     assert not worker.is_alive(), "the racing batch neither committed nor waited on a lock"
 
 
-def _prices(ledger: Ledger, corrected: bool) -> None:
+def _prices(ledger: Ledger, corrected: bool, *, cents: int = 0) -> None:
     with ledger.engine.begin() as conn:
         conn.execute(delete(price_entries))
         if corrected:
@@ -85,7 +85,7 @@ def _prices(ledger: Ledger, corrected: bool) -> None:
                     "model": "gpt-4o-mini",
                     "effective_from": "2026-11-01",
                     "source": "correction",
-                    "standard": {"input": "0.20", "output": "0.80"},
+                    "standard": {"input": f"0.{20 + cents}", "output": "0.80"},
                 },
                 layer="import",
             )
@@ -139,6 +139,61 @@ def test_a_batch_of_the_same_keys_racing_a_reprice_neither_deadlocks_nor_miscoun
             assert errors == [], f"after statement {k}: the batch failed: {errors[0]!r}"
             assert results[0].stored == 5, k
             stored += 5
+            raced = _rollups(ledger)
+            with ledger.engine.connect() as conn, conn.begin():
+                rebuild_rollups(conn)
+            assert _rollups(ledger) == raced, f"after statement {k}, the rollups disagree with the records"
+        assert raced["usage"][0] == stored
+    finally:
+        ledger.close()
+
+
+def test_a_reprice_started_during_a_batch_of_newly_used_prices_neither_deadlocks_nor_miscounts(
+    postgres_url: str,
+) -> None:
+    """The other way round: the reprice starts after each of the batch's statements, and both
+    record a price version used for the first time (a correction): the batch must not hold that
+    row while it waits for the lock the reprice holds alone."""
+    ledger = make_ledger(postgres_url)
+    try:
+        ingest_objects(ledger, [_record(f"r-{i}", i) for i in range(10)], source="app")
+        with after_statement(ledger.engine, None, lambda: None) as counted:
+            ingest_objects(ledger, [_record("c-0", 30)], source="app")
+        statements = counted.statements
+        assert statements >= 4
+        stored = 11
+        for k in range(1, statements + 1):
+            _prices(ledger, True, cents=k)  # a price version no record has used yet
+            batch = [_record(f"k{k}-{i}", 30 + i) for i in range(5)]
+            errors: list[BaseException] = []
+            repriced: list[int] = []
+
+            def run_reprice(repriced: list[int] = repriced, errors: list[BaseException] = errors) -> None:
+                try:
+                    repriced.append(reprice(ledger, since=_SINCE).changed)
+                except BaseException as exc:  # reported by the assertion below
+                    errors.append(exc)
+
+            worker = threading.Thread(target=run_reprice)
+
+            def race(worker: threading.Thread = worker) -> None:
+                worker.start()
+                _waiting_or_done(ledger, worker)
+
+            failed: BaseException | None = None
+            summary: IngestSummary | None = None
+            with after_statement(ledger.engine, k, race) as seen:
+                try:
+                    summary = ingest_objects(ledger, batch, source="app")
+                except BaseException as exc:  # reported by the assertion below
+                    failed = exc
+            worker.join(30)
+            assert seen.ran and not worker.is_alive()
+            assert failed is None, f"after statement {k}: the batch failed: {failed!r}"
+            assert errors == [], f"after statement {k}: the reprice failed: {errors[0]!r}"
+            assert summary is not None and summary.stored == 5, k
+            stored += 5
+            assert reprice(ledger, since=_SINCE).changed == 0, k  # every record at the new price
             raced = _rollups(ledger)
             with ledger.engine.connect() as conn, conn.begin():
                 rebuild_rollups(conn)

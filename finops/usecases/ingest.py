@@ -44,6 +44,7 @@ from finops.storage.ledger import (
     write_rows_isolating,
 )
 from finops.storage.reservations import settle_reservations
+from finops.storage.retention import hold_retention_lock
 from finops.storage.tables import USAGE_COLUMNS
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
@@ -341,6 +342,9 @@ def _write_batches(
     rows = [row for b in batches for row in b.rows]
     where = [w for b in batches for w in b.where]
     matches = {version: m for b in batches for version, m in b.matches.items()}
+    # Before any row (write_rows takes it too): a reprice holds it alone and records the same new
+    # price versions; a batch holding one while it waited for the lock deadlocked with it.
+    hold_retention_lock(conn, shared=True)
     if matches:
         record_price_versions(conn, matches.values(), now_us=now_us)
     outcome, refused = write_rows_isolating(conn, source=source, rows=rows, where=where, now_us=now_us)
