@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 from sqlalchemy import exc as sa
 
+from finops.storage.db import lost_a_lock_race
+
 __all__ = [
     "RETRY_AFTER_S",
     "DatabaseOutage",
@@ -68,14 +70,6 @@ def unavailable(exc: BaseException) -> bool:
     if isinstance(state, str):
         return state.startswith(_PG_CLASSES) or state in _PG_CODES
     return isinstance(exc, sa.OperationalError | sa.InterfaceError)  # no code: the connection failed
-
-
-def lost_a_lock_race(exc: BaseException) -> bool:
-    """Whether PostgreSQL aborted the transaction to break a deadlock or a serialization conflict
-    with another writer: nothing is wrong with the database, and the same work in smaller
-    transactions goes through."""
-    orig = getattr(exc, "orig", None)
-    return isinstance(exc, sa.DBAPIError) and getattr(orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from finops.errors import ConfigError, StorageError
 
@@ -38,6 +38,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "lost_a_lock_race",
     "one_snapshot",
     "open_ledger",
     "quick_reads",
@@ -83,6 +84,14 @@ def quick_reads(engine: Engine) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+def lost_a_lock_race(exc: BaseException) -> bool:
+    """Whether PostgreSQL aborted the transaction to break a deadlock or a serialization conflict
+    with another writer: nothing is wrong with the database, and the same work in smaller
+    transactions goes through."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, DBAPIError) and getattr(orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def one_snapshot(conn: Connection) -> Connection:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from finops.domain.digest import input_digest
 from finops.domain.pricing import PriceBook, PriceMatch
@@ -32,7 +33,7 @@ from finops.domain.prompts import prompt_fingerprint, redacted_preview
 from finops.domain.usage import RecordError, parse_usage
 from finops.errors import IngestError
 from finops.sources.jsonl import Line, UnreadableInput, expand_paths, read_lines
-from finops.storage.db import write_transaction
+from finops.storage.db import lost_a_lock_race, write_transaction
 from finops.storage.ledger import (
     BatchOutcome,
     PricedRecord,
@@ -44,6 +45,7 @@ from finops.storage.ledger import (
     write_rows_isolating,
 )
 from finops.storage.reservations import settle_reservations
+from finops.storage.retention import hold_retention_lock
 from finops.storage.tables import USAGE_COLUMNS
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
@@ -341,6 +343,9 @@ def _write_batches(
     rows = [row for b in batches for row in b.rows]
     where = [w for b in batches for w in b.where]
     matches = {version: m for b in batches for version, m in b.matches.items()}
+    # Before any row (write_rows takes it too): a reprice holds it alone and records the same new
+    # price versions; a batch holding one while it waited for the lock deadlocked with it.
+    hold_retention_lock(conn, shared=True)
     if matches:
         record_price_versions(conn, matches.values(), now_us=now_us)
     outcome, refused = write_rows_isolating(conn, source=source, rows=rows, where=where, now_us=now_us)
@@ -428,9 +433,23 @@ def write_prepared(
         staged = stage(ledger, source, batch, summary)
     if staged is None:
         return
-    with write_transaction(ledger.engine) as conn:
-        [written] = write_staged(conn, [staged], now_us=_now_us())
-    count_written(summary, written)
+    for attempt in range(_LOCK_RACES + 1):
+        try:
+            with write_transaction(ledger.engine) as conn:
+                [written] = write_staged(conn, [staged], now_us=_now_us())
+        except DBAPIError as exc:
+            if attempt < _LOCK_RACES and lost_a_lock_race(exc):
+                continue  # rolled back whole: written again, nothing counted twice
+            raise
+        count_written(summary, written)
+        return
+
+
+#: Times a batch written alone is written again after PostgreSQL aborted it to break a deadlock:
+#: the daemon's group commit takes a source's freshness row and the rollup rows once per source
+#: in one transaction, so a batch of the second source can hold the one and wait for the others
+#: (tests/test_group_batch_race.py). The daemon writes a group that lost again the same way.
+_LOCK_RACES = 3
 
 
 # A parser process gets the price book and key once; then lines go in and rows come out.

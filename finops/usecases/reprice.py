@@ -19,6 +19,7 @@ from finops.domain.pricing import PriceMatch
 from finops.domain.usage import UsageRecord
 from finops.storage.db import write_transaction
 from finops.storage.ledger import add_to_rollups, record_price_versions
+from finops.storage.retention import hold_retention_lock
 from finops.storage.tables import USAGE_COLUMNS, usage_records
 from finops.usecases.ledger import Ledger
 from finops.usecases.pricing import price_record
@@ -70,6 +71,11 @@ def reprice(
     hi = int((until - _EPOCH) / timedelta(microseconds=1)) if until else None
     while True:
         with write_transaction(ledger.engine) as conn:
+            if not dry_run:
+                # Alone (PostgreSQL), before any row: a batch adds to the same rollup and source
+                # rows in another order (source, per-prompt, daily, hourly), and each would wait
+                # for a row the other holds; PostgreSQL killed one of them as a deadlock.
+                hold_retention_lock(conn, shared=False)
             stmt = select(t.id, *(t[c] for c in USAGE_COLUMNS)).where(t.ts_us >= lo, t.id > last_id)
             if hi is not None:
                 stmt = stmt.where(t.ts_us < hi)
