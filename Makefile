@@ -46,8 +46,9 @@ bench: install                   ## bench/ figures (pricing needs `pip install l
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python bench/pricing.py
 	@# PostgreSQL at scale (issue 15): only against a server named for benchmarks, never the test one
 	@if [ -n "$$FINOPS_BENCH_POSTGRES_URL" ]; then \
-		$(BIN)/python bench/pg_ingest.py && $(BIN)/python bench/pg_scale.py --db finops_bench_scale --replace; \
-	else echo "bench/pg_ingest.py, bench/pg_scale.py: skipped (set FINOPS_BENCH_POSTGRES_URL)"; fi
+		$(BIN)/python bench/pg_ingest.py && $(BIN)/python bench/held_history.py && \
+		$(BIN)/python bench/pg_scale.py --db finops_bench_scale --replace; \
+	else echo "bench/pg_ingest.py, bench/held_history.py, bench/pg_scale.py: skipped (set FINOPS_BENCH_POSTGRES_URL)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-focus .pytest_cache .mypy_cache .ruff_cache bench/data finops.db*

@@ -579,3 +579,37 @@ def test_a_budget_lock_excludes_every_other_holder_and_never_deadlocks(
         assert errors == []
     finally:
         ledger.close()
+
+
+def test_a_settled_or_released_hold_leaves_its_budgets_at_once_and_a_lapsed_one_at_its_expiry(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A budget's holds are summed from the links of its open and lapsed holds only (migration
+    0009), so history never slows a reserve: settling and releasing remove a hold's links in
+    their own transaction; a lapsed hold keeps them (it counts until its own expiry)."""
+    from finops.storage.tables import reservation_budgets
+
+    found = budgets(tmp_path, "1.00")
+    now = datetime.now(UTC)
+    holds = [
+        reserve(ledger, found, ReserveRequest("admit", estimate_usd=CENT, ttl_s=60), source="app", now=now)
+        for _ in range(3)
+    ]
+    settle, free, lapse = (h.reservation_id for h in holds)
+    assert settle and free and lapse
+
+    def links() -> list[str]:
+        with ledger.engine.connect() as conn:
+            return sorted(conn.scalars(select(reservation_budgets.c.reservation_id)).all())
+
+    def held(at: datetime) -> int:
+        with ledger.engine.connect() as conn:
+            return check_flow(conn, found, flow="admit", tags={}, now=at).held["admit"]
+
+    assert links() == sorted([settle, free, lapse]) and held(now) == 3 * CENT_NANOS
+    ingest_objects(ledger, [call_usage(settle)], source="app")
+    assert release(ledger, free) == "released"
+    assert links() == [lapse] and held(now) == CENT_NANOS
+    assert lapse_holds(ledger, now=now + timedelta(seconds=61))["lapsed"] == 1
+    assert links() == [lapse]  # lapsed: still linked, and counted until its own expiry
+    assert held(now + timedelta(seconds=59)) == CENT_NANOS and held(now + timedelta(seconds=61)) == 0

@@ -172,6 +172,6 @@ def test_prices_unpriced_then_override_then_reprice(
 def test_db_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     code, out, _ = finops("db", "upgrade")
-    assert code == 0 and "empty -> 0008_partitions" in out
-    assert "already at 0008_partitions" in finops("db", "upgrade")[1]
+    assert code == 0 and "empty -> 0009_live_holds" in out
+    assert "already at 0009_live_holds" in finops("db", "upgrade")[1]
     assert "up to date" in finops("db", "current")[1]

@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from finops.storage.db import create_engine_for, current_revision, downgrade, head_revision, upgrade
+from finops.storage.reservations import held_by_budget
 from finops.storage.tables import metadata
 
 
@@ -60,4 +61,58 @@ def test_schema_head_constant_is_alembics_head(sqlite_url: str) -> None:
 
     engine = create_engine_for(sqlite_url)
     assert head_revision(engine) == SCHEMA_HEAD
+    engine.dispose()
+
+
+def test_0009_keeps_the_links_of_open_and_lapsed_holds_with_their_sums_and_back(db_url: str) -> None:
+    """A populated ledger at 0008: links of open, lapsed, settled and released holds (and one
+    whose reservation is gone). Up: open and lapsed holds keep theirs, now with their estimate and
+    expiry, and the held sums are what 0008 summed; down: the same links in the former shape."""
+    from sqlalchemy import text
+
+    engine = create_engine_for(db_url)
+    upgrade(engine, "0008_partitions")
+    rows = [  # id, status, estimate, expires, budgets
+        ("open1", "open", 7, 2_000, ["a", "b"]),
+        ("open2", "open", 11, 900, ["a"]),  # expired by the clock of the sum below
+        ("lapsed", "lapsed", 13, 3_000, ["b"]),
+        ("settled", "settled", 17, 3_000, ["a", "b"]),
+        ("released", "released", 19, 3_000, ["a"]),
+    ]
+    with engine.begin() as conn:
+        for rid, status, estimate, expires, keys in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO reservations (id, source, request_id, flow, tags, estimate_nanos, "
+                    "status, answer, created_us, expires_us) "
+                    "VALUES (:id, 'app', NULL, 'f', '{}', :e, :s, '{}', 1, :x)"
+                ),
+                {"id": rid, "e": estimate, "s": status, "x": expires},
+            )
+            for key in keys:
+                conn.execute(
+                    text("INSERT INTO reservation_budgets (reservation_id, budget_key) VALUES (:r, :k)"),
+                    {"r": rid, "k": key},
+                )
+        conn.execute(
+            text("INSERT INTO reservation_budgets (reservation_id, budget_key) VALUES ('gone', 'a')")
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        links = sorted(conn.execute(text("SELECT * FROM reservation_budgets")).all())
+        held = held_by_budget(conn, ["a", "b", "c"], now_us=1_000)
+    assert [tuple(r) for r in links] == [
+        ("lapsed", "b", 13, 3_000),
+        ("open1", "a", 7, 2_000),
+        ("open1", "b", 7, 2_000),
+        ("open2", "a", 11, 900),
+    ]
+    assert held == {"a": 7, "b": 7 + 13, "c": 0}  # as 0008 summed: open or lapsed, unexpired
+    downgrade(engine, "0008_partitions")
+    with engine.connect() as conn:
+        links = sorted(conn.execute(text("SELECT reservation_id, budget_key FROM reservation_budgets")).all())
+        names = {i["name"] for i in inspect(conn).get_indexes("reservation_budgets")}
+    assert [tuple(r) for r in links] == [("lapsed", "b"), ("open1", "a"), ("open1", "b"), ("open2", "a")]
+    assert names == {"ix_reservation_budgets_budget_key_reservation_id"}
+    upgrade(engine)
     engine.dispose()

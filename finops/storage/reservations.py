@@ -16,11 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, bindparam, column, func, or_, select, update
-from sqlalchemy import values as sql_values
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, text, update
 
 from finops.storage.sql import dialect_insert
-from finops.storage.tables import budget_locks, reservation_budgets, reservations
+from finops.storage.tables import reservation_budgets, reservations
 
 __all__ = [
     "Reservation",
@@ -56,6 +55,14 @@ def _row(r: Any) -> Reservation:
     )
 
 
+#: PostgreSQL only. The keys come as one array, so the statement is the same text whatever their
+#: number (SQLAlchemy compiled a multi-row VALUES anew each time: ~1 ms of Python a reserve).
+_LOCK = text(
+    "INSERT INTO budget_locks (budget_key) SELECT k FROM unnest(CAST(:keys AS varchar[])) AS k "
+    "ORDER BY k ON CONFLICT (budget_key) DO UPDATE SET budget_key = excluded.budget_key"
+)
+
+
 def lock_budgets(conn: Connection, keys: Iterable[str]) -> None:
     """Hold the lock of each budget until the transaction ends (PostgreSQL: row locks, in key
     order; SQLite: the transaction's write lock already serialises every writer).
@@ -67,27 +74,20 @@ def lock_budgets(conn: Connection, keys: Iterable[str]) -> None:
     ordered = sorted(set(keys))
     if not ordered or conn.dialect.name == "sqlite":
         return
-    stmt = dialect_insert(conn, budget_locks).values([{"budget_key": k} for k in ordered])
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["budget_key"], set_={"budget_key": stmt.excluded.budget_key}
-        )
-    )
+    conn.execute(_LOCK, {"keys": ordered})
 
 
 _r, _rb = reservations.c, reservation_budgets.c
 #: The statements a reserve and a settlement run, built once: composing a query costs more
 #: Python than SQLite takes to answer it, and both run while the budgets are locked.
 _HELD = (
-    select(_rb.budget_key, func.coalesce(func.sum(_r.estimate_nanos), 0))
-    .join(reservations, _r.id == _rb.reservation_id)
-    .where(
-        _rb.budget_key.in_(bindparam("keys", expanding=True)),
-        # "lapsed" too: a replica whose clock runs ahead marks a hold lapsed before its expiry
-        # by this one's clock; it counts here until then (holds lapse at expiry, never before).
-        _r.status.in_(("open", "lapsed")),
-        _r.expires_us > bindparam("now_us"),
-    )
+    # A budget's links are those of its open holds and of lapsed ones (settled and released holds
+    # lose theirs in the transaction that closes them), so the sum is one index range of the
+    # unexpired links, whatever the budget's history. "lapsed" too: a replica whose clock runs
+    # ahead marks a hold lapsed before its expiry by this one's clock; it counts here until then
+    # (holds lapse at expiry, never before).
+    select(_rb.budget_key, func.coalesce(func.sum(_rb.estimate_nanos), 0))
+    .where(_rb.budget_key.in_(bindparam("keys", expanding=True)), _rb.expires_us > bindparam("now_us"))
     .group_by(_rb.budget_key)
 )
 _BUDGETS_OF = select(_rb.budget_key).where(_rb.reservation_id.in_(bindparam("ids", expanding=True)))
@@ -105,6 +105,11 @@ _SETTLE = (
         closed_us=bindparam("b_now"),
         cost_nanos=bindparam("b_cost"),
         record_id=bindparam("b_record"),
+    )
+)
+_UNLINK_SETTLED = delete(reservation_budgets).where(
+    _rb.reservation_id.in_(
+        select(_r.id).where(_r.id.in_(bindparam("ids", expanding=True)), _r.status == "settled")
     )
 )
 _INSERT_MANY: dict[str, Any] = {}  # per dialect, built on first use (a check never imports PostgreSQL's)
@@ -185,6 +190,27 @@ def reservation_row(
     }
 
 
+#: The columns of a reservation row (:func:`reservation_row`) as _INSERT_LINKED takes them.
+_RESERVATION_COLUMNS = (
+    "id", "source", "request_id", "flow", "tags", "estimate_nanos", "status", "answer", "created_us",
+    "expires_us",
+)  # fmt: skip
+#: PostgreSQL: the reservations, and the budget links of exactly the rows inserted, in one
+#: statement whose text does not depend on how many (each column comes as one array).
+_INSERT_LINKED = text(
+    "WITH new AS (INSERT INTO reservations (id, source, request_id, flow, tags, estimate_nanos, "
+    "status, answer, created_us, expires_us) SELECT * FROM unnest(CAST(:id AS varchar[]), "
+    "CAST(:source AS varchar[]), CAST(:request_id AS varchar[]), CAST(:flow AS varchar[]), "
+    "CAST(:tags AS text[]), CAST(:estimate_nanos AS bigint[]), CAST(:status AS varchar[]), "
+    "CAST(:answer AS text[]), CAST(:created_us AS bigint[]), CAST(:expires_us AS bigint[])) "
+    "ON CONFLICT DO NOTHING RETURNING id, estimate_nanos, expires_us) "
+    "INSERT INTO reservation_budgets (reservation_id, budget_key, estimate_nanos, expires_us) "
+    "SELECT w.rid, w.k, new.estimate_nanos, new.expires_us "
+    "FROM unnest(CAST(:link_ids AS varchar[]), CAST(:link_keys AS varchar[])) AS w(rid, k) "
+    "JOIN new ON new.id = w.rid"
+)
+
+
 def insert_reservations(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert reservations and denials (:func:`reservation_row`) and link each open hold to its
     budgets: one statement for any number on PostgreSQL (the links of the rows inserted), two on
@@ -193,30 +219,26 @@ def insert_reservations(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> 
     if not rows:
         return
     values = [{k: v for k, v in row.items() if k != "budget_keys"} for row in rows]
-    links = [(row["id"], k) for row in rows for k in row["budget_keys"]]
+    links = [(row, k) for row in rows for k in row["budget_keys"]]
     if links and conn.dialect.name == "postgresql":  # one statement: a round trip less a reserve
-        new = (
-            dialect_insert(conn, reservations)
-            .values(values)
-            .on_conflict_do_nothing()
-            .returning(reservations.c.id)
-            .cte("new")
-        )
-        wanted = sql_values(
-            column("reservation_id", String), column("budget_key", String), name="wanted"
-        ).data(links)
-        conn.execute(
-            reservation_budgets.insert().from_select(
-                ["reservation_id", "budget_key"],
-                select(wanted.c.reservation_id, wanted.c.budget_key).join(
-                    new, new.c.id == wanted.c.reservation_id
-                ),
-            )
-        )
+        params: dict[str, Any] = {c: [v[c] for v in values] for c in _RESERVATION_COLUMNS}
+        params["link_ids"], params["link_keys"] = [r["id"] for r, _ in links], [k for _, k in links]
+        conn.execute(_INSERT_LINKED, params)
         return
     conn.execute(_insert_many(conn), values)
     if links:
-        conn.execute(reservation_budgets.insert(), [{"reservation_id": r, "budget_key": k} for r, k in links])
+        conn.execute(
+            reservation_budgets.insert(),
+            [
+                {
+                    "reservation_id": r["id"],
+                    "budget_key": k,
+                    "estimate_nanos": r["estimate_nanos"],
+                    "expires_us": r["expires_us"],
+                }
+                for r, k in links
+            ],
+        )
 
 
 def budgets_of(conn: Connection, reservation_ids: Iterable[str]) -> list[str]:
@@ -239,6 +261,9 @@ def close_reservation(conn: Connection, reservation_id: str, *, status: str, now
             .where(r.id == reservation_id, r.status == "open")
             .values(status=status, closed_us=now_us)
         )
+        conn.execute(
+            delete(reservation_budgets).where(reservation_budgets.c.reservation_id == reservation_id)
+        )
     return str(before) if before is not None else None
 
 
@@ -255,7 +280,11 @@ def settle_reservations(conn: Connection, settled: Mapping[str, tuple[str, int, 
         {"b_id": rid, "b_now": now_us, "b_cost": cost, "b_record": record_id, "b_flow": flow}
         for rid, (record_id, cost, flow) in sorted(settled.items())
     ]
-    return int(conn.execute(_SETTLE, params).rowcount)
+    settled_now = int(conn.execute(_SETTLE, params).rowcount)
+    # The settled holds stop counting in this transaction: their links go (those left open or
+    # lapsed, of another flow or already closed, keep theirs).
+    conn.execute(_UNLINK_SETTLED, {"ids": sorted(settled)})
+    return settled_now
 
 
 def mark_lapsed(conn: Connection, *, now_us: int) -> int:

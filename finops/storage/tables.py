@@ -439,13 +439,17 @@ reservations = Table(
     Index(None, "status", "expires_us"),
 )
 
-#: Which budgets a reservation's hold counts against (those covering its flow and tags then).
+#: Which budgets an open (or lapsed) hold counts against (those covering its flow and tags then),
+#: with its estimate and expiry, so a budget's holds are one index range whatever its history.
+#: A hold's links are deleted when it is settled or released (migration 0009).
 reservation_budgets = Table(
     "reservation_budgets",
     metadata,
     Column("reservation_id", String(40), primary_key=True),
     Column("budget_key", String(300), primary_key=True),
-    Index(None, "budget_key", "reservation_id"),
+    Column("estimate_nanos", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index(None, "budget_key", "expires_us"),
 )
 
 #: The newest usage of each source (its records' newest ``ts_us`` and when it last sent), kept by
