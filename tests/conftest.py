@@ -79,6 +79,26 @@ def _no_postgres() -> None:
     pytest.skip("FINOPS_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scheduling on pytest-xdist workers (``-n 2``; ``--dist loadgroup`` is in addopts).
+
+    A test using a module-scoped fixture of its module (a daemon, Chromium, a seeded database)
+    joins its module's ``xdist_group``: one worker runs them all and sets the fixture up once,
+    where ``load`` split them and each worker started its own. ``slow`` tests go first, so that
+    the longest (a million records) never starts last while the other worker sits idle.
+    """
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        for defs in fixtures.name2fixturedefs.values():
+            if defs and defs[-1].scope == "module" and defs[-1].baseid == item.nodeid.split("::")[0]:
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+                break
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'finops.db'}"
