@@ -15,8 +15,10 @@ unchanged behind a pooler. Creating and dropping the databases goes to the serve
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -24,7 +26,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,31 +140,50 @@ class _DatabasePool:
     checkpoint: each took 0.25 s idle and about a second under the suite's load, and a test on a
     ledger paid two of each (the empty database of fresh_postgres_database, dropped for a copy of
     the migrated template, which was dropped at the end). The thread makes the next database of
-    each kind while a test runs, and drops the ones tests are done with; a test takes a finished
+    each kind while a test runs, and drops the ones tests are done with when no test waits for a
+    database (a run of short PostgreSQL tests leaves its drops for later); a test takes a finished
     one (or waits for the one being made). The databases are what they were: an empty one from
     ``template1``, or a copy of the migrated template, renamed to the name the test has.
     """
 
     #: Made ahead per kind, beyond the one a test takes next.
     AHEAD = 1
+    _CREATE, _DROP, _STOP = 0, 1, 2  # the thread's order of work: creations first
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._made: dict[str | None, deque[Future[str]]] = {}
-        self._dropping: list[Future[None]] = []
-        self._executor: ThreadPoolExecutor | None = None
+        self._dropping: list[Future[str]] = []
+        self._work: queue.PriorityQueue[tuple[int, int, Future[str], str, str | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
 
-    def _thread(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="finops-test-databases")
-        return self._executor
+    def _submit(self, kind: int, verb: str, arg: str | None) -> Future[str]:
+        """Queue one statement (under the lock); the thread runs creations before drops."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="finops-test-databases", daemon=True)
+            self._thread.start()
+        future: Future[str] = Future()
+        self._work.put((kind, next(self._order), future, verb, arg))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            kind, _, future, verb, arg = self._work.get()
+            if kind == self._STOP:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(_admin_sql(verb, arg))
+                except BaseException as exc:  # handed to whoever waits for it
+                    future.set_exception(exc)
 
     def take(self, template: str | None) -> str:
         """The name of a new database (empty, or a copy of ``template``) for the caller alone."""
         with self._lock:
             made = self._made.setdefault(template, deque())
             while len(made) <= self.AHEAD:
-                made.append(self._thread().submit(_admin_sql, "CREATE DATABASE", template))
+                made.append(self._submit(self._CREATE, "CREATE DATABASE", template))
             future = made.popleft()
         return future.result()
 
@@ -171,22 +192,23 @@ class _DatabasePool:
         with self._lock:
             done = [f for f in self._dropping if f.done()]
             self._dropping = [f for f in self._dropping if not f.done()]
-            self._dropping.append(self._thread().submit(_admin_sql, "DROP DATABASE", name))
+            self._dropping.append(self._submit(self._DROP, "DROP DATABASE", name))
         for future in done:  # a drop that failed fails this teardown, as it failed its own before
             future.result()
 
     def close(self) -> None:
         """Finish every drop and drop the databases made ahead (before their templates go)."""
         with self._lock:
-            executor, self._executor = self._executor, None
-            made = [future for queue in self._made.values() for future in queue]
+            thread, self._thread = self._thread, None
+            made = [future for waiting in self._made.values() for future in waiting]
             self._made.clear()
             dropping, self._dropping = self._dropping, []
-        if executor is None:
-            return
-        for future in made:
-            future.cancel()  # not started yet: never made
-        executor.shutdown(wait=True)
+            if thread is None:
+                return
+            for future in made:
+                future.cancel()  # not started yet: never made
+            self._work.put((self._STOP, next(self._order), Future(), "", None))
+        thread.join()
         for future in made:
             if not future.cancelled() and future.exception() is None:
                 _admin_sql("DROP DATABASE", future.result())
