@@ -15,13 +15,18 @@ unchanged behind a pooler. Creating and dropping the databases goes to the serve
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from finops.settings import Settings
+from finops.storage import partitions
 from finops.storage.db import open_ledger
 from finops.usecases.ledger import Ledger
 from tests.pgbouncer import PgBouncer, pgbouncer_binary
@@ -75,6 +81,26 @@ def _no_postgres() -> None:
     pytest.skip("FINOPS_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scheduling on pytest-xdist workers (``-n 2``; ``--dist loadgroup`` is in addopts).
+
+    A test using a module-scoped fixture of its module (a daemon, Chromium, a seeded database)
+    joins its module's ``xdist_group``: one worker runs them all and sets the fixture up once,
+    where ``load`` split them and each worker started its own. ``slow`` tests go first, so that
+    the longest (a million records) never starts last while the other worker sits idle.
+    """
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        for defs in fixtures.name2fixturedefs.values():
+            if defs and defs[-1].scope == "module" and defs[-1].baseid == item.nodeid.split("::")[0]:
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+                break
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'finops.db'}"
@@ -103,7 +129,113 @@ def _through_pgbouncer(url: str) -> str:
 def pytest_unconfigure(config: pytest.Config) -> None:
     while _BOUNCER:
         _BOUNCER.pop().stop()
+    _POOL.close()
     _drop_templates()
+
+
+class _DatabasePool:
+    """PostgreSQL databases made ahead and dropped behind, in one thread of this test process.
+
+    ``CREATE DATABASE`` copies its template block by block and ``DROP DATABASE`` forces a
+    checkpoint: each took 0.25 s idle and about a second under the suite's load, and a test on a
+    ledger paid two of each (the empty database of fresh_postgres_database, dropped for a copy of
+    the migrated template, which was dropped at the end). The thread makes the next database of
+    each kind while a test runs, and drops the ones tests are done with when no test waits for a
+    database (a run of short PostgreSQL tests leaves its drops for later); a test takes a finished
+    one (or waits for the one being made). The databases are what they were: an empty one from
+    ``template1``, or a copy of the migrated template, renamed to the name the test has.
+    """
+
+    #: Made ahead per kind, beyond the one a test takes next.
+    AHEAD = 1
+    _CREATE, _DROP, _STOP = 0, 1, 2  # the thread's order of work: creations first
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str | None, deque[Future[str]]] = {}
+        self._dropping: list[Future[str]] = []
+        self._work: queue.PriorityQueue[tuple[int, int, Future[str], str, str | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def _submit(self, kind: int, verb: str, arg: str | None) -> Future[str]:
+        """Queue one statement (under the lock); the thread runs creations before drops."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="finops-test-databases", daemon=True)
+            self._thread.start()
+        future: Future[str] = Future()
+        self._work.put((kind, next(self._order), future, verb, arg))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            kind, _, future, verb, arg = self._work.get()
+            if kind == self._STOP:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(_admin_sql(verb, arg))
+                except BaseException as exc:  # handed to whoever waits for it
+                    future.set_exception(exc)
+
+    def take(self, template: str | None) -> str:
+        """The name of a new database (empty, or a copy of ``template``) for the caller alone."""
+        with self._lock:
+            made = self._made.setdefault(template, deque())
+            while len(made) <= self.AHEAD:
+                made.append(self._submit(self._CREATE, "CREATE DATABASE", template))
+            future = made.popleft()
+        return future.result()
+
+    def drop(self, name: str) -> None:
+        """Drop ``name`` (``WITH (FORCE)``) soon, in the thread; close() waits for it."""
+        with self._lock:
+            done = [f for f in self._dropping if f.done()]
+            self._dropping = [f for f in self._dropping if not f.done()]
+            self._dropping.append(self._submit(self._DROP, "DROP DATABASE", name))
+        for future in done:  # a drop that failed fails this teardown, as it failed its own before
+            future.result()
+
+    def close(self) -> None:
+        """Finish every drop and drop the databases made ahead (before their templates go)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            made = [future for waiting in self._made.values() for future in waiting]
+            self._made.clear()
+            dropping, self._dropping = self._dropping, []
+            if thread is None:
+                return
+            for future in made:
+                future.cancel()  # not started yet: never made
+            self._work.put((self._STOP, next(self._order), Future(), "", None))
+        thread.join()
+        for future in made:
+            if not future.cancelled() and future.exception() is None:
+                _admin_sql("DROP DATABASE", future.result())
+        for future in dropping:
+            future.result()
+
+
+def _admin_sql(verb: str, arg: str | None) -> str:
+    """``CREATE DATABASE`` a new name (from template ``arg``, or template1), or ``DROP DATABASE``
+    ``arg`` if it exists, with FORCE; returns the database's name."""
+    assert PG_URL is not None
+    if verb == "CREATE DATABASE":
+        name = f"finops_test_{uuid.uuid4().hex[:12]}"
+        sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{arg}"' if arg else "")
+    else:
+        assert arg is not None
+        name, sql = arg, f'DROP DATABASE IF EXISTS "{arg}" WITH (FORCE)'
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        admin.dispose()
+    return name
+
+
+_POOL = _DatabasePool()
 
 
 @contextmanager
@@ -115,19 +247,14 @@ def fresh_postgres_database(*, direct: bool = False) -> Iterator[str]:
     if not PG_URL:
         _no_postgres()
     assert PG_URL is not None
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"finops_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    name = _POOL.take(None)
     _EMPTY_PG.add(name)
     try:
         url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
         yield _through_pgbouncer(url) if PG_THROUGH_PGBOUNCER and not direct else url
     finally:
         _EMPTY_PG.discard(name)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        _POOL.drop(name)
 
 
 #: Databases made by fresh_postgres_database that nothing has given a schema through make_ledger.
@@ -205,13 +332,46 @@ def _from_template(url: str) -> None:
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            try:  # without FORCE: a session on it (a pooled PgBouncer one) keeps it, and Alembic runs
-                conn.exec_driver_sql(f'DROP DATABASE "{name}"')
+            # A copy of the template made ahead (_DatabasePool) takes the name the test has; the
+            # empty database goes under another name, dropped in the pool's thread. Renaming, like
+            # dropping, fails while anyone is connected: a session on it (a pooled PgBouncer one)
+            # keeps it, and Alembic runs.
+            spent = f"finops_test_{uuid.uuid4().hex[:12]}"
+            try:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" RENAME TO "{spent}"')
             except DBAPIError:
                 return
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            _POOL.drop(spent)
+            conn.exec_driver_sql(f'ALTER DATABASE "{_POOL.take(template)}" RENAME TO "{name}"')
     finally:
         admin.dispose()
+
+
+def quick_deadlock_detection(url: str) -> None:
+    """Sessions that connect to ``url``'s PostgreSQL database from now on look for a deadlock
+    after a lock wait of 50 ms instead of the server's ``deadlock_timeout`` (1 s by default), for
+    tests whose writers deadlock on purpose: PostgreSQL aborts the same transaction, sooner.
+
+    Call it after make_ledger gave the database its schema (that replaces the database), before
+    opening the engines that should see it. Left as it is where the role may not set it."""
+    name = make_url(url).database
+    if not PG_URL or not name:
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.exec_driver_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar():
+                conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET deadlock_timeout = '50ms'")
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def short_partition_lock_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partition DDL (retention's DETACH, a new month's ATTACH) gives up on its lock after 0.5 s
+    instead of the daemon's 5 s, for tests whose retention waits behind a read until it gives up:
+    the same lock wait and the same "lock timeout" error, 4.5 s sooner each time."""
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "500ms")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

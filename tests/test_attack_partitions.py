@@ -310,6 +310,7 @@ def test_retention_at_a_month_edge_closes_the_last_microsecond_and_keeps_the_fir
     assert _count(engine, "SELECT sum(cost_nanos) FROM rollups_daily") == raw_cost
 
 
+@pytest.mark.usefixtures("short_partition_lock_timeout")
 def test_retention_behind_a_long_read_gives_up_in_one_line_and_runs_again(
     service: IngestService, caplog: pytest.LogCaptureFixture
 ) -> None:

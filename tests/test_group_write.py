@@ -25,7 +25,7 @@ from finops.usecases.admission import Ask, Estimate, ReserveRequest, decide, pre
 from finops.usecases.group_write import write_group
 from finops.usecases.ingest import IngestSummary, count_written, prepare_objects, stage, write_staged
 from finops.usecases.ledger import Ledger
-from tests.conftest import make_ledger, usage
+from tests.conftest import make_ledger, quick_deadlock_detection, usage
 from tests.test_admission import budgets, call_usage
 
 CENT = Decimal("0.01")
@@ -272,6 +272,8 @@ def test_replicas_whose_groups_deadlock_answer_every_request(postgres_url: str, 
     after the other in one transaction, so two can deadlock, and PostgreSQL aborts one. That
     group is then written one request at a time: every caller gets its answer, none a 503."""
     found = budgets(tmp_path, "1000.00")
+    make_ledger(postgres_url).close()
+    quick_deadlock_detection(postgres_url)  # each round's deadlock is found in 50 ms, not 1 s
     ledgers = [make_ledger(postgres_url), make_ledger(postgres_url)]
     writers = [GroupCommit(led, lambda: found) for led in ledgers]
     try:

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -18,16 +18,37 @@ import pytest
 from finops.domain.money import format_usd
 from tests.daemon_proc import TOKEN, DaemonProcess, free_port
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price map
-litellm = pytest.importorskip("litellm", reason="LiteLLM is not installed: pip install -e '.[dev]'")
+if TYPE_CHECKING:
+    import litellm
+    from litellm.caching.dual_cache import DualCache
+    from litellm.proxy._types import UserAPIKeyAuth
 
-from litellm.caching.dual_cache import DualCache  # noqa: E402
-from litellm.proxy._types import UserAPIKeyAuth  # noqa: E402
-
-from finops.integrations.litellm import FinopsGuard, GuardSettings  # noqa: E402
+    from finops.integrations.litellm import FinopsGuard, GuardSettings
 
 # LiteLLM imports some providers on first use, and pydantic warns about one of their types.
 pytestmark = pytest.mark.filterwarnings("ignore:Items? .* the `ReadOnly` qualifier:UserWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_litellm() -> None:
+    """LiteLLM (and the guard, which imports it) is imported when the first test here runs, not
+    when pytest collects the suite: every xdist worker collects every module, and the import
+    costs a second of CPU. The names are this module's globals, as a top-level import made them."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price map
+    module = pytest.importorskip("litellm", reason="LiteLLM is not installed: pip install -e '.[dev]'")
+    from litellm.caching.dual_cache import DualCache
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from finops.integrations.litellm import FinopsGuard, GuardSettings
+
+    globals().update(
+        litellm=module,
+        DualCache=DualCache,
+        UserAPIKeyAuth=UserAPIKeyAuth,
+        FinopsGuard=FinopsGuard,
+        GuardSettings=GuardSettings,
+    )
+
 
 MODEL = "gpt-4o-2024-08-06"  # $2.50 per million input tokens, $10 per million output tokens
 FLOW = "support-bot"

@@ -25,9 +25,6 @@ import pytest
 from finops.domain.money import format_usd
 from tests.daemon_proc import TOKEN, DaemonProcess, free_port
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price map
-litellm = pytest.importorskip("litellm", reason="LiteLLM is not installed: pip install -e '.[dev]'")
-
 MODEL = "gpt-4o-2024-08-06"  # $2.50 per million input tokens, $10 per million output tokens
 FLOW = "support-bot"
 CAP_USD = "0.05"
@@ -138,7 +135,15 @@ class ProxyProcess:
 
 
 @pytest.fixture(scope="module")
-def proxy_extra() -> None:
+def litellm() -> Any:
+    """LiteLLM, imported when this module's test runs, not when pytest collects the suite (every
+    xdist worker collects every module, and the import costs a second of CPU)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price map
+    return pytest.importorskip("litellm", reason="LiteLLM is not installed: pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="module")
+def proxy_extra(litellm: Any) -> None:
     problem = _proxy_import_problem()
     if problem is not None:
         pytest.skip(
@@ -187,7 +192,7 @@ def ledger_when_settled(daemon: DaemonProcess, spend_usd: str) -> dict[str, Any]
 
 
 def test_a_real_litellm_proxy_refuses_calls_past_a_blocking_cap(
-    stack: tuple[DaemonProcess, ProxyProcess],
+    stack: tuple[DaemonProcess, ProxyProcess], litellm: Any
 ) -> None:
     daemon, proxy = stack
     counted = litellm.token_counter(model=MODEL, messages=MESSAGES)

@@ -197,6 +197,7 @@ def test_a_report_racing_retention_never_loses_the_closed_days(db_url: str, tmp_
             )
 
 
+@pytest.mark.usefixtures("short_partition_lock_timeout")
 def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_path: Path) -> None:
     """The FOCUS export refuses a month retention has deleted raw records of (it needs each call).
     It reads the watermark and the month's raw records in separate statements: retention landing
@@ -232,6 +233,7 @@ def test_a_focus_export_racing_retention_is_whole_or_refused(db_url: str, tmp_pa
             assert during in (None, expected), f"retention after statement {k} of the export: {during} billed"
 
 
+@pytest.mark.usefixtures("short_partition_lock_timeout")
 def test_a_monthly_report_racing_retention_never_loses_the_month(db_url: str, tmp_path: Path) -> None:
     """The monthly report reads in one snapshot. In a zone whose days start mid-hour its days come
     from raw records after the retention watermark; on PostgreSQL retention drops a closed month's

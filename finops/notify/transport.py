@@ -33,6 +33,7 @@ from slack_sdk.http_retry.state import RetryState
 
 __all__ = [
     "MAX_INLINE_WAIT_S",
+    "SERVER_ERROR_BACKOFF_S",
     "BoundedRateLimitRetryHandler",
     "CallDeadline",
     "Scrubber",
@@ -48,7 +49,10 @@ _log = logging.getLogger("finops.notify.slack")
 MAX_INLINE_WAIT_S = 30.0
 #: slack-sdk adds up to a second of random jitter to every wait between attempts.
 _JITTER_S = 1.0
-_BACKOFF_FACTOR = 0.5
+#: The 5xx back-off: the first retry waits this long, each next one twice as long (slack-sdk's
+#: ``backoff_factor``), plus the jitter. Read when a sender is made: the tests set it lower to
+#: wait less between the 5xx answers of their fake Slack; nothing in finops changes it.
+SERVER_ERROR_BACKOFF_S = 0.5
 _REDACTED = "[redacted]"
 #: Slack token shapes and webhook paths, scrubbed even when they are not the configured secret.
 _PATTERNS = (
@@ -81,7 +85,7 @@ def max_call_s(timeout_s: float, max_retries: int) -> float:
     every wait between attempts may be as long as we honour: a Retry-After up to
     ``MAX_INLINE_WAIT_S`` or the 5xx backoff, plus slack-sdk's jitter.
     """
-    longest_wait = max(MAX_INLINE_WAIT_S, _BACKOFF_FACTOR * 2.0 ** max(max_retries - 1, 0)) + _JITTER_S
+    longest_wait = max(MAX_INLINE_WAIT_S, SERVER_ERROR_BACKOFF_S * 2.0 ** max(max_retries - 1, 0)) + _JITTER_S
     return (max_retries + 1) * 2 * timeout_s + max_retries * longest_wait
 
 
@@ -131,7 +135,8 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
 
 
 class ServerErrorRetryHandler(RetryHandler):
-    """Retries HTTP 500, 502, 503 and 504 with exponential backoff (0.5 s, 1 s, 2 s... plus up to 1 s jitter).
+    """Retries HTTP 500, 502, 503 and 504 with exponential backoff (0.5 s, 1 s, 2 s... plus up to 1 s jitter;
+    ``SERVER_ERROR_BACKOFF_S`` is the first wait).
 
     slack-sdk ships a handler of this name only for 500 and 503 and not in every 3.x
     release; proxies in front of Slack answer 502 and 504 too.
@@ -140,7 +145,8 @@ class ServerErrorRetryHandler(RetryHandler):
     STATUSES = frozenset({500, 502, 503, 504})
 
     def __init__(self, max_retry_count: int = 1, deadline: CallDeadline | None = None) -> None:
-        super().__init__(max_retry_count, BackoffRetryIntervalCalculator(backoff_factor=_BACKOFF_FACTOR))
+        self._backoff_s = SERVER_ERROR_BACKOFF_S
+        super().__init__(max_retry_count, BackoffRetryIntervalCalculator(backoff_factor=self._backoff_s))
         self._deadline = deadline
 
     def _can_retry(
@@ -153,7 +159,7 @@ class ServerErrorRetryHandler(RetryHandler):
     ) -> bool:
         if response is None or response.status_code not in self.STATUSES:
             return False
-        slept = _BACKOFF_FACTOR * 2.0**state.current_attempt + _JITTER_S
+        slept = self._backoff_s * 2.0**state.current_attempt + _JITTER_S
         return self._deadline is None or self._deadline.allows(slept)
 
 
