@@ -205,12 +205,16 @@ def separate_cores(admin: str) -> Iterator[str]:
     1, as when the database has its own machine; the server's affinity is put back afterwards.
     The SQLite path then has CPU 0 only: the same finops host either way. A bench killed with
     SIGKILL cannot put it back: ``taskset -a -p -c 0-N <postmaster pid>`` does."""
-    server = _server_pids(admin)
-    before = {pid: os.sched_getaffinity(pid) for pid in server}
+    before: dict[int, set[int]] = {}
+    for pid in _server_pids(admin):
+        with suppress(ProcessLookupError):  # a backend that ended since the listing
+            before[pid] = os.sched_getaffinity(pid)
+    server = list(before)
     mine = os.sched_getaffinity(0)
     try:
         for pid in server:  # new backends are forked from the postmaster and inherit its CPU
-            os.sched_setaffinity(pid, {1})
+            with suppress(ProcessLookupError):
+                os.sched_setaffinity(pid, {1})
         os.sched_setaffinity(0, {0})
         yield f"finops on CPU 0, PostgreSQL ({len(server)} processes) on CPU 1"
     finally:
