@@ -34,7 +34,7 @@ from finops.usecases.ingest import ingest_objects
 from finops.usecases.ledger import Ledger
 from tests.conftest import make_ledger
 from tests.daemon_proc import DaemonProcess
-from tests.racing import after_statement
+from tests.racing import after_statement, wait_done_or_blocked
 
 CENT = Decimal("0.01")
 CENT_NANOS = 10_000_000
@@ -422,7 +422,7 @@ def test_a_release_racing_a_settle_says_what_became_of_the_hold(ledger: Ledger, 
 
         def start_settle() -> None:
             settle.start()  # it commits, or waits for a lock the release holds: either way on
-            _wait_done_or_blocked(ledger, settle)
+            wait_done_or_blocked(ledger.engine, settle)
 
         with after_statement(ledger.engine, settle_after, start_settle, skip=lambda _: sqlite) as race:
             said = release(ledger, rid)
@@ -439,23 +439,6 @@ def test_a_release_racing_a_settle_says_what_became_of_the_hold(ledger: Ledger, 
         assert said == status, (
             f"a settle after statement {k} of the release: said {said}, the hold is {status}"
         )
-
-
-def _wait_done_or_blocked(ledger: Ledger, worker: threading.Thread) -> None:
-    """Until ``worker`` has finished or waits for a lock in PostgreSQL (held by the caller)."""
-    with ledger.engine.connect() as conn:
-        for _ in range(10_000):
-            worker.join(0.005)
-            if not worker.is_alive():
-                return
-            waiting = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return
-    raise AssertionError("the settle neither finished nor waited for a lock")
 
 
 def test_usage_of_a_model_without_a_price_leaves_its_hold_counting_until_it_lapses(
@@ -554,7 +537,7 @@ def test_a_budget_lock_excludes_every_other_holder_and_never_deadlocks(
             lock_budgets(conn, ["b", "a"])
             worker = threading.Thread(target=second)
             worker.start()
-            _wait_done_or_blocked(ledger, worker)
+            wait_done_or_blocked(ledger.engine, worker)
             assert done == [] and worker.is_alive(), "the second took budget b while the first held it"
             done.append("first")
         worker.join(30)
